@@ -1,0 +1,3 @@
+from audits.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""run_audit: one shared forward pass, then every selected probe, assembled into an AuditReport."""
+
+from __future__ import annotations
+
+import platform
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from importlib import metadata
+
+import numpy as np
+import torch
+
+from audits.data import AuditData
+from audits.errors import AuditError
+from audits.explain.base import AttributionResult
+from audits.performance import evaluate_performance
+from audits.probes import Probe, RunContext, make_probe
+from audits.report import SCHEMA_VERSION, AuditReport, DataSummary, Provenance
+from audits.results import ProbeFailure, SkippedProbe
+from audits.spec import AuditSpec
+from models.loader import ModelHandle
+
+ProgressFn = Callable[[float, str], None]
+_LIBRARIES = ("audits", "torch", "numpy", "pandas", "captum", "shap", "lime", "scikit-learn", "scikit-image", "fairlearn", "pydantic", "safetensors")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def select_samples(y: np.ndarray, n: int, how: str, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the samples to explain: spread over classes ('stratified'), random, or the first n."""
+    n = min(n, len(y))
+    if how == "first":
+        return np.arange(n)
+    if how == "random":
+        return np.sort(rng.choice(len(y), size=n, replace=False))
+    pools = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < n:
+        for pool in pools:
+            if depth < len(pool) and len(picked) < n:
+                picked.append(int(pool[depth]))
+        depth += 1
+    return np.array(picked, dtype=np.int64)
+
+
+def build_context(model: ModelHandle, data: AuditData, *, seed: int = 0, sample_indices: np.ndarray | None = None, progress: ProgressFn | None = None) -> RunContext:
+    """A RunContext with the shared forward pass (for running probes outside ``run_audit``)."""
+    proba = model.predict_proba(data.x)
+    idx = np.arange(min(len(data), 8)) if sample_indices is None else np.asarray(sample_indices)
+    return RunContext(seed=seed, proba=proba, sample_indices=idx, progress=progress)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None, *, progress: ProgressFn | None = None) -> AuditReport:
+    """Audit ``model`` on ``data`` as ``spec`` says and return the report.
+
+    A probe that does not apply is recorded in ``skipped`` with its reason; a probe that
+    fails is recorded in ``failures`` and the audit goes on.
+    """
+    spec = spec or AuditSpec()
+    spec.validate_probes()
+    started = time.perf_counter()
+    meter_start = model.meter.snapshot()
+    _seed_everything(spec.seed)
+    rng = np.random.default_rng(spec.seed)
+    n_available = len(data)
+    row_indices = None
+    if spec.max_rows is not None and spec.max_rows < n_available:
+        row_indices = np.sort(rng.choice(n_available, size=spec.max_rows, replace=False))
+        data = data.subset(row_indices)
+
+    def tell(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(min(max(fraction, 0.0), 1.0), message)
+
+    tell(0.0, "forward pass")
+    proba = model.predict_proba(data.x)
+    performance = evaluate_performance(proba, data.y, data.class_names)
+    sample_idx = select_samples(data.y, spec.n_samples(data.modality), spec.sample_selection, rng)
+
+    probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality)]
+    results: dict[str, list] = {"explanation": [], "robustness": [], "fairness": []}
+    skipped: list[SkippedProbe] = []
+    failures: list[ProbeFailure] = []
+    budgets: dict[str, dict] = {}
+    for i, (name, probe) in enumerate(probes):
+        lo, hi = (i + 0.05) / (len(probes) + 0.05), (i + 1.05) / (len(probes) + 0.05)
+        reason = probe.check(model, data)
+        if reason is not None:
+            skipped.append(SkippedProbe(name=name, reason=reason))
+            continue
+        tell(lo, name)
+        context = RunContext(
+            seed=spec.seed, proba=proba, sample_indices=sample_idx,
+            progress=lambda f, msg, lo=lo, hi=hi, name=name: tell(lo + (hi - lo) * f, f"{name}: {msg}" if msg else name),
+        )
+        try:
+            result = probe.run(model, data, context)
+        except AuditError as exc:
+            failures.append(ProbeFailure(name=name, error=exc.problem, fix=exc.fix))
+            continue
+        except Exception as exc:  # a failed probe must not take the audit down; its error is reported
+            failures.append(ProbeFailure(name=name, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        results[probe.category].append(result)
+        budgets[name] = probe.params
+    tell(1.0, "done")
+
+    calls, rows = model.meter.calls - meter_start[0], model.meter.rows - meter_start[1]
+    provenance = Provenance(
+        model_name=model.name,
+        model_format=model.format,
+        weights_sha256=model.weights_sha256,
+        parameter_count=model.parameter_count,
+        device=str(model.device),
+        data_source=data.source,
+        data_sha256=data.sha256,
+        seed=spec.seed,
+        spec=spec.model_dump(mode="json"),
+        library_versions=library_versions(),
+        model_notes=dict(model.card.notes),
+        wall_time_s=time.perf_counter() - started,
+        model_calls=calls,
+        rows_evaluated=rows,
+        sample_budgets={"explained_samples": int(len(sample_idx)), "evaluation_rows": int(len(data)), "probes": budgets},
+    )
+    summary = DataSummary(
+        modality=data.modality,
+        n_rows=len(data),
+        n_rows_available=n_available,
+        class_names=list(data.class_names),
+        class_counts={c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)},
+        sensitive=list(data.sensitive),
+        group_sizes={a: {str(k): int(v) for k, v in data.attributes[a].astype(str).value_counts().sort_index().items()} for a in data.sensitive},
+        feature_names=list(data.feature_names),
+        row_indices=row_indices,
+    )
+    explanations: list[AttributionResult] = results["explanation"]
+    return AuditReport(
+        schema_version=SCHEMA_VERSION,
+        report_id=uuid.uuid4().hex[:12],
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        provenance=provenance,
+        data_summary=summary,
+        performance=performance,
+        explanations=explanations,
+        robustness=results["robustness"],
+        fairness=results["fairness"],
+        skipped=skipped,
+        failures=failures,
+    )

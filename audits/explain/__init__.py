@@ -1,0 +1,26 @@
+"""Attribution probes, one file per method. Importing this package registers them."""
+
+from __future__ import annotations
+
+import importlib
+
+from audits.explain.base import AttributionProbe, AttributionResult
+
+# Method modules; each registers its probe(s) on import.
+_METHODS = (
+    "grad_cam",
+    "integrated_gradients",
+    "saliency",
+    "gradient_shap",
+    "occlusion",
+    "kernel_shap",
+    "lime",
+)
+for _name in _METHODS:
+    try:
+        importlib.import_module(f"audits.explain.{_name}")
+    except ModuleNotFoundError as _exc:  # a method file not written yet
+        if _exc.name != f"audits.explain.{_name}":
+            raise
+
+__all__ = ["AttributionProbe", "AttributionResult"]

@@ -1,0 +1,71 @@
+"""Clean performance from the audit's shared forward pass: accuracy, per-class metrics, calibration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from audits.serialization import serializable
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class PerformanceResult:
+    """Accuracy, per-class precision/recall/F1/support, confusion matrix and calibration.
+
+    ``reliability`` has one row per confidence bin: its bounds, sample count, mean
+    confidence and accuracy; ``ece`` is the count-weighted mean |accuracy - confidence|.
+    """
+
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    per_class: pd.DataFrame
+    confusion: np.ndarray
+    ece: float
+    reliability: pd.DataFrame
+    mean_confidence: float
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Equal-width confidence bins and the expected calibration error."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    conf_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
+    acc_sum = np.bincount(bins, weights=correct.astype(float), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, conf_sum / count, np.nan)
+        mean_acc = np.where(count > 0, acc_sum / count, np.nan)
+    ece = float(np.nansum(count * np.abs(mean_acc - mean_conf)) / max(len(confidence), 1))
+    table = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "count": count, "confidence": mean_conf, "accuracy": mean_acc})
+    return table, ece
+
+
+def evaluate_performance(proba: np.ndarray, y: np.ndarray, class_names: list[str], n_bins: int = 10) -> PerformanceResult:
+    k = len(class_names)
+    pred = proba.argmax(axis=1)
+    confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    tp = np.diag(confusion).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), np.nan)
+    per_class = pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    confidence = proba.max(axis=1)
+    correct = pred == y
+    reliability, ece = reliability_table(confidence, correct, n_bins)
+    return PerformanceResult(
+        n=int(len(y)),
+        accuracy=float(correct.mean()) if len(y) else float("nan"),
+        balanced_accuracy=float(np.nanmean(recall)),
+        per_class=per_class,
+        confusion=confusion,
+        ece=ece,
+        reliability=reliability,
+        mean_confidence=float(confidence.mean()) if len(y) else float("nan"),
+    )

@@ -1,0 +1,144 @@
+"""The probe interface and registry.
+
+A probe is one method in one file: parameters in ``__init__`` (stored, not validated
+against data), ``check(model, data)`` says why it cannot run (or None), and
+``run(model, data, context)`` returns a typed, serializable result whose cost (model
+calls, rows, wall time) the base records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+
+from audits.errors import SpecError
+from audits.results import Cost, ProbeResult
+
+if TYPE_CHECKING:
+    from audits.data import AuditData
+    from models.loader import ModelHandle
+
+Category = Literal["explanation", "robustness", "fairness"]
+ProgressFn = Callable[[float, str], None]
+# Packages whose modules register probes on import.
+_PROBE_PACKAGES = ("audits.explain", "audits.robustness", "audits.fairness")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the engine shares with every probe of one audit."""
+
+    seed: int
+    proba: np.ndarray  # (N, K) class probabilities from the audit's one shared forward pass
+    sample_indices: np.ndarray  # rows to explain / show examples for
+    progress: ProgressFn | None = None
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.proba.argmax(axis=1)
+
+    def rng(self, salt: str) -> np.random.Generator:
+        """A generator seeded by the audit seed and ``salt``, so probes do not share streams."""
+        digest = hashlib.sha256(f"{self.seed}:{salt}".encode()).digest()
+        return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+    def report(self, fraction: float, message: str = "") -> None:
+        if self.progress is not None:
+            self.progress(min(max(fraction, 0.0), 1.0), message)
+
+
+class Probe(ABC):
+    """Base of every probe. Subclasses set the class attributes and implement ``_run``."""
+
+    name: ClassVar[str]
+    category: ClassVar[Category]
+    modalities: ClassVar[tuple[str, ...]]
+    # Modalities for which the default audit spec includes this probe.
+    default_for: ClassVar[tuple[str, ...]] = ()
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def check(self, model: ModelHandle, data: AuditData) -> str | None:
+        """Why this probe cannot run on ``model`` and ``data``; None when it can."""
+        if model.modality not in self.modalities:
+            return f"{self.name} applies to {', '.join(self.modalities)} models, not {model.modality}"
+        return None
+
+    def supports(self, model: ModelHandle, data: AuditData) -> bool:
+        return self.check(model, data) is None
+
+    @property
+    def params(self) -> dict:
+        """The constructor parameters as set (for the report)."""
+        sig = inspect.signature(type(self).__init__)
+        return {n: getattr(self, n) for n in sig.parameters if n != "self" and hasattr(self, n)}
+
+    def run(self, model: ModelHandle, data: AuditData, context: RunContext) -> ProbeResult:
+        """Run the probe and record its cost on the result."""
+        reason = self.check(model, data)
+        if reason is not None:
+            raise ValueError(reason)
+        start = time.perf_counter()
+        with model.metered() as meter:
+            result = self._run(model, data, context)
+        cost = Cost(model_calls=meter.calls, rows_evaluated=meter.rows, wall_time_s=time.perf_counter() - start)
+        return dataclasses.replace(result, cost=cost)
+
+    @abstractmethod
+    def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> ProbeResult: ...
+
+
+PROBES: dict[str, type[Probe]] = {}
+
+
+def register(cls: type[Probe]) -> type[Probe]:
+    """Class decorator: make a probe selectable by its ``name``."""
+    if cls.name in PROBES and PROBES[cls.name] is not cls:
+        raise TypeError(f"two probes named {cls.name}")
+    PROBES[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    for package in _PROBE_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as exc:
+            if exc.name != package:
+                raise
+
+
+def registered_probes() -> dict[str, type[Probe]]:
+    _load_builtin()
+    return dict(PROBES)
+
+
+def default_probe_names(modality: str) -> list[str]:
+    return [n for n, cls in registered_probes().items() if modality in cls.default_for]
+
+
+def make_probe(name: str, params: dict | None = None) -> Probe:
+    """Instantiate a registered probe; unknown names and parameters raise SpecError."""
+    probes = registered_probes()
+    if name not in probes:
+        raise SpecError(f"Unknown probe {name!r}.", fix=f"Choose from: {', '.join(sorted(probes))}.")
+    cls = probes[name]
+    params = dict(params or {})
+    sig = inspect.signature(cls.__init__)
+    accepted = [n for n in sig.parameters if n != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise SpecError(f"Probe {name!r} has no parameter(s) {unknown}.", fix=f"Its parameters are: {', '.join(accepted) or 'none'}.")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"Invalid parameters for probe {name!r}: {exc}.", fix=f"Its parameters are: {', '.join(accepted)}.") from None

@@ -1,0 +1,1 @@
+"""Result -> figure functions, apart from computing. Static figures use matplotlib (Agg)."""

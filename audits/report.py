@@ -1,0 +1,138 @@
+"""The AuditReport: one self-describing, versioned, serializable record of an audit."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audits.errors import ReportError
+from audits.explain.base import AttributionResult
+from audits.performance import PerformanceResult
+from audits.results import ProbeFailure, ProbeResult, SkippedProbe
+from audits.serialization import from_jsonable, serializable, to_jsonable
+
+SCHEMA_VERSION = "1.0"
+# Majors this code can read. A newer major is refused with a clear error.
+READABLE_MAJORS = {"1"}
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """What was audited, how, with what, and at what cost: enough to reproduce the audit."""
+
+    model_name: str
+    model_format: str
+    weights_sha256: str
+    parameter_count: int
+    device: str
+    data_source: str
+    data_sha256: str
+    seed: int
+    spec: dict
+    library_versions: dict
+    model_notes: dict = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    model_calls: int = 0
+    rows_evaluated: int = 0
+    sample_budgets: dict = field(default_factory=dict)
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class DataSummary:
+    modality: str
+    n_rows: int
+    n_rows_available: int
+    class_names: list[str]
+    class_counts: dict
+    sensitive: list[str]
+    group_sizes: dict  # attribute -> {group: count}
+    feature_names: list[str] = field(default_factory=list)
+    # Rows of the evaluation file that were audited (None = all); sample indices refer to these.
+    row_indices: np.ndarray | None = None
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class AuditReport:
+    """Provenance, data summary, performance and every probe's typed result."""
+
+    schema_version: str
+    report_id: str
+    created_at: str
+    provenance: Provenance
+    data_summary: DataSummary
+    performance: PerformanceResult
+    explanations: list[AttributionResult] = field(default_factory=list)
+    robustness: list[ProbeResult] = field(default_factory=list)
+    fairness: list[ProbeResult] = field(default_factory=list)
+    findings: list = field(default_factory=list)
+    skipped: list[SkippedProbe] = field(default_factory=list)
+    failures: list[ProbeFailure] = field(default_factory=list)
+
+    def explanation(self, method: str) -> AttributionResult | None:
+        return next((r for r in self.explanations if r.method == method), None)
+
+    def to_dict(self) -> dict:
+        return to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> AuditReport:
+        version = str(raw.get("schema_version", ""))
+        if version.split(".")[0] not in READABLE_MAJORS:
+            raise ReportError(
+                f"Report schema version {version or '(missing)'} is not readable by this version (reads {sorted(READABLE_MAJORS)}.x).",
+                fix="Open it with the tool version that wrote it, or re-run the audit.",
+            )
+        try:
+            report = from_jsonable(raw)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ReportError(f"The report does not match schema {version}: {exc}.", fix="Re-run the audit to regenerate it.") from None
+        if not isinstance(report, cls):
+            raise ReportError("The JSON is not an AuditReport.", fix="Pass a report.json written by 'audits run'.")
+        return report
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditReport:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"The report is not valid JSON: {exc}.", fix="Pass an intact report.json.") from None
+        if not isinstance(raw, dict):
+            raise ReportError("The report JSON is not an object.", fix="Pass a report.json written by 'audits run'.")
+        return cls.from_dict(raw)
+
+    def save(self, path: str | Path) -> Path:
+        return write_atomic(Path(path), self.to_json().encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> AuditReport:
+        path = Path(path)
+        if not path.is_file():
+            raise ReportError(f"Report {path} does not exist.", fix="Pass the path of a report.json.")
+        return cls.from_json(path.read_text())
+
+
+def write_atomic(path: Path, payload: bytes) -> Path:
+    """Write to a temporary file beside ``path``, then rename: a killed write leaves no partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

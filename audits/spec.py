@@ -1,0 +1,75 @@
+"""The audit spec: which probes run, on how many samples, with which budgets and seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from audits.errors import SpecError
+from audits.probes import default_probe_names, make_probe, registered_probes
+
+
+class ProbeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    params: dict = Field(default_factory=dict)
+
+
+class AuditSpec(BaseModel):
+    """Parsed once at the boundary; unknown keys, probes and parameters are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    # Samples to explain (attribution probes) and show as examples; None = per-modality default.
+    samples: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    sample_selection: Literal["stratified", "random", "first"] = "stratified"
+    # Cap on evaluation rows for the whole audit (a seeded random subset); None = all rows.
+    max_rows: Annotated[int, Field(ge=1)] | None = None
+    # None = the registry's defaults for the model's modality.
+    probes: list[ProbeSpec] | None = None
+    # Probe names to drop from the selection (handy with the defaults).
+    exclude: list[str] = Field(default_factory=list)
+
+    def n_samples(self, modality: str) -> int:
+        return self.samples or {"image": 8, "tabular": 32}.get(modality, 8)
+
+    def probe_specs(self, modality: str) -> list[ProbeSpec]:
+        specs = self.probes if self.probes is not None else [ProbeSpec(name=n) for n in default_probe_names(modality)]
+        return [p for p in specs if p.name not in self.exclude]
+
+    def validate_probes(self) -> None:
+        """Instantiate every named probe once so bad names and parameters fail before work starts."""
+        known = registered_probes()
+        for name in self.exclude:
+            if name not in known:
+                raise SpecError(f"exclude names unknown probe {name!r}.", fix=f"Choose from: {', '.join(sorted(known))}.")
+        for p in self.probes or []:
+            make_probe(p.name, p.params)
+
+
+def parse_spec(raw: dict | None, *, source: str = "spec") -> AuditSpec:
+    try:
+        spec = AuditSpec.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(spec)'}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"Audit spec {source} is invalid: {problems}.", fix="Correct the named fields (see the README's 'Audit spec' section).") from None
+    spec.validate_probes()
+    return spec
+
+
+def load_spec(path: str | Path) -> AuditSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"Spec file {path} does not exist.", fix="Pass the path of a spec YAML file.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"Spec file {path} is not valid YAML: {exc}", fix="Fix the YAML syntax.") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise SpecError(f"Spec file {path} must be a YAML mapping.", fix="See the README's 'Audit spec' section.")
+    return parse_spec(raw, source=str(path))
