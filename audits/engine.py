@@ -16,7 +16,7 @@ from audits.data import AuditData
 from audits.errors import AuditError
 from audits.explain.base import AttributionResult
 from audits.performance import evaluate_performance
-from audits.probes import Probe, RunContext, make_probe
+from audits.probes import CATEGORY_ORDER, Probe, RunContext, make_probe
 from audits.report import SCHEMA_VERSION, AuditReport, DataSummary, Provenance
 from audits.results import ProbeFailure, SkippedProbe
 from audits.spec import AuditSpec
@@ -94,6 +94,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     sample_idx = select_samples(data.y, spec.n_samples(data.modality), spec.sample_selection, rng)
 
     probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality)]
+    probes.sort(key=lambda item: CATEGORY_ORDER.index(item[1].category))  # stable: spec order within a category
     results: dict[str, list] = {"explanation": [], "robustness": [], "fairness": []}
     skipped: list[SkippedProbe] = []
     failures: list[ProbeFailure] = []
@@ -108,6 +109,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         context = RunContext(
             seed=spec.seed, proba=proba, sample_indices=sample_idx,
             progress=lambda f, msg, lo=lo, hi=hi, name=name: tell(lo + (hi - lo) * f, f"{name}: {msg}" if msg else name),
+            earlier=tuple(r for c in CATEGORY_ORDER for r in results[c]),
         )
         try:
             result = probe.run(model, data, context)

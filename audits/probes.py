@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from models.loader import ModelHandle
 
 Category = Literal["explanation", "robustness", "fairness"]
+CATEGORY_ORDER: tuple[Category, ...] = ("explanation", "robustness", "fairness")
 ProgressFn = Callable[[float, str], None]
 # Packages whose modules register probes on import.
 _PROBE_PACKAGES = ("audits.explain", "audits.robustness", "audits.fairness")
@@ -41,6 +42,9 @@ class RunContext:
     proba: np.ndarray  # (N, K) class probabilities from the audit's one shared forward pass
     sample_indices: np.ndarray  # rows to explain / show examples for
     progress: ProgressFn | None = None
+    # Results of probes that ran before this one in the same audit (explanations run first,
+    # then robustness, then fairness), so a probe can build on them (e.g. attribution disparity).
+    earlier: tuple[ProbeResult, ...] = ()
 
     @property
     def predictions(self) -> np.ndarray:
