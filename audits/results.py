@@ -27,6 +27,10 @@ class ProbeResult:
     seed: int = 0
     cost: Cost = field(default_factory=Cost)
 
+    def headline(self) -> str:
+        """One line of the key figures, for terminal summaries; subclasses override."""
+        return ""
+
 
 @serializable
 @dataclass(frozen=True, kw_only=True)

@@ -46,6 +46,11 @@ class AttributionResult(ProbeResult):
         """Mean |attribution| over the explained samples: (M,) for tabular, (H, W) for images."""
         return np.abs(self.attributions).mean(axis=0)
 
+    def headline(self) -> str:
+        if self.feature_names:
+            return f"top features: {', '.join(self.top_features(4))}"
+        return f"{len(self.sample_indices)} samples explained"
+
     def top_features(self, k: int = 5) -> list[str]:
         if not self.feature_names:
             return []
