@@ -10,32 +10,36 @@ The engine: load a model from its card, load its evaluation data, run an audit::
 
 from __future__ import annotations
 
-from audits.data import AuditData, load_data
-from audits.engine import build_context, run_audit
-from audits.errors import AuditError
-from audits.probes import registered_probes
-from audits.report import SCHEMA_VERSION, AuditReport
-from audits.spec import AuditSpec, load_spec, parse_spec
-from models.card import ModelCard, load_card
-from models.loader import ModelHandle, load_model, wrap_model
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "AuditData",
-    "AuditError",
-    "AuditReport",
-    "AuditSpec",
-    "ModelCard",
-    "ModelHandle",
-    "build_context",
-    "load_card",
-    "load_data",
-    "load_model",
-    "load_spec",
-    "parse_spec",
-    "registered_probes",
-    "run_audit",
-    "wrap_model",
-]
+# Public names -> defining module. Resolved lazily (PEP 562) so that importing a
+# submodule such as audits.errors never drags in the whole engine (and models/ can
+# import audits.errors without a cycle).
+_EXPORTS = {
+    "AuditData": "audits.data",
+    "load_data": "audits.data",
+    "build_context": "audits.engine",
+    "run_audit": "audits.engine",
+    "AuditError": "audits.errors",
+    "registered_probes": "audits.probes",
+    "SCHEMA_VERSION": "audits.report",
+    "AuditReport": "audits.report",
+    "AuditSpec": "audits.spec",
+    "load_spec": "audits.spec",
+    "parse_spec": "audits.spec",
+    "ModelCard": "models.card",
+    "load_card": "models.card",
+    "ModelHandle": "models.loader",
+    "load_model": "models.loader",
+    "wrap_model": "models.loader",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'audits' has no attribute {name!r}")

@@ -34,6 +34,8 @@ def write_card(folder: Path, card: dict) -> Path:
 @pytest.fixture
 def image_bundle(tmp_path: Path) -> dict:
     """A DigitsCNN with random weights as safetensors, 40 random 1x8x8 images, a site attribute."""
+    tmp_path = tmp_path / "image"
+    tmp_path.mkdir()
     torch.manual_seed(0)
     net = DigitsCNN(in_channels=1, n_classes=10, width=4).eval()
     save_file(net.state_dict(), str(tmp_path / "weights.safetensors"))
@@ -72,6 +74,8 @@ def tabular_frame(n: int, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture
 def tabular_bundle(tmp_path: Path) -> dict:
     """A TabularMLP with random weights, a CSV of raw columns with a label and a sensitive column."""
+    tmp_path = tmp_path / "tabular"
+    tmp_path.mkdir()
     torch.manual_seed(0)
     net = TabularMLP(in_features=7, n_classes=2, hidden=[8]).eval()
     save_file(net.state_dict(), str(tmp_path / "weights.safetensors"))
