@@ -1,0 +1,91 @@
+"""Every registered probe, through the same checks: shapes, determinism, round trip, model untouched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audits.data import load_data
+from audits.engine import build_context
+from audits.probes import make_probe, registered_probes
+from audits.serialization import from_jsonable, to_jsonable
+from models.card import load_card
+from models.loader import load_model
+
+PROBES = sorted(registered_probes())
+
+
+def test_the_registry_holds_the_methods_the_product_promises():
+    expected = {"grad_cam", "integrated_gradients", "saliency", "gradient_shap", "occlusion", "lime_image", "kernel_shap_image", "kernel_shap", "lime"}
+    assert expected <= set(PROBES)
+
+
+def _assert_same(a, b) -> None:
+    if isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    else:
+        assert a == b
+
+
+def _without_cost(result) -> dict:
+    raw = to_jsonable(result)
+    raw.pop("cost")
+    return raw
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_probe_conformance(name, image_bundle, tabular_bundle):
+    probe = make_probe(name)
+    bundles = [b for b in (image_bundle, tabular_bundle) if b["card"]["modality"] in probe.modalities]
+    assert bundles, f"{name} declares no modality we can test"
+    for bundle in bundles:
+        card = load_card(bundle["card_path"])
+        model, data = load_model(card), load_data(card)
+        params_before = {k: v.clone() for k, v in model.network.state_dict().items()}
+        grads_before = [p.requires_grad for p in model.network.parameters()]
+        context = build_context(model, data, seed=3, sample_indices=np.array([0, 5, 9]))
+        first = probe.run(model, data, context)
+        second = make_probe(name).run(model, data, context)
+
+        # Same seed, same answer (everything but the timings).
+        assert _without_cost(first) == _without_cost(second)
+        assert first.method == name and first.seed == 3
+        assert first.cost.wall_time_s > 0 and first.cost.rows_evaluated >= first.cost.model_calls
+        assert isinstance(first.headline(), str)
+
+        restored = from_jsonable(json.loads(json.dumps(to_jsonable(first))))
+        assert type(restored) is type(first)
+        assert _without_cost(restored) == _without_cost(first)
+
+        if probe.category == "explanation":
+            expected = (3, 8, 8) if card.modality == "image" else (3, 4)
+            assert first.attributions.shape == expected
+            assert np.isfinite(first.attributions).all()
+            np.testing.assert_array_equal(first.sample_indices, [0, 5, 9])
+            np.testing.assert_array_equal(first.targets, context.predictions[[0, 5, 9]])
+            assert first.cost.model_calls > 0
+            if card.modality == "tabular":
+                assert first.feature_names == ["income", "age", "colour", "group"]
+            for field in ("attributions", "quality", "params"):
+                _assert_same(getattr(first, field), getattr(restored, field))
+
+        for k, v in model.network.state_dict().items():
+            assert torch.equal(v, params_before[k]), f"{name} changed {k}"
+        assert [p.requires_grad for p in model.network.parameters()] == grads_before
+        assert not model.network.training
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_probe_refuses_a_modality_it_does_not_support(name, image_bundle, tabular_bundle):
+    probe = make_probe(name)
+    for bundle in (image_bundle, tabular_bundle):
+        card = load_card(bundle["card_path"])
+        if card.modality not in probe.modalities:
+            assert not probe.supports(load_model(card), load_data(card))
