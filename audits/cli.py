@@ -47,7 +47,8 @@ def _write_figures(report, data, out: Path, max_samples: int) -> list[Path]:
         path = fig_dir / "global_importance.png"
         save_figure(global_importance_figure(results), path)
         written.append(path)
-        first = results[0]
+        # Per-sample charts from the Shapley values when present (exact for few features).
+        first = next((r for r in results if r.method == "kernel_shap"), results[0])
         for row in range(min(max_samples, len(first.sample_indices))):
             idx = int(first.sample_indices[row])
             raw = data.raw.iloc[idx].to_dict() if data.raw is not None else None
