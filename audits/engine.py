@@ -98,7 +98,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     results: dict[str, list] = {"explanation": [], "robustness": [], "fairness": []}
     skipped: list[SkippedProbe] = []
     failures: list[ProbeFailure] = []
-    budgets: dict[str, dict] = {}
+    budgets: list[dict] = []
     for i, (name, probe) in enumerate(probes):
         lo, hi = (i + 0.05) / (len(probes) + 0.05), (i + 1.05) / (len(probes) + 0.05)
         reason = probe.check(model, data)
@@ -120,7 +120,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
             failures.append(ProbeFailure(name=name, error=f"{type(exc).__name__}: {exc}"))
             continue
         results[probe.category].append(result)
-        budgets[name] = probe.params
+        budgets.append({"probe": name, **probe.params})
     tell(1.0, "done")
 
     calls, rows = model.meter.calls - meter_start[0], model.meter.rows - meter_start[1]

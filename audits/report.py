@@ -13,6 +13,7 @@ import numpy as np
 from audits.errors import ReportError
 from audits.explain.base import AttributionResult
 from audits.performance import PerformanceResult
+from audits.probes import registered_probes
 from audits.results import ProbeFailure, ProbeResult, SkippedProbe
 from audits.serialization import from_jsonable, serializable, to_jsonable
 
@@ -90,6 +91,7 @@ class AuditReport:
                 f"Report schema version {version or '(missing)'} is not readable by this version (reads {sorted(READABLE_MAJORS)}.x).",
                 fix="Open it with the tool version that wrote it, or re-run the audit.",
             )
+        registered_probes()  # importing every probe package registers every result type
         try:
             report = from_jsonable(raw)
         except (TypeError, KeyError, ValueError) as exc:
