@@ -81,7 +81,7 @@ class KernelShapTabular(AttributionProbe):
     def __init__(
         self,
         *,
-        n_background: int = 50,
+        n_background: int = 25,
         n_samples: int = 2048,
         exact_max_features: int = 12,
         target: int | None = None,

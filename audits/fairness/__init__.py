@@ -1,0 +1,21 @@
+"""Fairness probes, one file per method. Importing this package registers them.
+
+Each module is imported explicitly: a missing one is an ImportError, never skipped.
+"""
+
+from __future__ import annotations
+
+from audits.fairness import (  # noqa: F401
+    attribution_disparity,
+    counterfactual,
+    group_metrics,
+    mitigation,
+    proxies,
+)
+from audits.fairness.attribution_disparity import AttributionDisparityResult
+from audits.fairness.counterfactual import CounterfactualFlipResult
+from audits.fairness.group_metrics import GroupMetricsResult
+from audits.fairness.mitigation import MitigationPreviewResult
+from audits.fairness.proxies import ProxyFeaturesResult
+
+__all__ = ["AttributionDisparityResult", "CounterfactualFlipResult", "GroupMetricsResult", "MitigationPreviewResult", "ProxyFeaturesResult"]

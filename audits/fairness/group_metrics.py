@@ -1,0 +1,414 @@
+"""Group metrics per sensitive attribute and their intersections, disparities, with bootstrap intervals.
+
+Metric definitions are fairlearn's (``MetricFrame`` with ``selection_rate``,
+``true_positive_rate``, ... and scikit-learn's ``accuracy_score``/``precision_score``;
+disparities as ``MetricFrame.difference``/``ratio``), and the point estimates equal
+``MetricFrame.by_group`` (tests check every metric and group). One deliberate difference:
+a rate whose denominator is empty (TPR of a group without positives) is NaN here, where
+fairlearn reports 0. The bootstrap is ``_bootstrap``'s vectorized one, which resamples the
+way ``MetricFrame(n_boot=...)`` does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+from audits.errors import DataError
+from audits.fairness._bootstrap import (
+    BINARY_METRICS,
+    DIRECTION,
+    MULTICLASS_METRICS,
+    Disparity,
+    GroupStats,
+    binary_metrics,
+    bootstrap_statistics,
+    disparity,
+    multiclass_metrics,
+    percentile_interval,
+    row_codes,
+)
+from audits.probes import Probe, RunContext, register
+from audits.results import ProbeResult
+from audits.serialization import serializable
+
+if TYPE_CHECKING:
+    from audits.data import AuditData
+    from models.loader import ModelHandle
+
+MissingPolicy = Literal["error", "group"]
+MISSING_GROUP = "(missing)"
+INSUFFICIENT = "insufficient data"
+FOUR_FIFTHS = 0.8
+_MEASURES = ("difference", "ratio", "difference_to_overall", "ratio_to_overall")
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class GroupMetricsResult(ProbeResult):
+    """Per-group metrics with intervals, their disparities and the named fairness criteria.
+
+    ``groups`` has one row per (grouping, group): ``n``, ``status`` ('ok' or 'insufficient
+    data': fewer rows than ``min_group_size``, metrics left NaN), and per metric its value
+    and ``<metric>_lo``/``<metric>_hi`` bootstrap bounds. ``disparities`` has one row per
+    (grouping, metric): difference (max - min) and ratio (min / max) between eligible groups,
+    and to the overall value, each with bounds, plus the worst- and best-off group.
+    ``criteria``: demographic parity, equalized odds, equal opportunity, equal accuracy
+    (multiclass: accuracy, balanced accuracy and calibration gaps). ``four_fifths``: the
+    selection-rate ratio against 0.8 (binary only).
+    """
+
+    task: str  # 'binary' or 'multiclass'
+    positive_class: str | None
+    metrics: list[str]
+    groupings: list[str]
+    overall: pd.DataFrame
+    groups: pd.DataFrame
+    disparities: pd.DataFrame
+    criteria: pd.DataFrame
+    four_fifths: pd.DataFrame
+    n_boot: int
+    ci: float
+    min_group_size: int
+    notes: list[str] = field(default_factory=list)
+    quality: dict = field(default_factory=dict)
+
+    def table(self, grouping: str) -> pd.DataFrame:
+        """The rows of ``groups`` for one grouping (e.g. 'sex' or 'sex x race')."""
+        return self.groups[self.groups["grouping"] == grouping].reset_index(drop=True)
+
+    def criterion(self, grouping: str, name: str) -> pd.Series:
+        rows = self.criteria[(self.criteria["grouping"] == grouping) & (self.criteria["criterion"] == name)]
+        if rows.empty:
+            raise KeyError(f"no criterion {name!r} for grouping {grouping!r}")
+        return rows.iloc[0]
+
+    def headline(self) -> str:
+        singles = [g for g in self.groupings if " x " not in g]
+        parts = []
+        if self.task == "binary":
+            for g in singles:
+                row = self.four_fifths[self.four_fifths["grouping"] == g]
+                if len(row) and np.isfinite(row.iloc[0]["ratio"]):
+                    r = row.iloc[0]
+                    parts.append(f"{g} selection-rate ratio {r['ratio']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] 4/5 {r['verdict']}")
+        else:
+            for g in singles:
+                c = self.criteria[(self.criteria["grouping"] == g) & (self.criteria["criterion"] == "equal_accuracy_gap")]
+                if len(c) and np.isfinite(c.iloc[0]["value"]):
+                    r = c.iloc[0]
+                    parts.append(f"{g} accuracy gap {r['value']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] (worst {r['worst_group']})")
+        n_small = int((self.groups["status"] == INSUFFICIENT).sum())
+        tail = f"; {n_small} group(s) with insufficient data" if n_small else ""
+        return "; ".join(parts) + tail if parts else f"no grouping with two eligible groups{tail}"
+
+
+@dataclass(frozen=True)
+class _Grouping:
+    name: str
+    columns: list[str]
+    labels: list[str]
+    group_of_cell: np.ndarray
+
+
+def sensitive_frame(data: AuditData, columns: list[str], missing: MissingPolicy) -> pd.DataFrame:
+    """The sensitive columns as strings; missing values raise (naming the column) or form their own group."""
+    absent = [c for c in columns if c not in data.attributes.columns]
+    if absent:
+        raise DataError(f"Sensitive column(s) {absent} are not in the data's attributes.", fix=f"Use one of {list(data.attributes.columns)}.")
+    out = {}
+    for col in columns:
+        values = data.attributes[col]
+        nulls = values.isna()
+        if nulls.any() and missing == "error":
+            raise DataError(
+                f"Sensitive column {col!r} has {int(nulls.sum())} missing value(s) (first at row {int(np.flatnonzero(nulls.to_numpy())[0])}).",
+                fix="Fill or drop them, or set the fairness probe's parameter missing: group to audit them as their own group.",
+            )
+        out[col] = values.astype(object).where(~nulls, MISSING_GROUP).astype(str)
+    return pd.DataFrame(out)
+
+
+def resolve_positive_class(positive_class: int | str | None, class_names: list[str]) -> int | None:
+    """Index of the favourable class: given, else class 1 for a binary model, else None (multiclass)."""
+    if positive_class is None:
+        return 1 if len(class_names) == 2 else None
+    if isinstance(positive_class, str):
+        if positive_class not in class_names:
+            raise DataError(f"positive_class {positive_class!r} is not among the classes {class_names}.", fix="Name one of the model's classes.")
+        return class_names.index(positive_class)
+    if not 0 <= int(positive_class) < len(class_names):
+        raise DataError(f"positive_class {positive_class} is out of range 0..{len(class_names) - 1}.", fix="Give a class index or name.")
+    return int(positive_class)
+
+
+def _groupings(frame: pd.DataFrame, combos: list[list[str]]) -> tuple[np.ndarray, int, list[_Grouping]]:
+    """Finest cells (observed combinations of every used column) and each grouping as a map from cells."""
+    columns = list(dict.fromkeys(c for combo in combos for c in combo))
+    levels = {c: sorted(frame[c].unique()) for c in columns}
+    codes = np.stack([pd.Categorical(frame[c], categories=levels[c]).codes for c in columns], axis=1).astype(np.int64)
+    keys, cell = np.unique(codes, axis=0, return_inverse=True)
+    out = []
+    for combo in combos:
+        sub = keys[:, [columns.index(c) for c in combo]]
+        uniq, group_of_cell = np.unique(sub, axis=0, return_inverse=True)
+        labels = [" & ".join(levels[c][k] for c, k in zip(combo, row, strict=True)) for row in uniq]
+        out.append(_Grouping(" x ".join(combo), list(combo), labels, group_of_cell.reshape(-1)))
+    return cell.reshape(-1), len(keys), out
+
+
+def _combos(sensitive: list[str], intersections: bool | list[list[str]]) -> list[list[str]]:
+    combos = [[s] for s in sensitive]
+    if intersections is True:
+        combos += [list(p) for p in itertools.combinations(sensitive, 2)]
+    elif intersections:
+        for combo in intersections:
+            unknown = [c for c in combo if c not in sensitive]
+            if unknown:
+                raise DataError(f"intersections names {unknown}, which are not sensitive attributes {sensitive}.", fix="Name sensitive columns only.")
+            if len(combo) >= 2 and list(combo) not in combos:
+                combos.append(list(combo))
+    return combos
+
+
+@register
+class GroupMetrics(Probe):
+    """Per-group and intersectional metrics, disparities and fairness criteria with bootstrap intervals.
+
+    Parameters
+    ----------
+    min_group_size : int
+        Groups with fewer rows are reported as 'insufficient data' (metrics NaN) and left
+        out of disparities and worst-group choices.
+    n_boot : int
+        Bootstrap resamples (0 = point estimates only).
+    ci : float
+        Coverage of the percentile intervals.
+    intersections : bool or list of lists
+        True: every pair of sensitive attributes; False: none; or the combinations to report.
+    missing : {'error', 'group'}
+        A missing sensitive value raises an error naming the column, or forms its own group.
+    positive_class : int, str or None
+        The favourable class. None: class 1 of a binary model; multiclass models get
+        accuracy-type metrics instead of selection rates. Set on a multiclass model, it
+        audits that class one-vs-rest.
+    calibration_bins : int
+        Equal-width confidence bins for the calibration error (as the performance ECE).
+    """
+
+    name: ClassVar[str] = "group_metrics"
+    category: ClassVar = "fairness"
+    modalities: ClassVar = ("image", "tabular")
+    default_for: ClassVar = ("image", "tabular")
+    title: ClassVar[str] = "Group metrics and disparities"
+    description: ClassVar[str] = (
+        "Selection rate, accuracy, error rates, precision, mean score and calibration error for every group of each "
+        "sensitive attribute and their intersections, with fairlearn's definitions, the gaps and ratios between groups "
+        "(demographic parity, equalized odds, equal opportunity, four-fifths rule) and bootstrap confidence intervals."
+    )
+
+    def __init__(
+        self,
+        *,
+        min_group_size: int = 30,
+        n_boot: int = 1000,
+        ci: float = 0.95,
+        intersections: bool | list[list[str]] = True,
+        missing: MissingPolicy = "error",
+        positive_class: int | str | None = None,
+        calibration_bins: int = 10,
+    ) -> None:
+        if min_group_size < 1:
+            raise ValueError(f"min_group_size must be at least 1, got {min_group_size}")
+        if n_boot < 0:
+            raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+        if not 0.0 < ci < 1.0:
+            raise ValueError(f"ci must be in (0, 1), got {ci}")
+        if missing not in ("error", "group"):
+            raise ValueError(f"missing must be 'error' or 'group', got {missing!r}")
+        if calibration_bins < 1:
+            raise ValueError(f"calibration_bins must be at least 1, got {calibration_bins}")
+        self.min_group_size = min_group_size
+        self.n_boot = n_boot
+        self.ci = ci
+        if isinstance(intersections, list) and intersections and all(isinstance(c, str) for c in intersections):
+            intersections = [intersections]  # one combination written flat: [sex, race]
+        if not isinstance(intersections, bool) and not (isinstance(intersections, list) and all(isinstance(c, list) for c in intersections)):
+            raise ValueError(f"intersections must be true, false or a list of attribute lists, got {intersections!r}")
+        self.intersections = intersections
+        self.missing = missing
+        self.positive_class = positive_class
+        self.calibration_bins = calibration_bins
+
+    def check(self, model: ModelHandle, data: AuditData) -> str | None:
+        reason = super().check(model, data)
+        if reason is None and not data.sensitive:
+            reason = "the data declares no sensitive attributes (data.sensitive in the card)"
+        return reason
+
+    def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> GroupMetricsResult:
+        pos = resolve_positive_class(self.positive_class, data.class_names)
+        combos = _combos(list(data.sensitive), self.intersections)
+        frame = sensitive_frame(data, list(data.sensitive), self.missing)
+        cell, n_cells, groupings = _groupings(frame, combos)
+        codes = row_codes(context.proba, data.y, cell, n_cells, positive_class=pos, n_bins=self.calibration_bins)
+        context.report(0.1, "bootstrap")
+        stats = bootstrap_statistics(codes, self.n_boot, context.rng(self.name))
+        compute = binary_metrics if pos is not None else multiclass_metrics
+        names = list(BINARY_METRICS if pos is not None else MULTICLASS_METRICS)
+
+        overall_stats = stats.grouped(np.zeros(n_cells, dtype=np.int64), 1)
+        overall = {m: v[:, 0] for m, v in compute(overall_stats).items()}
+        overall_table = _overall_table(overall, names, self.ci)
+        group_rows, disparity_rows, criteria_rows, fifths_rows, notes = [], [], [], [], []
+        for g in groupings:
+            gstats: GroupStats = stats.grouped(g.group_of_cell, len(g.labels))
+            values = compute(gstats)
+            n = gstats.n[0]
+            eligible = n >= self.min_group_size
+            small = [f"{lab} (n={int(k)})" for lab, k, ok in zip(g.labels, n, eligible, strict=True) if not ok]
+            if small:
+                notes.append(f"{g.name}: insufficient data (< {self.min_group_size} rows) for {', '.join(small)}; left out of disparities.")
+            group_rows.append(_group_table(g, n, eligible, values, names, self.ci))
+            disp = {m: disparity(values[m], overall[m], eligible) for m in names}
+            disparity_rows += _disparity_rows(g, disp, eligible, names, self.ci)
+            criteria_rows += _criteria_rows(g, disp, self.ci, binary=pos is not None)
+            if pos is not None:
+                fifths_rows.append(_four_fifths_row(g, disp["selection_rate"], self.ci))
+        if pos is None:
+            notes.append(
+                f"Multiclass model ({len(data.class_names)} classes): selection rate, TPR, FPR and precision are not defined "
+                "without a favourable class, so groups are compared on accuracy, error rate, balanced accuracy (macro recall), "
+                "mean confidence and calibration error. Set positive_class to audit one class one-vs-rest."
+            )
+        if frame.eq(MISSING_GROUP).any().any():
+            notes.append(f"Missing sensitive values form their own group {MISSING_GROUP!r}.")
+        groups = pd.concat(group_rows, ignore_index=True)
+        return GroupMetricsResult(
+            method=self.name,
+            params=self.params,
+            seed=context.seed,
+            task="binary" if pos is not None else "multiclass",
+            positive_class=None if pos is None else data.class_names[pos],
+            metrics=names,
+            groupings=[g.name for g in groupings],
+            overall=overall_table,
+            groups=groups,
+            disparities=pd.DataFrame(disparity_rows),
+            criteria=pd.DataFrame(criteria_rows),
+            four_fifths=pd.DataFrame(fifths_rows, columns=["grouping", "ratio", "lo", "hi", "lowest_group", "highest_group", "verdict", "conclusive"]),
+            n_boot=self.n_boot,
+            ci=self.ci,
+            min_group_size=self.min_group_size,
+            notes=notes,
+            quality={"n_rows": int(len(data)), "n_cells": int(n_cells)},
+        )
+
+
+def _interval(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    if len(samples) < 2:  # no resamples: point estimates only
+        nan = np.full(samples.shape[1:], np.nan)
+        return nan, nan.copy()
+    return percentile_interval(samples[1:], ci)
+
+
+def _overall_table(overall: dict[str, np.ndarray], names: list[str], ci: float) -> pd.DataFrame:
+    rows = []
+    for m in names:
+        lo, hi = _interval(overall[m], ci)
+        rows.append({"metric": m, "value": float(overall[m][0]), "lo": float(lo), "hi": float(hi)})
+    return pd.DataFrame(rows)
+
+
+def _group_table(g: _Grouping, n: np.ndarray, eligible: np.ndarray, values: dict[str, np.ndarray], names: list[str], ci: float) -> pd.DataFrame:
+    table = pd.DataFrame({"grouping": g.name, "group": g.labels, "n": n.astype(np.int64), "status": np.where(eligible, "ok", INSUFFICIENT)})
+    los, his = _interval(np.stack([values[m] for m in names], axis=1), ci)
+    for m, lo, hi in zip(names, los, his, strict=True):
+        # An insufficient group's rate is not reported (a group of one is not "a rate of 0 or 1").
+        table[m] = np.where(eligible, values[m][0], np.nan)
+        table[f"{m}_lo"] = np.where(eligible, lo, np.nan)
+        table[f"{m}_hi"] = np.where(eligible, hi, np.nan)
+    return table
+
+
+def _label(g: _Grouping, index: int | None) -> str | None:
+    return None if index is None else g.labels[index]
+
+
+def _worst_best(g: _Grouping, metric: str, d: Disparity) -> tuple[str | None, str | None]:
+    direction = DIRECTION[metric]
+    if direction == 0:
+        return None, None
+    worst, best = (d.low, d.high) if direction > 0 else (d.high, d.low)
+    return _label(g, worst), _label(g, best)
+
+
+def _disparity_rows(g: _Grouping, disp: dict[str, Disparity], eligible: np.ndarray, names: list[str], ci: float) -> list[dict]:
+    rows = []
+    for m in names:
+        d = disp[m]
+        worst, best = _worst_best(g, m, d)
+        row = {"grouping": g.name, "metric": m, "n_groups": int(eligible.sum()), "worst_group": worst, "best_group": best}
+        for measure in _MEASURES:
+            samples = getattr(d, measure)
+            lo, hi = _interval(samples, ci)
+            row[measure], row[f"{measure}_lo"], row[f"{measure}_hi"] = float(samples[0]), float(lo), float(hi)
+        rows.append(row)
+    return rows
+
+
+def _criteria_rows(g: _Grouping, disp: dict[str, Disparity], ci: float, *, binary: bool) -> list[dict]:
+    def row(criterion: str, samples: np.ndarray, worst: str | None, definition: str) -> dict:
+        lo, hi = _interval(samples, ci)
+        return {
+            "grouping": g.name,
+            "criterion": criterion,
+            "value": float(samples[0]),
+            "lo": float(lo),
+            "hi": float(hi),
+            "worst_group": worst,
+            "definition": definition,
+        }
+
+    def worst(m: str) -> str | None:
+        return _worst_best(g, m, disp[m])[0]
+
+    if not binary:
+        return [
+            row("equal_accuracy_gap", disp["accuracy"].difference, worst("accuracy"), "max - min accuracy between groups"),
+            row("balanced_accuracy_gap", disp["balanced_accuracy"].difference, worst("balanced_accuracy"), "max - min macro recall between groups"),
+            row("calibration_gap", disp["calibration_error"].difference, worst("calibration_error"), "max - min calibration error between groups"),
+        ]
+    tpr, fpr = disp["tpr"].difference, disp["fpr"].difference
+    # Equalized odds (fairlearn's worst case): the larger of the TPR and FPR gaps, per resample.
+    odds = np.where(np.isnan(tpr) | np.isnan(fpr), np.nan, np.maximum(tpr, fpr))
+    odds_worst = worst("fpr") if fpr[0] > tpr[0] else worst("tpr")
+    return [
+        row("demographic_parity_difference", disp["selection_rate"].difference, worst("selection_rate"), "max - min selection rate between groups"),
+        row("demographic_parity_ratio", disp["selection_rate"].ratio, worst("selection_rate"), "min / max selection rate between groups"),
+        row("equalized_odds_difference", odds, odds_worst, "max of the TPR gap and the FPR gap between groups"),
+        row("equal_opportunity_difference", tpr, worst("tpr"), "max - min true positive rate between groups"),
+        row("equal_accuracy_gap", disp["accuracy"].difference, worst("accuracy"), "max - min accuracy between groups"),
+    ]
+
+
+def _four_fifths_row(g: _Grouping, d: Disparity, ci: float) -> dict:
+    lo, hi = _interval(d.ratio, ci)
+    value = float(d.ratio[0])
+    verdict = "n/a" if not np.isfinite(value) else ("pass" if value >= FOUR_FIFTHS else "fail")
+    # Conclusive when the whole interval lies on the verdict's side of 0.8.
+    conclusive = bool(np.isfinite(lo) and np.isfinite(hi) and (lo >= FOUR_FIFTHS or hi < FOUR_FIFTHS))
+    return {
+        "grouping": g.name,
+        "ratio": value,
+        "lo": float(lo),
+        "hi": float(hi),
+        "lowest_group": _label(g, d.low),
+        "highest_group": _label(g, d.high),
+        "verdict": verdict,
+        "conclusive": conclusive,
+    }
