@@ -30,3 +30,23 @@ def rollout(attentions: np.ndarray, *, residual: bool = True, start_layer: int =
         a = a / a.sum(axis=-1, keepdims=True)
         joint = a @ joint
     return joint
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of each sample's map in ``a`` with the same sample's in ``b``.
+
+    ``a`` and ``b`` are (n, ...) with the same shape; each row is flattened, ranked (ties
+    get their average rank) and the ranks' Pearson correlation is returned, (n,). A row
+    that is constant in either input has no ranking and gets NaN.
+    """
+    from scipy.stats import rankdata
+
+    ra = rankdata(a.reshape(len(a), -1), axis=1)
+    rb = rankdata(b.reshape(len(b), -1), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    num = (ra * rb).sum(axis=1)
+    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    out = np.full(len(a), np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out

@@ -1,4 +1,4 @@
-"""Grad-CAM: class-weighted activations of a convolution layer, upsampled to the image."""
+"""Grad-CAM: class-weighted activations of a convolution layer (or of a ViT's patch tokens), mapped to the image."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import fx, nn
 
 from audits.errors import AuditError
-from audits.explain.base import AttributionProbe, AttributionResult
+from audits.explain._vit import PatchLayout, capture_tokens, token_grad_cam, vit_layout
+from audits.explain.base import AttributionProbe, AttributionResult, target_outputs
 from audits.probes import RunContext, register
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ _NO_LAYER = (
     "the network has no Conv2d layer Grad-CAM can hook (TorchScript and torch.export models hide their layers); "
     "name a convolution layer in the card's target_layer, or load the model from a state_dict"
 )
+_TOKEN_FIX = "Leave the card's target_layer empty (the last attention layer's input is used) or name a layer that outputs the tokens."
 _HOOK_FIX = "Name a convolution layer that the forward pass calls in the card's target_layer, or load the model from a state_dict."
 
 
@@ -31,6 +33,13 @@ class GradCAM(AttributionProbe):
     The map is ReLU(sum_k alpha_k A_k) with alpha_k the spatial mean gradient of the target
     output with respect to channel k of the layer's output, bilinearly upsampled from the
     layer's grid to the input's H x W. It is non-negative and has no completeness property.
+
+    Vision Transformers (networks with ``nn.MultiheadAttention`` modules and a patch
+    layout, see :func:`audits.explain._vit.find_layout`) are handled without a reshape from
+    the user: the activations are the tokens entering the last attention module (or the
+    output of the card's ``target_layer``), the prefix tokens (CLS) are dropped, the channel
+    weights are the mean gradient over the patch tokens, and each patch's score covers its
+    pixels. ``quality['empty_map']`` flags samples whose map is all zero.
     """
 
     name = "grad_cam"
@@ -39,13 +48,19 @@ class GradCAM(AttributionProbe):
     title = "Grad-CAM"
     description = (
         "Highlights the image regions whose features in the last convolution layer raise the class score "
-        "(gradient-weighted activations, upsampled to the image); coarse, at the resolution of that layer."
+        "(gradient-weighted activations, upsampled to the image); coarse, at the resolution of that layer. "
+        "For Vision Transformers it weighs the patch tokens entering the last attention layer, one value per patch."
     )
 
     def check(self, model: ModelHandle, data: AuditData) -> str | None:
         reason = super().check(model, data)
         if reason is not None:
             return reason
+        layout = vit_layout(model, *data.x.shape[2:])
+        if isinstance(layout, PatchLayout) and not self._names_conv(model):
+            if model.card.target_layer and model.card.target_layer not in dict(model.network.named_modules()):
+                return f"layer {model.card.target_layer!r} named by the card's target_layer is not in {model.name}"
+            return None
         try:
             found = model.cam_layer()
         except AuditError as exc:  # the card names a layer the network lacks
@@ -59,7 +74,16 @@ class GradCAM(AttributionProbe):
             return f"layer {name!r} is never called as a module in the forward pass (a torch.export graph inlines it); {_NO_LAYER}"
         return None
 
+    @staticmethod
+    def _names_conv(model: ModelHandle) -> bool:
+        """Whether the card's target_layer is a convolution (then even a ViT gets classic Grad-CAM)."""
+        name = model.card.target_layer
+        return bool(name) and isinstance(dict(model.network.named_modules()).get(name), nn.Conv2d)
+
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> AttributionResult:
+        layout = vit_layout(model, *data.x.shape[2:])
+        if isinstance(layout, PatchLayout) and not self._names_conv(model):
+            return self._run_tokens(model, data, context, layout)
         name, layer = model.cam_layer()
         idx = context.sample_indices
         height, width = data.x.shape[2:]
@@ -82,6 +106,45 @@ class GradCAM(AttributionProbe):
         maps = maps.float().cpu().numpy()
         empty = ~(maps.reshape(len(idx), -1) > 0).any(axis=1)
         return self.result(model, data, context, maps, quality={"empty_map": empty})
+
+    def _run_tokens(self, model: ModelHandle, data: AuditData, context: RunContext, layout: PatchLayout) -> AttributionResult:
+        """Grad-CAM over a ViT's patch tokens, each patch's score spread over its pixels."""
+        idx = context.sample_indices
+        height, width = data.x.shape[2:]
+        fn = model.output_fn(self.output_space)
+        layer_name = model.card.target_layer or None
+        with torch.inference_mode(False), torch.enable_grad(), capture_tokens(model.network, layer_name) as captured:
+            x = model.to_tensor(data.x[idx])
+            t = torch.as_tensor(self.targets(context), device=model.device)
+
+            def attribute(rows: torch.Tensor) -> torch.Tensor:
+                i = rows.long()
+                captured.clear()
+                xi = x[i].detach().requires_grad_(True)  # builds the graph; the parameters stay frozen
+                score = target_outputs(fn, xi, t[i])
+                if not captured:
+                    raise AuditError(f"Grad-CAM could not capture the tokens of {layer_name or 'the last attention layer'}.", fix=_TOKEN_FIX)
+                tokens, seq_first = captured[-1]
+                (grads,) = torch.autograd.grad(score.sum(), tokens)
+                tokens, grads = (_batch_first(v.detach(), len(i), seq_first, layer_name) for v in (tokens, grads))
+                return token_grad_cam(tokens, grads, layout.prefix_for(tokens.shape[1]))
+
+            scores = model.map_batches(attribute, np.arange(len(idx)), model.batch_size)
+        grid_maps = layout.to_grid(scores.float().cpu().numpy())
+        maps = layout.to_pixels(grid_maps, height, width)
+        empty = ~(maps.reshape(len(idx), -1) > 0).any(axis=1)
+        return self.result(model, data, context, maps, quality={"empty_map": empty})
+
+
+def _batch_first(tokens: torch.Tensor, n: int, seq_first: bool | None, layer_name: str | None) -> torch.Tensor:
+    """A captured (N, T, D) or (T, N, D) activation as (N, T, D); ``seq_first`` None: tell by the batch size."""
+    if tokens.ndim == 3 and seq_first is not None:
+        return tokens.transpose(0, 1) if seq_first else tokens
+    if tokens.ndim == 3 and tokens.shape[0] == n:
+        return tokens
+    if tokens.ndim == 3 and tokens.shape[1] == n:
+        return tokens.transpose(0, 1)
+    raise AuditError(f"Layer {layer_name!r} outputs shape {tuple(tokens.shape)}; ViT Grad-CAM needs (N, tokens, channels).", fix=_TOKEN_FIX)
 
 
 def _runs_as_module(network: nn.Module, name: str, layer: nn.Module) -> bool:
