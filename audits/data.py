@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from audits.errors import DataError
-from models.card import ImageInput, ModelCard
+from models.card import ImageInput, ModelCard, TextInput
 from models.tabular_encoding import TabularEncoder
 
 
@@ -18,9 +18,10 @@ from models.tabular_encoding import TabularEncoder
 class AuditData:
     """The evaluation set in audit space.
 
-    ``x`` is pixel-space images (N, C, H, W) or the encoded tabular matrix (N, D);
-    ``raw`` keeps tabular raw columns; ``attributes`` holds per-sample attributes
-    (sensitive columns at least), aligned with ``x``.
+    ``x`` is pixel-space images (N, C, H, W), the encoded tabular matrix (N, D) or, for
+    text, token ids (N, max_length) int64 padded with the tokenizer's pad id; ``raw`` keeps
+    tabular raw columns, or for text the one text column (see ``texts``); ``attributes``
+    holds per-sample attributes (sensitive columns at least), aligned with ``x``.
     """
 
     modality: str
@@ -41,6 +42,13 @@ class AuditData:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    @property
+    def texts(self) -> list[str]:
+        """Text data: the raw texts, aligned with ``x``."""
+        if self.modality != "text" or self.raw is None:
+            raise ValueError(f"{self.modality} data has no texts")
+        return self.raw.iloc[:, 0].tolist()
 
     def subset(self, index: np.ndarray) -> AuditData:
         """Rows ``index`` of every aligned field (a copy)."""
@@ -187,6 +195,59 @@ def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
     )
 
 
+def _read_text_table(path: Path, text_column: str) -> pd.DataFrame:
+    """A CSV or Parquet table whose text column is read verbatim ('NA' and 'null' stay text)."""
+    name = path.name.lower()
+    if not path.is_file() or not name.endswith((".csv", ".csv.gz")):
+        return _read_table(path)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, dtype={text_column: str})
+    except Exception as exc:  # pandas raises many parser error types
+        raise DataError(f"Data file {path} cannot be read: {exc}.", fix="Provide a valid CSV or Parquet file.") from None
+    for column in frame.columns:  # empty cells are missing values, except in the text column
+        if column != text_column and pd.api.types.is_string_dtype(frame[column].dtype):
+            frame[column] = frame[column].mask(frame[column] == "")
+    return frame
+
+
+def _check_texts(values: pd.Series, source: str, column: str) -> list[str]:
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise DataError(f"{source}: the text column {column!r} has {int(missing.sum())} missing value(s) (first: row {int(np.flatnonzero(missing)[0])}).", fix="Drop those rows or fill them with the text.")
+    not_text = np.array([not isinstance(v, str) for v in values])
+    if not_text.any():
+        first = int(np.flatnonzero(not_text)[0])
+        raise DataError(f"{source}: {int(not_text.sum())} value(s) of the text column {column!r} are not strings (row {first}: {values.iloc[first]!r}).", fix="Store the texts as strings.")
+    empty = np.array([not v.strip() for v in values])
+    if empty.any():
+        raise DataError(f"{source}: {int(empty.sum())} text(s) in {column!r} are empty or blank (first: row {int(np.flatnonzero(empty)[0])}).", fix="Drop those rows: an empty text has nothing to classify or explain.")
+    return list(values)
+
+
+def _load_text(card: ModelCard, path: Path, label_column: str) -> AuditData:
+    from models.text import encode_texts, load_tokenizer
+
+    spec = card.input
+    assert isinstance(spec, TextInput)
+    frame = _read_text_table(path, spec.text_column)
+    for column, what in ((spec.text_column, "text"), (label_column, "label")):
+        if column not in frame.columns:
+            key = "input.text_column" if what == "text" else "data.label_column"
+            raise DataError(f"{path.name} has no {what} column {column!r} (columns: {list(frame.columns)[:12]}).", fix=f"Set {key} in the card to the {what}'s column name.")
+    texts = _check_texts(frame[spec.text_column], path.name, spec.text_column)
+    sensitive = list(card.data.sensitive) if card.data else []
+    _check_sensitive(frame, sensitive, path.name)
+    _check_attribute_values(frame, sensitive, path.name)
+    labels = _labels(frame[label_column], card.class_names, path.name)
+    tokenizer = load_tokenizer(card.tokenizer_path)
+    extra = [c for c in frame.columns if c not in (spec.text_column, label_column)]
+    return AuditData(
+        modality="text", x=encode_texts(tokenizer, texts, spec.max_length), y=labels, class_names=card.class_names,
+        attributes=frame[list(dict.fromkeys(sensitive + extra))].reset_index(drop=True),
+        sensitive=sensitive, source=str(path), sha256=_sha256(path), raw=frame[[spec.text_column]].reset_index(drop=True),
+    )  # fmt: skip
+
+
 def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
     """Load and validate the card's evaluation data (or ``path``, a file of the same layout)."""
     if card.data is None and path is None:
@@ -195,4 +256,6 @@ def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
     label_column = card.data.label_column if card.data else "y"
     if card.modality == "image":
         return _load_image(card, data_path)
+    if card.modality == "text":
+        return _load_text(card, data_path, label_column)
     return _load_tabular(card, data_path, label_column)

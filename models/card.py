@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from audits.errors import CardError
 
-Modality = Literal["image", "tabular"]
-ModelFormat = Literal["safetensors", "pytorch_state_dict", "torchscript", "torch_export"]
+Modality = Literal["image", "tabular", "text"]
+ModelFormat = Literal["safetensors", "pytorch_state_dict", "torchscript", "torch_export", "huggingface"]
 
 
 class _Strict(BaseModel):
@@ -115,6 +115,24 @@ class TabularInput(_Strict):
         return sum(len(f.levels) if isinstance(f, CategoricalFeature) else 1 for f in self.features)
 
 
+class TextInput(_Strict):
+    """Raw text in one column, tokenized by the audit into padded token ids (N, max_length).
+
+    ``tokenizer`` is a local folder of tokenizer files (``tokenizer.json`` or ``vocab.txt``
+    plus ``tokenizer_config.json``, as ``save_pretrained`` writes them), relative to the
+    card; a ``huggingface`` model may leave it out to use the files in its own folder.
+    """
+
+    kind: Literal["text"] = "text"
+    text_column: str = "text"
+    max_length: Annotated[int, Field(ge=4, le=8192)] = 128
+    tokenizer: str | None = None
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.max_length,)
+
+
 class Architecture(_Strict):
     """Where the ``nn.Module`` class of a state_dict lives: ``module:Class`` plus constructor kwargs."""
 
@@ -124,7 +142,8 @@ class Architecture(_Strict):
 
 class EvaluationData(_Strict):
     """The labelled evaluation set. Image: ``.npz`` with ``x`` (N,C,H,W) and ``y``, plus an
-    optional CSV of per-sample attributes. Tabular: CSV or Parquet with raw columns."""
+    optional CSV of per-sample attributes. Tabular: CSV or Parquet with raw columns. Text:
+    CSV or Parquet with the text column, the label and any attribute columns."""
 
     path: str
     label_column: str = "y"
@@ -142,7 +161,7 @@ class ModelCard(_Strict):
     weights: str
     architecture: Architecture | None = None
     class_names: list[str]
-    input: Annotated[ImageInput | TabularInput, Field(discriminator="kind")]
+    input: Annotated[ImageInput | TabularInput | TextInput, Field(discriminator="kind")]
     # What the network returns; probabilities are converted to log-space for attribution targets.
     output: Literal["logits", "probabilities"] = "logits"
     target_layer: str | None = None
@@ -162,6 +181,16 @@ class ModelCard(_Strict):
             raise ValueError(
                 f"format {self.format!r} holds only weights: add 'architecture: {{target: module:Class, kwargs: {{...}}}}'"
             )
+        if self.format == "huggingface":
+            if self.modality != "text":
+                raise ValueError("format 'huggingface' (a save_pretrained folder) is supported for text models only")
+            if self.architecture is not None:
+                raise ValueError("format 'huggingface' takes its architecture from the folder's config.json: remove 'architecture'")
+        elif isinstance(self.input, TextInput) and self.input.tokenizer is None:
+            raise ValueError(
+                f"a text model in format {self.format!r} needs 'input.tokenizer': the folder holding its tokenizer files "
+                "(tokenizer.save_pretrained(folder))"
+            )
         return self
 
     def resolve(self, path: str | Path) -> Path:
@@ -171,6 +200,13 @@ class ModelCard(_Strict):
     @property
     def weights_path(self) -> Path:
         return self.resolve(self.weights)
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        """Text models: the folder of tokenizer files (the model folder for ``huggingface``)."""
+        if not isinstance(self.input, TextInput):
+            return None
+        return self.resolve(self.input.tokenizer) if self.input.tokenizer else self.weights_path
 
     @property
     def n_classes(self) -> int:

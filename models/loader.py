@@ -1,7 +1,9 @@
 """Safe model loading: the one place that decides the device and puts the model in eval mode.
 
 Nothing here unpickles arbitrary objects: state dicts come from safetensors or from
-``torch.load(weights_only=True)``; whole models come from TorchScript or ``torch.export``.
+``torch.load(weights_only=True)``; whole models come from TorchScript or ``torch.export``;
+Hugging Face text models come from a local ``save_pretrained`` folder of safetensors
+(``models.text``), never from the hub.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from audits.errors import ModelLoadError, UnsafeModelError
-from models.card import ImageInput, ModelCard, TabularInput
+from models.card import ImageInput, ModelCard, TabularInput, TextInput
 from models.tabular_encoding import TabularEncoder
+from models.text import TextForward
 
 DEVICE_ENV = "AUDITS_DEVICE"
 _PICKLE_FIX = (
@@ -89,8 +93,9 @@ class _LogOf(nn.Module):
 class MeteredModel(nn.Module):
     """The audited network in audit space, counting every forward call and row.
 
-    Audit space is pixel space for images (the card's normalization runs inside) and the
-    encoded feature vector for tabular data. Its output is always logits.
+    Audit space is pixel space for images (the card's normalization runs inside), the
+    encoded feature vector for tabular data and padded token ids (N, T) int64 for text (the
+    attention mask is built inside). Its output is always logits.
     """
 
     def __init__(self, net: nn.Module, meter: CallMeter, normalization: nn.Module | None) -> None:
@@ -121,6 +126,9 @@ class ModelHandle:
     encoder: TabularEncoder | None
     meter: CallMeter = field(default_factory=CallMeter)
     batch_size: int = 1024
+    # Text models: the tokenizer (a transformers tokenizer) and the ids -> logits adapter.
+    tokenizer: Any = None
+    text_forward: TextForward | None = None
 
     @property
     def name(self) -> str:
@@ -142,10 +150,47 @@ class ModelHandle:
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one sample in audit space."""
         spec = self.card.input
-        return spec.shape if isinstance(spec, ImageInput) else (spec.encoded_width,)
+        return spec.shape if isinstance(spec, (ImageInput, TextInput)) else (spec.encoded_width,)
 
     def to_tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(x, dtype=torch.float32).to(self.device)
+        """Audit-space inputs on the model's device: float32, or int64 token ids for text."""
+        dtype = torch.long if self.modality == "text" else torch.float32
+        return torch.as_tensor(x, dtype=dtype).to(self.device)
+
+    def tokenize(self, texts: list[str]) -> np.ndarray:
+        """Text models: token ids (N, max_length) int64, exactly as the evaluation data are encoded."""
+        from models.text import encode_texts
+
+        if self.tokenizer is None:
+            raise ValueError(f"{self.name} is not a text model")
+        return encode_texts(self.tokenizer, texts, self.card.input.max_length)
+
+    def attentions(self, x: np.ndarray | torch.Tensor, batch_size: int | None = None) -> np.ndarray:
+        """Text transformers: attention probabilities (L, N, H, T, T) of every layer and head.
+
+        Computed with eager attention, batch by batch (metered like any forward pass); positions
+        past a batch's longest text are zero.
+        """
+        if self.text_forward is None:
+            raise ValueError(f"{self.name} is not a text model")
+        size = batch_size or self.batch_size
+        length = int(x.shape[1])
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(x), size):
+                ids = self.to_tensor(x[start : start + size])
+                self.meter.calls += 1
+                self.meter.rows += int(ids.shape[0])
+                maps = self.text_forward.attentions(ids)
+                pad = length - maps.shape[-1]
+                parts.append(torch.nn.functional.pad(maps, (0, pad, 0, pad)).cpu().numpy())
+        return np.concatenate(parts, axis=1) if parts else np.zeros((0, 0, 0, length, length), dtype=np.float32)
+
+    def embedding_layer(self) -> nn.Module:
+        """Text models: the token embedding layer (for layer attributions)."""
+        from models.text import input_embeddings
+
+        return input_embeddings(self.network)
 
     def map_batches(self, fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray | torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """Apply ``fn`` to ``x`` in batches on the model's device; halve the batch on CUDA OOM."""
@@ -163,12 +208,22 @@ class ModelHandle:
 
     def logits(self, x: np.ndarray | torch.Tensor, batch_size: int | None = None) -> np.ndarray:
         with torch.inference_mode():
-            return self.map_batches(self.model, x, batch_size).float().cpu().numpy()
+            return self._rowwise(self.model, x, batch_size).float().cpu().numpy()
 
     def predict_proba(self, x: np.ndarray | torch.Tensor, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities for audit-space inputs, computed in batches under inference mode."""
         with torch.inference_mode():
-            return self.map_batches(lambda t: torch.softmax(self.model(t), dim=1), x, batch_size).float().cpu().numpy()
+            return self._rowwise(lambda t: torch.softmax(self.model(t), dim=1), x, batch_size).float().cpu().numpy()
+
+    def _rowwise(self, fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray | torch.Tensor, batch_size: int | None) -> torch.Tensor:
+        """``map_batches`` for a row-by-row function; text rows are batched by length (shortest first),
+        so each batch is trimmed to its own longest text, and returned in the original order."""
+        if self.text_forward is None or len(x) <= 1:
+            return self.map_batches(fn, x, batch_size)
+        ids = np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x)
+        order = np.argsort((ids != self.text_forward.pad_id).sum(axis=1), kind="stable")
+        out = self.map_batches(fn, ids[order], batch_size)
+        return out[torch.as_tensor(np.argsort(order), device=out.device)]
 
     def output_fn(self, output: str) -> Callable[[torch.Tensor], torch.Tensor]:
         """The function probes explain: ``'logit'`` (model outputs) or ``'probability'`` (softmax)."""
@@ -271,6 +326,10 @@ def _load_state_dict(card: ModelCard, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_network(card: ModelCard, path: Path, device: torch.device) -> nn.Module:
+    if card.format == "huggingface":
+        from models.text import load_huggingface
+
+        return load_huggingface(path, device)
     if card.format in ("safetensors", "pytorch_state_dict"):
         net = _build_architecture(card)
         state = _load_state_dict(card, path)
@@ -282,10 +341,13 @@ def _load_network(card: ModelCard, path: Path, device: torch.device) -> nn.Modul
                 f"The weights in {path.name} do not fit {card.architecture.target}: {' '.join(mismatches) or exc}",
                 fix="Check architecture.kwargs in the card against how the model was trained.",
             ) from None
-        if result.missing_keys or result.unexpected_keys:
+        # Keys under an external prefix were loaded by the architecture itself (see external_weights).
+        prefixes = tuple(external_weights(net))
+        missing = [k for k in result.missing_keys if not (prefixes and k.startswith(prefixes))]
+        if missing or result.unexpected_keys:
             raise ModelLoadError(
                 f"The weights in {path.name} do not fit {card.architecture.target}: "
-                f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}.",
+                f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}.",
                 fix="Check architecture.kwargs in the card against how the model was trained.",
             )
         return net.to(device)
@@ -305,11 +367,46 @@ def _load_network(card: ModelCard, path: Path, device: torch.device) -> nn.Modul
     return program.module().to(device)
 
 
-def _dry_run(handle: ModelHandle) -> None:
+def external_weights(net: nn.Module) -> dict[str, str]:
+    """State-dict prefixes an architecture loads itself, with the sha256 of their source.
+
+    An architecture built on a pretrained encoder from an installed package (for example
+    ``models.text_architectures.MiniLMClassifier``) sets ``external_weights = {"encoder.":
+    sha256}``: the card's weights file then holds only the rest (the head), the strict key
+    check ignores missing keys under those prefixes, and the model's sha256 covers both.
+    """
+    value = getattr(net, "external_weights", None)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def model_sha256(net: nn.Module, weights_sha256: str) -> str:
+    """The weights file's sha256, or with external weights one digest over it and every external source."""
+    external = external_weights(net)
+    if not external:
+        return weights_sha256
+    parts = [f"weights={weights_sha256}", *(f"{prefix}={digest}" for prefix, digest in sorted(external.items()))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _dry_run(handle: ModelHandle) -> int:
+    """Check the model against the card on a batch of 2; return the bytes of activations one row
+    produces in a forward pass (every leaf module's output), 0 when the layers are hidden."""
     spec = handle.card.input
-    x = torch.zeros((2, *handle.input_shape), device=handle.device)
+    if isinstance(spec, TextInput):
+        x = handle.to_tensor(handle.tokenize(["An example sentence for a dry run.", "Another one."]))
+    else:
+        x = torch.zeros((2, *handle.input_shape), device=handle.device)
     if isinstance(spec, ImageInput):
         x += spec.value_range[0]
+    sizes: list[int] = []
+
+    def record(_module: nn.Module, _inputs: object, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            sizes.append(out.numel() * out.element_size())
+
+    # TorchScript submodules take no hooks: their activations stay unmeasured.
+    leaves = [m for m in handle.model.net.modules() if not any(True for _ in m.children()) and not isinstance(m, torch.jit.ScriptModule)]
+    hooks = [m.register_forward_hook(record) for m in leaves]
     try:
         with torch.inference_mode():
             out = handle.model(x)
@@ -319,6 +416,8 @@ def _dry_run(handle: ModelHandle) -> None:
             fix="Make the card's input spec (channels/height/width, or the feature list) match what the model expects.",
         ) from None
     finally:
+        for hook in hooks:
+            hook.remove()
         handle.meter.calls, handle.meter.rows = 0, 0
     if out.ndim != 2 or out.shape[1] != handle.n_classes:
         raise ModelLoadError(
@@ -327,16 +426,26 @@ def _dry_run(handle: ModelHandle) -> None:
         )
     if not torch.isfinite(out).all():
         raise ModelLoadError("The model returns non-finite outputs on a dry forward pass.", fix="Check the weights file.")
+    return sum(sizes) // len(x)
 
 
 def load_model(card: ModelCard, *, device: str | None = None) -> ModelHandle:
     """Load the card's model safely onto the chosen device and check it against the card."""
     path = card.weights_path
-    if not path.is_file():
+    if card.format == "huggingface":
+        if not path.is_dir():
+            raise ModelLoadError(f"Model folder {path} does not exist.", fix="Point 'weights' at the folder written by save_pretrained (relative paths resolve against the card's folder).")
+    elif not path.is_file():
         raise ModelLoadError(f"Weights file {path} does not exist.", fix="Correct 'weights' in the card (relative paths resolve against the card's folder).")
     target = resolve_device(device)
     net = _load_network(card, path, target)
-    return wrap_model(net, card, device=str(target), weights_sha256=sha256_file(path))
+    if card.format == "huggingface":
+        from models.text import huggingface_sha256
+
+        digest = huggingface_sha256(path)
+    else:
+        digest = model_sha256(net, sha256_file(path))
+    return wrap_model(net, card, device=str(target), weights_sha256=digest)
 
 
 def wrap_model(net: nn.Module, card: ModelCard, *, device: str | None = None, weights_sha256: str | None = None) -> ModelHandle:
@@ -355,8 +464,15 @@ def wrap_model(net: nn.Module, card: ModelCard, *, device: str | None = None, we
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         weights_sha256 = digest.hexdigest()
-    wrapped = _LogOf(net) if card.output == "probabilities" else net
     spec = card.input
+    tokenizer = text_forward = None
+    core = net
+    if isinstance(spec, TextInput):
+        from models.text import load_tokenizer
+
+        tokenizer = load_tokenizer(card.tokenizer_path)
+        core = text_forward = TextForward(net, tokenizer.pad_token_id)
+    wrapped = _LogOf(core) if card.output == "probabilities" else core
     normalization = None
     if isinstance(spec, ImageInput) and spec.normalization is not None:
         normalization = _Normalize(spec.normalization.mean, spec.normalization.std).to(target)
@@ -371,14 +487,35 @@ def wrap_model(net: nn.Module, card: ModelCard, *, device: str | None = None, we
         encoder=TabularEncoder(spec) if isinstance(spec, TabularInput) else None,
         meter=meter,
         batch_size=_default_batch_size(card, target),
+        tokenizer=tokenizer,
+        text_forward=text_forward,
     )
-    _dry_run(handle)
+    handle.batch_size = _default_batch_size(card, target, _dry_run(handle))
     return handle
 
 
-def _default_batch_size(card: ModelCard, device: torch.device) -> int:
-    # Aim for ~32 MiB of input per batch on CPU (cache-friendly), ~512 MiB on CUDA.
+# Forward activations per batch: cache-sized on CPU (measured on the zoo models, 2-core CPU:
+# 4 MiB gives the CNN ~160-row batches, 2-4x the throughput of 16k-row ones, and the MLP
+# ~3.5k-row ones, at its best), a share of free memory on CUDA (backward keeps them and
+# adds as much again).
+_CPU_ACTIVATION_BUDGET = 4 << 20
+_CUDA_FREE_SHARE = 8
+_HIDDEN_ACTIVATION_FACTOR = 16  # activations per input byte assumed when the layers are hidden
+
+
+def _default_batch_size(card: ModelCard, device: torch.device, activation_bytes: int = 0) -> int:
+    """Rows per batch from the forward activations of one row (``activation_bytes``, measured on the
+    dry run; 0 = unknown) and the memory to spend: a CPU cache-sized budget, or on CUDA a share
+    of the free device memory. ``map_batches`` halves it on CUDA out-of-memory."""
     spec = card.input
-    row_bytes = 4 * (int(np.prod(spec.shape)) if isinstance(spec, ImageInput) else spec.encoded_width)
-    budget = (512 << 20) if device.type == "cuda" else (32 << 20)
-    return int(max(64, min(65536, budget // max(row_bytes, 1))))
+    if isinstance(spec, TextInput):
+        # Transformer cost grows with tokens, not bytes: a few thousand tokens per batch on CPU.
+        tokens = (1 << 20) if device.type == "cuda" else (1 << 15)
+        return int(max(8, min(4096, tokens // spec.max_length)))
+    input_bytes = 4 * (int(np.prod(spec.shape)) if isinstance(spec, ImageInput) else spec.encoded_width)
+    per_row = input_bytes + (activation_bytes or _HIDDEN_ACTIVATION_FACTOR * input_bytes)
+    if device.type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] // _CUDA_FREE_SHARE
+    else:
+        budget = _CPU_ACTIVATION_BUDGET
+    return int(max(8, min(65536, budget // max(per_row, 1))))
