@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from audits.errors import ReportError
 from audits.explain.base import AttributionResult
 from audits.performance import PerformanceResult
+from audits.policy import Finding
 from audits.probes import registered_probes
 from audits.results import ProbeFailure, ProbeResult, SkippedProbe
 from audits.serialization import from_jsonable, serializable, to_jsonable
@@ -20,6 +24,12 @@ from audits.serialization import from_jsonable, serializable, to_jsonable
 SCHEMA_VERSION = "1.0"
 # Majors this code can read. A newer major is refused with a clear error.
 READABLE_MAJORS = {"1"}
+# Upgrades of older report dicts, keyed by the schema version they read; each returns the
+# dict at a newer version. ``from_dict`` chains them until the version is readable.
+MIGRATIONS: dict[str, Callable[[dict], dict]] = {}
+
+if TYPE_CHECKING:
+    from audits.data import AuditData
 
 
 @serializable
@@ -61,6 +71,48 @@ class DataSummary:
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
+class ExplainedSamples:
+    """The explained samples' inputs, so a report draws its galleries without the data.
+
+    ``indices`` are rows of the audited data (as ``AttributionResult.sample_indices``).
+    Images are uint8 (n, C, H, W), pixel values mapped from ``value_range`` to 0..255;
+    tabular rows keep their raw columns and texts their text column in ``raw``.
+    """
+
+    indices: np.ndarray
+    labels: np.ndarray
+    predictions: np.ndarray
+    confidence: np.ndarray  # probability of the predicted class
+    images: np.ndarray | None = None
+    value_range: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    raw: pd.DataFrame | None = None
+
+    def image(self, row: int) -> np.ndarray:
+        """Sample ``row`` as float (C, H, W) in [0, 1]."""
+        return self.images[row].astype(np.float32) / 255.0
+
+
+def explained_samples(data: AuditData, proba: np.ndarray, indices: np.ndarray, value_range: tuple[float, float] | None = None) -> ExplainedSamples:
+    """The inputs, labels and predictions of rows ``indices`` of ``data``."""
+    indices = np.asarray(indices, dtype=np.int64)
+    images = None
+    if data.modality == "image":
+        lo, hi = value_range or (0.0, 1.0)
+        images = np.round(np.clip((data.x[indices] - lo) / (hi - lo), 0.0, 1.0) * 255).astype(np.uint8)
+    raw = None if data.raw is None else data.raw.iloc[indices].reset_index(drop=True)
+    return ExplainedSamples(
+        indices=indices,
+        labels=data.y[indices].astype(np.int64),
+        predictions=proba[indices].argmax(axis=1).astype(np.int64),
+        confidence=proba[indices].max(axis=1).astype(np.float64),
+        images=images,
+        value_range=[float(v) for v in (value_range or (0.0, 1.0))],
+        raw=raw,
+    )
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
 class AuditReport:
     """Provenance, data summary, performance and every probe's typed result."""
 
@@ -73,9 +125,12 @@ class AuditReport:
     explanations: list[AttributionResult] = field(default_factory=list)
     robustness: list[ProbeResult] = field(default_factory=list)
     fairness: list[ProbeResult] = field(default_factory=list)
-    findings: list = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     skipped: list[SkippedProbe] = field(default_factory=list)
     failures: list[ProbeFailure] = field(default_factory=list)
+    # The explained samples' inputs (for galleries) and the policy the findings come from.
+    samples: ExplainedSamples | None = None
+    policy: dict = field(default_factory=dict)
 
     def explanation(self, method: str) -> AttributionResult | None:
         return next((r for r in self.explanations if r.method == method), None)
@@ -86,10 +141,15 @@ class AuditReport:
     @classmethod
     def from_dict(cls, raw: dict) -> AuditReport:
         version = str(raw.get("schema_version", ""))
+        while version.split(".")[0] not in READABLE_MAJORS and version in MIGRATIONS:
+            raw = MIGRATIONS[version](dict(raw))
+            version = str(raw.get("schema_version", ""))
         if version.split(".")[0] not in READABLE_MAJORS:
+            older = _version_key(version) < _version_key(SCHEMA_VERSION)
             raise ReportError(
-                f"Report schema version {version or '(missing)'} is not readable by this version (reads {sorted(READABLE_MAJORS)}.x).",
-                fix="Open it with the tool version that wrote it, or re-run the audit.",
+                f"Report schema version {version or '(missing)'} is not readable by this version (reads {sorted(READABLE_MAJORS)}.x"
+                + (", and no migration upgrades it)." if older else ")."),
+                fix="Re-run the audit with this version to regenerate the report." if older else "Open it with the tool version that wrote it (or newer), or re-run the audit.",
             )
         registered_probes()  # importing every probe package registers every result type
         try:
@@ -124,11 +184,20 @@ class AuditReport:
         return cls.from_json(path.read_text())
 
 
+def _version_key(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in version.split("."))
+    except ValueError:
+        return (-1,)
+
+
 def write_atomic(path: Path, payload: bytes) -> Path:
     """Write to a temporary file beside ``path``, then rename: a killed write leaves no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); reports are meant to be shared.
+        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()

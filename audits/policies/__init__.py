@@ -1,0 +1,1 @@
+"""Policies shipped with the package (``default.yaml``: the default audit policy)."""

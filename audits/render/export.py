@@ -1,0 +1,95 @@
+"""Write a report's outputs (JSON, HTML, PDF) atomically, drawing the PDF's figures in parallel.
+
+The PDF's matplotlib figures are the slowest part of an export; with ``workers > 1`` they
+are drawn in forked worker processes while this process renders the HTML. Every file is
+written through ``audits.report.write_atomic`` (a temporary file, then a rename), so a
+killed export never leaves a partial file at a final path.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from audits.render.sections import build_document
+
+if TYPE_CHECKING:
+    from audits.report import AuditReport
+
+
+def _draw(chart) -> bytes:
+    from audits.render.static import chart_png
+
+    return chart_png(chart)
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask to be killed when the exporting process dies (a killed
+    export must not leave workers behind)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _pool(workers: int, n_figures: int) -> ProcessPoolExecutor | None:
+    """A fork-based pool when it pays off: several figures and cores, on Linux (where workers can be tied to this process)."""
+    if workers < 2 or n_figures < 4 or not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2:
+        return None
+    try:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_die_with_parent)
+    except (OSError, ValueError):
+        return None
+
+
+def write_outputs(
+    report: AuditReport, *, json_path: str | Path | None = None, html_path: str | Path | None = None, pdf_path: str | Path | None = None, workers: int = 1
+) -> list[Path]:
+    """Write the requested outputs of ``report``; returns the paths written.
+
+    ``workers`` > 1 draws the PDF figures in that many forked processes (use it from a
+    single-threaded program such as the CLI; forking a threaded server is unsafe).
+    """
+    from audits.report import write_atomic
+
+    written: list[Path] = []
+    if json_path is not None:
+        written.append(report.save(json_path))
+    if html_path is None and pdf_path is None:
+        return written
+    document = build_document(report)
+    figures = document.figures() if pdf_path is not None else []
+    pool = _pool(workers, len(figures))
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork() in a threaded process; the workers only draw
+        warnings.simplefilter("ignore", DeprecationWarning)
+        futures = [pool.submit(_draw, f.chart) for f in figures] if pool is not None else []
+    try:
+        if html_path is not None:
+            from audits.render.html import render_html
+
+            written.append(write_atomic(Path(html_path), render_html(report, document=document).encode()))
+        if pdf_path is not None:
+            from audits.render.pdf import render_pdf, render_pngs
+
+            pngs = None
+            if futures:
+                try:
+                    pngs = {id(f): fut.result() for f, fut in zip(figures, futures, strict=True)}
+                except Exception:  # a broken worker must not lose the export: draw here instead
+                    pngs = None
+            pngs = pngs if pngs is not None else render_pngs(document)
+            written.append(write_atomic(Path(pdf_path), render_pdf(report, document=document, pngs=pngs)))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return written

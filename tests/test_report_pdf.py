@@ -1,0 +1,147 @@
+"""The PDF report: parses, has every section, carries the report's numbers and figures; writes are atomic."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from audits.cli import main
+from audits.render.pdf import render_pdf
+from audits.render.sections import build_document, num
+from audits.report import write_atomic
+from audits.results import ProbeResult
+
+from .report_fixtures import rendered_pdf, saved, zoo_report
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = [
+    "Contents",
+    "Summary",
+    "Provenance",
+    "Data",
+    "Performance",
+    "Explanations",
+    "Robustness",
+    "Fairness",
+    "Findings",
+    "Appendix A: Methods",
+    "Appendix B: Policy",
+]
+
+
+def pdf_text(data: bytes) -> tuple[PdfReader, list[str]]:
+    reader = PdfReader(io.BytesIO(data))
+    return reader, [page.extract_text() or "" for page in reader.pages]
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
+def test_pdf_parses_has_the_sections_and_the_key_numbers(name):
+    report = zoo_report(name)
+    reader, pages = pdf_text(rendered_pdf(name))
+    text = "\n".join(pages)
+    assert len(reader.pages) >= 8
+    for title in SECTIONS:
+        assert title in text, title
+    assert report.provenance.model_name in pages[0] and report.report_id in pages[0]
+    assert report.provenance.weights_sha256 in text
+    assert num(report.performance.accuracy) in text and num(report.performance.ece) in text
+    flat = text.replace("\n", " ")
+    for f in report.findings:
+        assert num(f.measured) in flat, f
+    for status in {f.status.replace("_", " ") for f in report.findings}:
+        assert status in flat
+    # Running header (model and report id) and "page X of Y" on every page after the cover.
+    for i, page in enumerate(pages[1:], start=2):
+        assert report.report_id in page and f"Page {i} of {len(pages)}" in page
+    assert reader.outline, "the PDF has bookmarks"
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
+def test_pdf_embeds_every_figure_as_an_image(name):
+    reader, _ = pdf_text(rendered_pdf(name))
+    images = sum(len(page.images) for page in reader.pages)
+    figures = len(build_document(zoo_report(name)).figures())
+    assert figures >= 6 and images == figures
+
+
+def test_sections_with_nothing_to_show_say_why_and_unknown_results_still_render():
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class FutureResult(ProbeResult):  # a result type without a layout (and not registered for JSON)
+        score: float
+        label: str
+
+        def headline(self) -> str:
+            return f"future score {self.score:.3f}"
+
+    base = zoo_report("adult-mlp")
+    report = dataclasses.replace(base, robustness=[FutureResult(method="future_probe", score=0.4242, label="shiny")], explanations=[], findings=[], policy={})
+    _, pages = pdf_text(render_pdf(report))
+    text = " ".join(pages).replace("\n", " ")
+    assert "future score 0.424" in text and "shiny" in text
+    assert "No attribution method produced a result" in text
+    assert "No policy was applied" in text
+
+
+def test_an_export_killed_mid_write_leaves_no_file_at_the_final_path(tmp_path):
+    source = saved("adult-mlp", tmp_path)
+    target = tmp_path / "out" / "report.pdf"
+    kept = tmp_path / "out" / "kept.pdf"
+    kept.parent.mkdir()
+    kept.write_bytes(b"the previous export")
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from audits.cli import main
+        real_fsync = os.fsync
+        def die(fd):  # the process is killed after part of the file is on disk, before the rename
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.fsync = die
+        main(["report", {str(source)!r}, "--pdf", {str(target)!r}, "--html", {str(kept)!r}])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert not target.exists()
+    assert kept.read_bytes() == b"the previous export"
+
+
+def test_atomic_write_cleans_up_after_an_interrupted_write(tmp_path, monkeypatch):
+    target = tmp_path / "report.pdf"
+    target.write_bytes(b"old")
+    import os
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, b"new" * 1000)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.pdf"]
+
+
+def test_audits_report_re_renders_from_json_and_re_evaluates_with_a_policy(tmp_path, capsys):
+    source = saved("adult-mlp", tmp_path)
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("name: strict\nchecks:\n  - {check: min_accuracy, threshold: 0.99}\n")
+    out_json = tmp_path / "strict.json"
+    assert main(["report", str(source), "--pdf", str(tmp_path / "x.pdf"), "--policy", str(strict), "--json", str(out_json)]) == 0
+    assert "FAIL" in capsys.readouterr().out
+    _, pages = pdf_text((tmp_path / "x.pdf").read_bytes())
+    assert "strict" in " ".join(pages)
+    from audits.report import AuditReport
+
+    again = AuditReport.load(out_json)
+    assert [f.status for f in again.findings] == ["fail"] and again.report_id == zoo_report("adult-mlp").report_id
+    # Without output flags the PDF and HTML land beside the JSON.
+    assert main(["report", str(source)]) == 0
+    assert source.with_suffix(".pdf").stat().st_size > 10_000 and source.with_suffix(".html").is_file()
+    # A bad policy is an error exit with the fix.
+    assert main(["report", str(source), "--policy", str(tmp_path / "missing.yaml")]) == 2
+    assert "fix:" in capsys.readouterr().err
