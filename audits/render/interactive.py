@@ -1,0 +1,415 @@
+"""Interactive ``result -> figure`` functions (plotly) for views the report figures do not cover.
+
+The dashboard shows these; the HTML report may reuse them. Each takes typed results (or
+plain arrays cut from them) and returns a ``plotly.graph_objects.Figure``; nothing here
+computes a measurement, it only draws one. Every figure has a title, labelled axes or a
+labelled colour bar, and units where there are any.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from audits.explain.base import AttributionResult
+from audits.results import Cost
+
+Mode = Literal["signed", "absolute"]
+# Offered colour scales: diverging ones for signed maps (red raises the explained class),
+# sequential ones for magnitudes.
+SIGNED_SCALES = {"red-blue": "RdBu_r", "purple-green": "PRGn", "orange-purple": "PuOr_r"}
+ABSOLUTE_SCALES = {"inferno": "Inferno", "viridis": "Viridis", "hot": "Hot", "greys": "Greys"}
+POSITIVE, NEGATIVE, NEUTRAL = "#c0392b", "#2471a3", "#7f8c8d"
+_FONT = dict(size=12)
+
+
+def _layout(fig: go.Figure, title: str, *, height: int, margin: dict | None = None) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)),
+        height=height,
+        margin=margin or dict(l=10, r=10, t=50, b=10),
+        font=_FONT,
+        template="plotly_white",
+    )
+    return fig
+
+
+def _image_trace(image: np.ndarray, value_range: tuple[float, float], *, showscale: bool = False, name: str = "input") -> go.Heatmap | go.Image:
+    """(C, H, W) pixel-space image as a trace: grey heatmap for one channel, RGB otherwise."""
+    lo, hi = value_range
+    if image.shape[0] == 1:
+        return go.Heatmap(
+            z=image[0],
+            colorscale="Greys",
+            reversescale=True,
+            zmin=lo,
+            zmax=hi,
+            showscale=showscale,
+            name=name,
+            hovertemplate="x %{x}, y %{y}<br>pixel %{z:.3f}<extra></extra>",
+        )
+    rgb = np.clip((np.moveaxis(image[:3], 0, -1) - lo) / (hi - lo), 0, 1)
+    return go.Image(z=(rgb * 255).astype(np.uint8), name=name, hoverinfo="skip")
+
+
+def _image_axes(fig: go.Figure, row: int | None = None, col: int | None = None) -> None:
+    kwargs = {} if row is None else dict(row=row, col=col)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", **kwargs)
+    fig.update_yaxes(
+        showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x" if row is None else None, constrain="domain", **kwargs
+    )
+
+
+def image_figure(image: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0), *, title: str = "Input", height: int = 280) -> go.Figure:
+    """One (C, H, W) pixel-space image, square pixels, no axes; a colour bar of pixel values for grey images."""
+    fig = go.Figure(_image_trace(image, value_range, showscale=image.shape[0] == 1))
+    if image.shape[0] == 1:
+        fig.update_traces(colorbar=dict(title=dict(text="pixel value"), thickness=10, len=0.9))
+    _image_axes(fig)
+    return _layout(fig, title, height=height, margin=dict(l=5, r=5, t=40, b=5))
+
+
+def fading_scale(name: str, mode: Mode, steps: int = 21) -> list[list]:
+    """Plotly colour scale ``name`` with transparency growing with |value|.
+
+    Where the attribution is near zero the input image shows through unchanged; strong
+    attributions are drawn in full colour (the trace's opacity caps the overall strength).
+    """
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    points = np.linspace(0.0, 1.0, steps)
+    colours = sample_colorscale(name, list(points))
+    scale = []
+    for p, colour in zip(points, colours, strict=True):
+        r, g, b = (int(round(c)) for c in unlabel_rgb(colour))
+        alpha = abs(2 * p - 1) if mode == "signed" else p
+        scale.append([float(p), f"rgba({r},{g},{b},{min(1.0, 0.15 + alpha):.3f})"])
+    return scale
+
+
+def scaled_map(attribution: np.ndarray, mode: Mode) -> np.ndarray:
+    """An attribution map scaled by its own max |value| (signed: [-1, 1]; absolute: [0, 1])."""
+    scale = float(np.abs(attribution).max()) or 1.0
+    scaled = attribution / scale
+    return np.abs(scaled) if mode == "absolute" else scaled
+
+
+def attribution_overlay_figure(
+    result: AttributionResult,
+    row: int,
+    image: np.ndarray,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    *,
+    opacity: float = 0.6,
+    mode: Mode = "signed",
+    colorscale: str | None = None,
+    title: str | None = None,
+    height: int = 340,
+) -> go.Figure:
+    """One method's map for explained sample ``row`` laid over the input image.
+
+    Signed maps use a diverging scale centred on zero (with the default scale red raises the
+    explained class, blue lowers it); absolute maps show magnitude. Each map is scaled by
+    its own max |value| so methods are comparable in shape.
+    """
+    attr = np.asarray(result.attributions[row], dtype=np.float64)
+    scaled = scaled_map(attr, mode)
+    scale = fading_scale(colorscale or ("RdBu_r" if mode == "signed" else "Inferno"), mode)
+    fig = go.Figure()
+    fig.add_trace(_image_trace(image, value_range))
+    bounds = dict(zmin=-1.0, zmax=1.0, zmid=0.0) if mode == "signed" else dict(zmin=0.0, zmax=1.0)
+    fig.add_trace(
+        go.Heatmap(
+            z=scaled,
+            colorscale=scale,
+            opacity=opacity,
+            name=result.method,
+            colorbar=dict(
+                title=dict(text="share of<br>max |attr|" if mode == "absolute" else "attribution<br>/ max |attr|", side="right"), thickness=12, len=0.9
+            ),
+            hovertemplate="x %{x}, y %{y}<br>scaled attribution %{z:.2f}<extra></extra>",
+            **bounds,
+        )
+    )
+    _image_axes(fig)
+    return _layout(fig, title or result.method.replace("_", " "), height=height, margin=dict(l=5, r=5, t=45, b=5))
+
+
+def class_probability_figure(proba: np.ndarray, class_names: list[str], *, label: int | None = None, top_k: int = 10, height: int | None = None) -> go.Figure:
+    """Horizontal bars of the class probabilities (largest ``top_k``), the predicted class highlighted.
+
+    The true class, when given, is marked in its bar's label.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    order = np.argsort(-proba)[:top_k]
+    predicted = int(order[0])
+    names = [f"{class_names[i]}{' (true)' if label is not None and i == label else ''}" for i in order]
+    colours = [POSITIVE if i == predicted else NEUTRAL for i in order]
+    fig = go.Figure(
+        go.Bar(
+            x=proba[order],
+            y=names,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{p:.1%}" for p in proba[order]],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="probability", range=[0, 1.15], tickformat=".0%")
+    fig.update_yaxes(title_text="class", autorange="reversed", type="category")
+    return _layout(fig, "Class probabilities", height=height or int(90 + 26 * len(order)))
+
+
+def _feature_label(name: str, raw_values: dict | None) -> str:
+    if not raw_values or name not in raw_values:
+        return name
+    value = raw_values[name]
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    return f"{name} = {value}"
+
+
+def tabular_contribution_figure(
+    result: AttributionResult,
+    row: int,
+    class_names: list[str],
+    raw_values: dict | None = None,
+    *,
+    top_k: int = 10,
+    kind: Literal["auto", "waterfall", "bar"] = "auto",
+    title: str | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """Per-feature contributions for one explained tabular sample.
+
+    A waterfall from the base value (the expected output over the background) through the
+    ``top_k`` largest contributions (the rest summed as 'other features') to the model's
+    output, when the method records base values and outputs (SHAP, IG); otherwise signed bars.
+    """
+    attr = np.asarray(result.attributions[row], dtype=np.float64)
+    order = np.argsort(-np.abs(attr))[:top_k]
+    target = class_names[int(result.targets[row])]
+    labels = [_feature_label(result.feature_names[i], raw_values) for i in order]
+    unit = f"{result.output} of '{target}'"
+    has_ends = result.base_values is not None and result.outputs is not None
+    use_waterfall = kind == "waterfall" or (kind == "auto" and has_ends)
+    height = height or int(140 + 30 * (len(order) + (3 if use_waterfall else 0)))
+    if use_waterfall and has_ends:
+        base = float(np.asarray(result.base_values).reshape(len(result.sample_indices), -1)[row][0])
+        out = float(np.asarray(result.outputs).reshape(len(result.sample_indices), -1)[row][0])
+        rest = float(attr.sum() - attr[order].sum())
+        names = ["base value", *labels] + (["other features"] if len(attr) > len(order) else []) + [f"model output ({result.output})"]
+        values = [base, *attr[order]] + ([rest] if len(attr) > len(order) else []) + [out]
+        measures = ["absolute"] + ["relative"] * (len(values) - 2) + ["total"]
+        fig = go.Figure(
+            go.Waterfall(
+                orientation="h", y=names, x=values, measure=measures,
+                increasing=dict(marker=dict(color=POSITIVE)), decreasing=dict(marker=dict(color=NEGATIVE)), totals=dict(marker=dict(color=NEUTRAL)),
+                text=[f"{v:+.3f}" if m == "relative" else f"{v:.3f}" for v, m in zip(values, measures, strict=True)],
+                textposition="outside", cliponaxis=False, connector=dict(line=dict(color="#bbbbbb", width=1)),
+            )
+        )  # fmt: skip
+        fig.update_yaxes(autorange="reversed", title_text="")
+        # Zoom on the path from the base value to the output (the totals' bars are cut, their labels say them).
+        path = np.concatenate([[base], base + np.cumsum(values[1:-1]), [out]])
+        lo, hi = float(path.min()), float(path.max())
+        pad = 0.12 * max(hi - lo, 1e-6)
+        fig.update_xaxes(title_text=unit, range=[lo - pad, hi + 2 * pad])
+        name = title or result.method.replace("_", " ")
+        title = f"{name}: from base {base:.3f} to output {out:.3f}"
+    else:
+        fig = go.Figure(
+            go.Bar(
+                x=attr[order],
+                y=labels,
+                orientation="h",
+                marker_color=[POSITIVE if v > 0 else NEGATIVE for v in attr[order]],
+                text=[f"{v:+.3f}" for v in attr[order]],
+                textposition="outside",
+                cliponaxis=False,
+            )
+        )
+        fig.update_yaxes(autorange="reversed", title_text="")
+        fig.update_xaxes(title_text=f"contribution to the {unit}", zeroline=True, zerolinecolor="black")
+        title = f"{title or result.method.replace('_', ' ')}: largest contributions"
+    return _layout(fig, title, height=height, margin=dict(l=10, r=40, t=50, b=10))
+
+
+def token_attribution_figure(result: AttributionResult, row: int, class_names: list[str], *, max_tokens: int = 40, height: int = 320) -> go.Figure:
+    """Text: each token's attribution for explained sample ``row``, in reading order."""
+    tokens = list(result.tokens[row]) if result.tokens else []
+    attr = np.asarray(result.attributions[row], dtype=np.float64)[: len(tokens)][:max_tokens]
+    tokens = tokens[: len(attr)]
+    labels = [f"{i}:{t}" for i, t in enumerate(tokens)]
+    fig = go.Figure(go.Bar(x=labels, y=attr, marker_color=[POSITIVE if v > 0 else NEGATIVE for v in attr], hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text="token (position:text)", tickangle=-45)
+    fig.update_yaxes(title_text=f"contribution to {result.output} of '{class_names[int(result.targets[row])]}'", zeroline=True, zerolinecolor="black")
+    return _layout(fig, f"{result.method.replace('_', ' ')}: token attributions", height=height)
+
+
+def sample_gallery_figure(
+    images: np.ndarray, captions: list[str], value_range: tuple[float, float] = (0.0, 1.0), *, cols: int = 8, title: str = "Samples"
+) -> go.Figure:
+    """Small multiples of images (N, C, H, W) with a caption over each."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=captions, horizontal_spacing=0.02, vertical_spacing=0.08 / max(rows, 1) + 0.02)
+    for k in range(n):
+        fig.add_trace(_image_trace(images[k], value_range), row=k // cols + 1, col=k % cols + 1)
+        _image_axes(fig, k // cols + 1, k % cols + 1)
+    fig.update_annotations(font_size=10)
+    return _layout(fig, title, height=int(70 + rows * 125), margin=dict(l=5, r=5, t=70, b=5))
+
+
+def corruption_gallery_figure(gallery, class_names: list[str], *, title: str | None = None) -> go.Figure:
+    """One image under every corruption (rows) and severity (columns), each with its prediction.
+
+    ``gallery`` is an ``audits.gallery.CorruptionGallery``. Captions give the predicted class
+    and its probability; red captions mark a prediction that differs from the true label.
+    """
+    n_rows, n_cols = len(gallery.corruptions), len(gallery.severities)
+    fig = make_subplots(
+        rows=n_rows,
+        cols=n_cols,
+        horizontal_spacing=0.012,
+        vertical_spacing=0.035,
+        column_titles=[("clean" if s == 0 else f"severity {s}") for s in gallery.severities],
+        row_titles=[c.replace("_", " ") for c in gallery.corruptions],
+    )
+    value_range = tuple(gallery.value_range)
+    for i in range(n_rows):
+        for s in range(n_cols):
+            fig.add_trace(_image_trace(gallery.images[i, s], value_range), row=i + 1, col=s + 1)
+            pred = int(gallery.predictions[i, s])
+            wrong = pred != gallery.label
+            fig.update_xaxes(
+                title_text=f"{class_names[pred]} ({gallery.confidence[i, s]:.0%})",
+                title_font=dict(size=10, color=POSITIVE if wrong else "#333333"),
+                title_standoff=2,
+                row=i + 1,
+                col=s + 1,
+            )
+            _image_axes(fig, i + 1, s + 1)
+    fig.update_annotations(font_size=11)
+    for ann in fig.layout.annotations:
+        if ann.textangle == 90:  # row titles: horizontal, at the right
+            ann.textangle = 0
+            ann.xanchor = "left"
+    truth = class_names[gallery.label]
+    return _layout(
+        fig,
+        title or f"Sample #{gallery.row} (true class {truth}) under each corruption; caption: prediction (probability), red when wrong",
+        height=int(90 + 150 * n_rows),
+        margin=dict(l=5, r=110, t=80, b=5),
+    )
+
+
+def cost_line(cost: Cost) -> str:
+    """A result's cost in words: model calls, rows through the model, wall time."""
+    return f"{cost.model_calls:,} model call{'s' if cost.model_calls != 1 else ''}, {cost.rows_evaluated:,} rows, {cost.wall_time_s:.2f} s"
+
+
+def quality_table(result: AttributionResult, row: int | None = None) -> pd.DataFrame:
+    """The result's quality measures (mean over samples, or sample ``row``'s value) as a table."""
+    records = []
+    for name, value in result.quality.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiub":
+            continue
+        if arr.ndim and row is not None and arr.shape[0] == len(result.sample_indices):
+            records.append({"measure": name.replace("_", " "), "value": float(arr[row])})
+        elif arr.size:
+            records.append({"measure": name.replace("_", " "), "value": float(np.nanmean(arr.astype(np.float64)))})
+    return pd.DataFrame(records, columns=["measure", "value"])
+
+
+def scalar_fields(result) -> pd.DataFrame:
+    """Any result as a table of its scalar fields and headline: the fallback view for unknown types."""
+    records = []
+    if dataclasses.is_dataclass(result):
+        for f in dataclasses.fields(result):
+            value = getattr(result, f.name)
+            if isinstance(value, bool | int | float | str | np.integer | np.floating) and f.name != "method":
+                records.append({"field": f.name.replace("_", " "), "value": str(value)})
+        cost = getattr(result, "cost", None)
+        if isinstance(cost, Cost):
+            records.append({"field": "cost", "value": cost_line(cost)})
+    headline = getattr(result, "headline", None)
+    if callable(headline):
+        text = headline()
+        if text:
+            records.insert(0, {"field": "headline", "value": text})
+    return pd.DataFrame(records, columns=["field", "value"])
+
+
+def interval_table(groups: pd.DataFrame, metrics: list[str], *, digits: int = 3) -> pd.DataFrame:
+    """Per-group rows with each metric written as ``value [lo, hi]`` (NaN: '–').
+
+    ``groups`` is a ``GroupMetricsResult.table(grouping)``: columns group, n, status and
+    per metric ``<m>``, ``<m>_lo``, ``<m>_hi``.
+    """
+
+    def cell(v, lo, hi) -> str:
+        if not np.isfinite(v):
+            return "–"
+        if np.isfinite(lo) and np.isfinite(hi):
+            return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+        return f"{v:.{digits}f}"
+
+    out = pd.DataFrame({"group": groups["group"].astype(str), "n": groups["n"].astype(int), "status": groups["status"].astype(str)})
+    for m in metrics:
+        if m not in groups:
+            continue
+        lo = groups.get(f"{m}_lo", pd.Series(np.nan, index=groups.index))
+        hi = groups.get(f"{m}_hi", pd.Series(np.nan, index=groups.index))
+        out[m.replace("_", " ")] = [cell(float(v), float(a), float(b)) for v, a, b in zip(groups[m], lo, hi, strict=True)]
+    return out
+
+
+def intersection_heatmap_figure(result, grouping: str, metric: str, *, separator: str = " & ") -> go.Figure:
+    """``GroupMetricsResult``: one metric over an intersectional grouping ('sex x race') as a heatmap.
+
+    Rows are the first attribute's groups, columns the second's; each cell shows the value,
+    its interval and n; cells with too few rows (or none) are left blank.
+    """
+    parts = grouping.split(" x ")
+    if len(parts) != 2:
+        raise ValueError(f"{grouping!r} is not a two-way intersection")
+    t = result.table(grouping)
+    split = t["group"].astype(str).str.split(separator, n=1, expand=True)
+    t = t.assign(first=split[0], second=split[1] if split.shape[1] > 1 else "")
+    rows, cols = sorted(t["first"].unique()), sorted(t["second"].unique())
+    z = np.full((len(rows), len(cols)), np.nan)
+    text = [["no rows" for _ in cols] for _ in rows]
+    for r in t.itertuples(index=False):
+        i, j = rows.index(r.first), cols.index(r.second)
+        value = float(getattr(r, metric))
+        if r.status == "ok" and np.isfinite(value):
+            z[i, j] = value
+            lo, hi = float(getattr(r, f"{metric}_lo", np.nan)), float(getattr(r, f"{metric}_hi", np.nan))
+            text[i][j] = f"{value:.2f}<br>[{lo:.2f}, {hi:.2f}]<br>n={int(r.n)}" if np.isfinite(lo) else f"{value:.2f}<br>n={int(r.n)}"
+        else:
+            text[i][j] = f"too few<br>n={int(r.n)}"
+    label = metric.replace("_", " ")
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=cols, y=rows, text=text, texttemplate="%{text}", textfont=dict(size=10), colorscale="Viridis", zmin=0.0, zmax=1.0,
+            colorbar=dict(title=dict(text=label), thickness=12), hovertemplate=f"{parts[0]} %{{y}}<br>{parts[1]} %{{x}}<br>{label} %{{z:.3f}}<extra></extra>",
+        )
+    )  # fmt: skip
+    fig.update_xaxes(title_text=parts[1], side="bottom", tickangle=-30)
+    fig.update_yaxes(title_text=parts[0], autorange="reversed")
+    return _layout(
+        fig,
+        f"{label} by {parts[0]} and {parts[1]} ({int(result.ci * 100)}% intervals; blank: fewer than {result.min_group_size} rows)",
+        height=int(170 + 62 * len(rows)),
+        margin=dict(l=10, r=10, t=50, b=10),
+    )

@@ -1,0 +1,1 @@
+"""The page scripts of the dashboard (run by ``st.navigation`` from ``dashboard/app.py``)."""

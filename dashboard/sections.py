@@ -1,0 +1,179 @@
+"""Section drawers per result type (registered in ``views``): figures from ``audits.render.figures``
+and ``audits.render.interactive``, tables from the result's own fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from audits.fairness.attribution_disparity import AttributionDisparityResult
+from audits.fairness.counterfactual import CounterfactualFlipResult
+from audits.fairness.group_metrics import GroupMetricsResult
+from audits.fairness.mitigation import MitigationPreviewResult
+from audits.fairness.proxies import ProxyFeaturesResult
+from audits.render import interactive
+from audits.robustness.base import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
+from dashboard import views
+from dashboard.feedback import guarded
+from dashboard.workspace import Workspace
+
+
+def _figures():
+    from audits.render import figures
+
+    return figures
+
+
+def _plot(make: Callable[[], object], key: str, what: str) -> None:
+    """Draw one figure; if it cannot be drawn, say so and keep going."""
+    with guarded(f"Drawing {what}"):
+        views.plot(make(), key=key)
+
+
+def _class_names(ws: Workspace | None, fallback: int = 0) -> list[str]:
+    return list(ws.data.class_names) if ws is not None else [str(i) for i in range(fallback)]
+
+
+def register_all() -> None:
+    """Register every drawer with ``views`` (idempotent: the last registration of a type wins)."""
+    for result_type, draw in (
+        (AttackResult, _attack),
+        (CorruptionResult, _corruption),
+        (CalibrationResult, _calibration),
+        (TabularPerturbationResult, _tabular_perturbation),
+        (TabularAdversarialResult, _tabular_adversarial),
+        (GroupMetricsResult, _group_metrics),
+        (CounterfactualFlipResult, _counterfactual),
+        (ProxyFeaturesResult, _proxies),
+        (MitigationPreviewResult, _mitigation),
+        (AttributionDisparityResult, _attribution_disparity),
+    ):
+        views.drawer(result_type)(draw)
+
+
+# --- robustness ------------------------------------------------------------------------
+
+
+def _attack(r, ws, key):
+    f = _figures()
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: f.attack_curve_figure([r]), f"{key}.curve", "the robustness curve")
+    with c2:
+        _plot(lambda: f.attack_group_figure(r), f"{key}.groups", "the per-group curve")
+    if r.examples is not None and ws is not None and ws.data.modality == "image":
+        _plot(lambda: f.adversarial_examples_figure(r, _class_names(ws), views.value_range(ws)), f"{key}.examples", "the adversarial examples")
+    with st.expander("Robust accuracy per epsilon (table)"):
+        views.show_table(r.curve, key=f"{key}.table")
+
+
+def _corruption(r, ws, key):
+    f = _figures()
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: f.corruption_figure(r), f"{key}.curve", "the corruption curves")
+    with c2:
+        _plot(lambda: f.corruption_group_figure(r), f"{key}.groups", "the per-group corruption curve")
+    with st.expander("Accuracy per corruption and severity (table)"):
+        views.show_table(r.table, key=f"{key}.table")
+
+
+def _calibration(r, ws, key):
+    f = _figures()
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: f.calibration_reliability_figure(r), f"{key}.reliability", "the reliability curves")
+    with c2:
+        _plot(lambda: f.calibration_shift_figure(r), f"{key}.shift", "the calibration under shift")
+    with st.expander("Calibration per condition (table)"):
+        views.show_table(r.conditions, key=f"{key}.table")
+
+
+def _tabular_perturbation(r, ws, key):
+    f = _figures()
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: f.tabular_perturbation_figure(r), f"{key}.curve", "the perturbation curves")
+    with c2:
+        _plot(lambda: f.tabular_fragility_figure(r), f"{key}.fragility", "the feature fragility")
+    with st.expander("Flip rate per perturbation (table)"):
+        views.show_table(r.table, key=f"{key}.table")
+    for note in r.notes:
+        st.caption(views.escape(str(note)))
+
+
+def _tabular_adversarial(r, ws, key):
+    f = _figures()
+    _plot(lambda: f.tabular_adversarial_figure(r), f"{key}.features", "the per-feature flip fractions")
+    c1, c2 = st.columns(2)
+    with c1, st.expander("Smallest flipping change per decision (table)"):
+        views.show_table(r.decisions, key=f"{key}.decisions")
+    with c2, st.expander("Flippable share per group (table)"):
+        views.show_table(r.by_group, key=f"{key}.groups")
+
+
+# --- fairness --------------------------------------------------------------------------
+
+
+def _group_metrics(r, ws, key):
+    f = _figures()
+    singles = [g for g in r.groupings if " x " not in g]
+    crossed = [g for g in r.groupings if " x " in g]
+    grouping = st.selectbox("Grouping", r.groupings, key=f"{key}.grouping", help="A sensitive attribute, or an intersection of two ('sex x race').")
+    table = r.table(grouping)
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: f.group_metric_figure(r, grouping), f"{key}.groups.{grouping}", "the group metrics")
+    with c2:
+        _plot(lambda: f.disparity_figure(r, singles), f"{key}.disparity", "the disparities")
+    st.markdown(
+        f"**{grouping}: every metric per group**, as value [{int(r.ci * 100)}% bootstrap interval]; groups under {r.min_group_size} rows are not measured"
+    )
+    views.show_table(interactive.interval_table(table, list(r.metrics)), key=f"{key}.table.{grouping}", height=min(38 + 35 * len(table), 420))
+    if crossed:
+        st.markdown("**Intersectional groups**")
+        i1, i2 = st.columns(2)
+        which = i1.selectbox("Intersection", crossed, key=f"{key}.cross")
+        metric = i2.selectbox("Metric", list(r.metrics), key=f"{key}.cross_metric", format_func=lambda m: m.replace("_", " "))
+        _plot(lambda: interactive.intersection_heatmap_figure(r, which, metric), f"{key}.heat.{which}.{metric}", "the intersectional heatmap")
+    if r.task == "binary" and len(r.four_fifths):
+        _plot(lambda: f.four_fifths_figure(r), f"{key}.fourfifths", "the four-fifths rule")
+    with st.expander("Fairness criteria (table)"):
+        views.show_table(r.criteria, key=f"{key}.criteria")
+    for note in r.notes[:6]:
+        st.caption(views.escape(str(note)))
+
+
+def _counterfactual(r, ws, key):
+    f = _figures()
+    _plot(lambda: f.counterfactual_figure(r), f"{key}.figure", "the counterfactual flip rates")
+    views.show_table(r.summary, key=f"{key}.summary")
+    for note in r.notes:
+        st.caption(views.escape(str(note)))
+
+
+def _proxies(r, ws, key):
+    f = _figures()
+    _plot(lambda: f.proxy_figure(r), f"{key}.figure", "the proxy features")
+    with st.expander("Probe models predicting each attribute from the other features (table)"):
+        views.show_table(r.probe_models, key=f"{key}.probes")
+
+
+def _mitigation(r, ws, key):
+    f = _figures()
+    st.warning(r.label, icon=":material/visibility:")
+    attribute = st.selectbox("Attribute", r.attributes, key=f"{key}.attribute")
+    _plot(lambda: f.mitigation_figure(r, attribute), f"{key}.figure.{attribute}", "the mitigation trade-off")
+    with st.expander("Trade-off points (table)"):
+        views.show_table(r.curve[r.curve["attribute"] == attribute], key=f"{key}.table.{attribute}")
+
+
+def _attribution_disparity(r, ws, key):
+    f = _figures()
+    if len(r.summary) and (r.summary["status"] == "ok").any():
+        _plot(lambda: f.attribution_disparity_figure(r), f"{key}.figure", "the attribution disparity")
+    with st.expander("Divergence per method and group (table)"):
+        views.show_table(r.summary, key=f"{key}.summary")
+    for note in r.notes:
+        st.caption(views.escape(str(note)))

@@ -1,0 +1,166 @@
+"""A real-browser smoke test: start the dashboard, drive headless Chromium through every page
+(and the model-dependent ones again for the tabular model), assert no error element, save
+screenshots.
+
+Screenshots go to the test's tmp folder, and also to ``$AUDITS_SCREENSHOTS`` when set.
+Needs Debian's ``chromium`` at /usr/bin/chromium (CI installs it) and the ``playwright``
+client; skipped with the reason when either is missing. Deselect with ``-m "not browser"``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from models.registry import zoo_names
+from tests.dashboard_support import ADULT_SPEC, DIGITS_SPEC, store_audit
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+NAV = ["Inspect", "Robustness", "Fairness", "Models", "Audit & reports"]
+# Pages whose content depends on the model: visited again for the tabular model.
+PER_MODEL = ["Inspect", "Robustness", "Fairness"]
+ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+# Tall enough for the longest page, so screenshots need no resize (which would redraw every chart).
+VIEWPORT = {"width": 1440, "height": 6400}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason="no /usr/bin/chromium (install Debian's chromium package: apt-get install chromium)"),
+    pytest.mark.skipif(not {"digits-cnn", "adult-mlp"} <= set(zoo_names()), reason="the demo zoo is not built (python -m models.build_zoo)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The dashboard on a free localhost port, over a store holding a small audit of each zoo model."""
+    store = tmp_path_factory.mktemp("browser-store")
+    for name, spec in (("digits-cnn", DIGITS_SPEC), ("adult-mlp", ADULT_SPEC)):
+        store_audit(name, spec, root=store)
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")  # noqa: SIM115 - closed below
+    env = {**os.environ, "AUDITS_STORE": str(store), "AUDITS_DEVICE": "cpu"}
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "dashboard" / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.perf_counter() - started > 90:
+                log.seek(0)
+                pytest.fail(f"the dashboard did not start:\n{log.read()[-3000:]}")
+            time.sleep(0.3)
+        yield {"url": url, "ready_s": time.perf_counter() - started}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a busy machine can stall the graceful stop
+            proc.kill()
+            proc.wait(timeout=20)
+        log.close()
+
+
+def _wait_idle(page, timeout_s: float = 90) -> None:
+    """Until the script run triggered by the last action has finished and charts have drawn."""
+    page.wait_for_timeout(250)
+    page.wait_for_function(
+        "() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+        " return a && a.getAttribute('data-test-script-state') === 'notRunning' && a.getAttribute('data-test-connection-state') === 'CONNECTED'; }",
+        timeout=timeout_s * 1000,
+    )
+    page.wait_for_timeout(600)  # plotly draws after the run ends
+
+
+def _shoot(page, folder: Path, name: str) -> Path:
+    """The page down to the end of its content (the viewport is tall, so nothing re-lays out)."""
+    bottom = page.evaluate(
+        "() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]'); return b ? b.getBoundingClientRect().bottom : 900; }"
+    )
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": int(min(max(bottom + 40, 900), VIEWPORT["height"]))})
+    return path
+
+
+def _visit(page, label: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=label).first.click()
+    _wait_idle(page)
+
+
+def _pick_model(page, name: str) -> None:
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    _wait_idle(page)
+
+
+def test_every_page_in_a_real_browser(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright client is not installed (pip install playwright)")
+    shots: list[Path] = []
+    timings: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            started = time.perf_counter()
+            page.goto(server["url"])
+            _wait_idle(page)
+            timings.append(f"first page: {time.perf_counter() - started:.1f} s")
+            for model in ("digits-cnn", "adult-mlp"):
+                if model != "digits-cnn":
+                    _pick_model(page, model)
+                for label in NAV if model == "digits-cnn" else PER_MODEL:
+                    started = time.perf_counter()
+                    _visit(page, label)
+                    timings.append(f"{model} {label}: {time.perf_counter() - started:.1f} s")
+                    assert page.locator("h1").first.is_visible(), (model, label)
+                    errors = [e.inner_text()[:300] for e in page.locator(ERRORS).all()]
+                    assert not errors, (model, label, errors)
+                    shots.append(_shoot(page, tmp_path, f"{model}-{label.split()[0].lower()}"))
+        finally:
+            browser.close()
+    target = os.environ.get("AUDITS_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for shot in shots:
+            shutil.copy(shot, Path(target) / shot.name)
+    print("; ".join(timings))
+    assert len(shots) == len(NAV) + len(PER_MODEL) and all(s.stat().st_size > 10_000 for s in shots)
