@@ -20,10 +20,16 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY audits ./audits
 COPY models ./models
+COPY dashboard ./dashboard
+COPY .streamlit ./.streamlit
+COPY schemas ./schemas
 RUN pip install .
 
-RUN useradd --create-home auditor && mkdir -p /out && chown auditor /out
+RUN useradd --create-home auditor && mkdir -p /out /app/audit-store && chown auditor /out /app/audit-store
 USER auditor
-VOLUME ["/out"]
-# The main job: audit the demo zoo into /out.
-CMD ["audits", "demo", "--out", "/out"]
+VOLUME ["/out", "/app/audit-store"]
+EXPOSE 8501
+# The main job: the dashboard. Inside a container it must listen on all interfaces to be
+# reachable through -p; put it behind authentication (see README "Access") before exposing it.
+CMD ["audits", "dashboard", "--host", "0.0.0.0", "--port", "8501"]
+# Headless alternative: docker run ... audits demo --out /out

@@ -10,6 +10,7 @@ from pathlib import Path
 from audits.errors import AuditError
 
 EXIT_BAD_INPUT = 2
+EXIT_REGRESSION = 1  # audits diff: a finding got worse
 
 
 def _progress_bar(label: str):
@@ -43,6 +44,19 @@ def _write_figures(report, data, out: Path, max_samples: int) -> list[Path]:
             path = fig_dir / f"samples_{start:03d}.png"
             save_figure(image_attribution_grid(sliced, data.x, data.y, data.class_names), path)
             written.append(path)
+    elif data.modality == "text":
+        from audits.render.text_figures import text_attention_figure, text_attribution_figure
+
+        texts = [r for r in results if r.tokens]
+        for row in range(min(max_samples, len(texts[0].sample_indices)) if texts else 0):
+            path = fig_dir / f"text_{int(texts[0].sample_indices[row]):05d}.png"
+            save_figure(text_attribution_figure(texts, row, data.y, data.class_names), path)
+            written.append(path)
+        attention = next((r for r in texts if getattr(r, "rollout", None) is not None), None)
+        for row in range(min(max_samples, 2, len(attention.sample_indices)) if attention else 0):
+            path = fig_dir / f"attention_{int(attention.sample_indices[row]):05d}.png"
+            save_figure(text_attention_figure(attention, row), path)
+            written.append(path)
     else:
         path = fig_dir / "global_importance.png"
         save_figure(global_importance_figure(results), path)
@@ -65,14 +79,20 @@ def _rows(result, start: int, stop: int):
     return dataclasses.replace(result, sample_indices=result.sample_indices[sl], targets=result.targets[sl], attributions=result.attributions[sl])
 
 
-def _audit_one(model_ref: str, *, spec_path: str | None, out: Path, device: str | None, data_path: str | None, samples: int | None, seed: int | None, figures: int, quiet: bool) -> int:
+def _audit_one(
+    model_ref: str, *, spec_path: str | None, out: Path, device: str | None, data_path: str | None, samples: int | None, seed: int | None, figures: int, quiet: bool,
+    policy_path: str | None = None, pdf: bool = True, html: bool = True,
+) -> int:  # fmt: skip
     from audits.data import load_data
     from audits.engine import run_audit
+    from audits.policy import apply_policy, load_policy
+    from audits.render.export import write_outputs
     from audits.spec import AuditSpec, load_spec
     from models.loader import load_model
     from models.registry import resolve_card
 
     started = time.perf_counter()
+    policy = load_policy(policy_path)  # a bad policy fails before the audit, not after
     card = resolve_card(model_ref)
     spec = load_spec(spec_path) if spec_path else AuditSpec()
     overrides = {k: v for k, v in (("samples", samples), ("seed", seed)) if v is not None}
@@ -86,11 +106,15 @@ def _audit_one(model_ref: str, *, spec_path: str | None, out: Path, device: str 
     finally:
         close()
     out.mkdir(parents=True, exist_ok=True)
-    report_path = report.save(out / "report.json")
+    report = apply_policy(report, policy)
+    written = write_outputs(report, json_path=out / "report.json", html_path=out / "report.html" if html else None, pdf_path=out / "report.pdf" if pdf else None, workers=2)
+    report_path = written[0]
     rows = report.data_summary.row_indices
     audited = data if rows is None else data.subset(rows)
     figures_written = _write_figures(report, audited, out, figures)
     _print_summary(report, report_path, figures_written, time.perf_counter() - started)
+    if len(written) > 1:
+        print(f"  rendered {', '.join(str(p) for p in written[1:])}")
     return 0
 
 
@@ -109,11 +133,60 @@ def _print_summary(report, report_path: Path, figures: list[Path], elapsed: floa
         lines.append(f"  FAILED {f.name}: {f.error}" + (f" Fix: {f.fix}" if f.fix else ""))
     lines.append(f"  wrote {report_path}" + (f" and {len(figures)} figure(s) in {figures[0].parent}" if figures else ""))
     lines.append(f"  {p.model_calls} model calls, {p.rows_evaluated:,} rows, audit {p.wall_time_s:.1f} s, total {elapsed:.1f} s; report id {report.report_id}")
+    if report.findings:
+        from audits.policy import overall_verdict, status_counts
+
+        counts = status_counts(report.findings)
+        lines.append(f"  policy {report.policy.get('name', '?')}: {overall_verdict(report.findings).upper()} ({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass, {counts['not_evaluated']} not evaluated)")
     print("\n".join(lines))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _audit_one(args.model, spec_path=args.spec, out=Path(args.out), device=args.device, data_path=args.data, samples=args.samples, seed=args.seed, figures=args.figures, quiet=args.quiet)
+    return _audit_one(
+        args.model, spec_path=args.spec, out=Path(args.out), device=args.device, data_path=args.data, samples=args.samples, seed=args.seed, figures=args.figures, quiet=args.quiet,
+        policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html,
+    )  # fmt: skip
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Re-render a report.json (and re-evaluate its findings with --policy) without recomputing."""
+    from audits.policy import apply_policy, load_policy, overall_verdict, status_counts
+    from audits.render.export import write_outputs
+    from audits.report import AuditReport
+
+    started = time.perf_counter()
+    source = Path(args.report)
+    report = AuditReport.load(source)
+    if args.policy:
+        report = apply_policy(report, load_policy(args.policy))
+    pdf, html = args.pdf, args.html
+    if pdf is None and html is None and args.json is None:
+        pdf, html = str(source.with_suffix(".pdf")), str(source.with_suffix(".html"))
+    written = write_outputs(report, json_path=args.json, html_path=html, pdf_path=pdf, workers=2)
+    counts = status_counts(report.findings)
+    verdict = overall_verdict(report.findings).upper() if report.findings else "NO POLICY"
+    print(f"{report.provenance.model_name} report {report.report_id}: {verdict} ({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass, {counts['not_evaluated']} not evaluated)")
+    print(f"  wrote {', '.join(str(p) for p in written) or 'nothing'} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    """What changed between two reports; exit 1 when a finding regressed."""
+    from audits.diff import diff_reports
+    from audits.policy import apply_policy, load_policy
+    from audits.report import AuditReport, write_atomic
+
+    old, new = AuditReport.load(args.old), AuditReport.load(args.new)
+    if args.policy:
+        policy = load_policy(args.policy)
+        old, new = apply_policy(old, policy), apply_policy(new, policy)
+    diff = diff_reports(old, new)
+    print(diff.to_text())
+    if args.html:
+        from audits.render.html import render_diff_html
+
+        print(f"wrote {write_atomic(Path(args.html), render_diff_html(diff).encode())}")
+    return EXIT_REGRESSION if diff.regressed else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -142,6 +215,43 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    """Launch the Streamlit dashboard (bound to localhost unless --host says otherwise)."""
+    import os
+    import subprocess
+    from importlib.util import find_spec
+
+    from audits.store import MAX_UPLOAD_MB
+    from models.registry import zoo_names
+
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    if not app.is_file():
+        raise AuditError(f"The dashboard is not installed ({app} is missing).", fix="Install the project with: pip install -e .")
+    if find_spec("streamlit") is None:
+        raise AuditError("Streamlit is not installed.", fix="Install the project's dependencies with: pip install -e .")
+    if not zoo_names():
+        print("The demo zoo is empty: training it first (about a minute on 2 cores)...", flush=True)
+        subprocess.run([sys.executable, "-m", "models.build_zoo"], check=True)
+    if args.host not in ("localhost", "127.0.0.1", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach it can use the dashboard unless sign-in is configured ([auth] in .streamlit/secrets.toml; see the README).", file=sys.stderr)
+    settings = {
+        "server.address": args.host,
+        "server.port": str(args.port),
+        "server.headless": "true",
+        "server.enableXsrfProtection": "true",
+        "server.maxUploadSize": str(MAX_UPLOAD_MB),
+        "server.fileWatcherType": "none",
+        "browser.gatherUsageStats": "false",
+        "client.showErrorDetails": "none",
+        "client.toolbarMode": "viewer",
+    }
+    command = [sys.executable, "-m", "streamlit", "run", str(app)] + [part for k, v in settings.items() for part in (f"--{k}", v)]
+    print(f"Dashboard on http://{'localhost' if args.host in ('localhost', '127.0.0.1', '::1') else args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    if os.name == "posix":
+        os.execv(sys.executable, command)  # become the server: signals (Ctrl+C, SIGTERM) reach it directly
+    return subprocess.call(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audits", description="Explainability, robustness and fairness audits for PyTorch models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,14 +262,32 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--figures", type=int, default=8, help="samples to draw attribution figures for (default 8)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    run = sub.add_parser("run", help="audit one model and write report.json and attribution figures")
+    run = sub.add_parser("run", help="audit one model and write report.json, report.html, report.pdf and attribution figures")
     run.add_argument("--model", required=True, help="zoo model name or path of a model card YAML")
     run.add_argument("--out", required=True, help="output folder")
     run.add_argument("--data", help="evaluation data file overriding the card's")
     run.add_argument("--samples", type=int, help="samples to explain (overrides the spec)")
     run.add_argument("--seed", type=int, help="seed (overrides the spec)")
+    run.add_argument("--policy", help="policy YAML the findings are checked against (default: the shipped default policy)")
+    run.add_argument("--no-pdf", action="store_true", help="do not render report.pdf")
+    run.add_argument("--no-html", action="store_true", help="do not render report.html")
     common(run)
     run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="re-render a report.json as PDF and HTML (no recomputation)")
+    report.add_argument("report", help="path of a report.json")
+    report.add_argument("--pdf", help="PDF to write (default, with neither --pdf nor --html: beside the JSON)")
+    report.add_argument("--html", help="HTML to write")
+    report.add_argument("--policy", help="re-evaluate the findings against this policy YAML")
+    report.add_argument("--json", help="also write the (re-evaluated) report JSON here")
+    report.set_defaults(func=_cmd_report)
+
+    diff = sub.add_parser("diff", help="compare two reports; exit 1 when a finding regressed")
+    diff.add_argument("old", help="the earlier report.json")
+    diff.add_argument("new", help="the later report.json")
+    diff.add_argument("--html", help="also write the differences as an HTML page")
+    diff.add_argument("--policy", help="re-evaluate both reports against this policy first")
+    diff.set_defaults(func=_cmd_diff)
 
     demo = sub.add_parser("demo", help="audit every zoo model into OUT/<model>/")
     demo.add_argument("--out", default="audit-output", help="output folder (default audit-output)")
@@ -168,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the demo zoo")
     models.set_defaults(func=_cmd_models)
+
+    dashboard = sub.add_parser("dashboard", help="launch the web dashboard (Streamlit) on http://localhost:8501")
+    dashboard.add_argument("--host", default="localhost", help="address to listen on (default localhost: this machine only)")
+    dashboard.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    dashboard.set_defaults(func=_cmd_dashboard)
     return parser
 
 

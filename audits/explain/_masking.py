@@ -24,6 +24,10 @@ Baseline = Literal["mean", "zeros", "blur"]
 BASELINES: tuple[str, ...] = ("mean", "zeros", "blur")
 # Bytes of perturbed input (with its temporaries) built at once; a few model batches' worth.
 CHUNK_BYTES = 128 << 20
+# Distinct-row evaluation: (sample, background row, coalition) keys held at once, and their bits.
+_KEY_ELEMENTS = 2_000_000
+_KEY_BITS = 62
+_KEEP_TABLE_BYTES = 4 << 20
 _MIN_SEGMENTS = 4
 
 
@@ -44,17 +48,49 @@ class TabularMasker:
     row per coalition (LIME's keep-or-replace).
     """
 
-    def __init__(self, x: torch.Tensor, background: torch.Tensor, groups: list[np.ndarray], pair_background: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, x: torch.Tensor, background: torch.Tensor, groups: list[np.ndarray], pair_background: torch.Tensor | None = None, *, distinct: bool = False
+    ) -> None:
         column_feature = np.empty(x.shape[1], dtype=np.int64)
         for j, columns in enumerate(groups):
             column_feature[columns] = j
         self.x = x
         self.background = background
+        self.n_features = len(groups)
         self.column_feature = torch.as_tensor(column_feature, device=x.device)
         self.pair_background = pair_background
+        # With ``distinct`` (background averaging only), ``coalition_values`` evaluates each distinct
+        # row once: where a sample and a background row agree on a feature, keeping or replacing
+        # it gives the same row, so coalitions differing only there share one model row.
+        self.distinct = distinct and pair_background is None
+        self._keep_table: torch.Tensor | None = None  # keep flags per column for every key, when small
         self.rows_per_pair = len(background) if pair_background is None else 1
         # Each output row, plus per pair the keep-mask and the gathered sample (and donor) rows.
         self.row_bytes = 4 * x.shape[1] + 9 * x.shape[1] // self.rows_per_pair
+
+    def differing(self) -> np.ndarray:
+        """(n, B) int64 bit codes: bit j set where sample i and background row b differ on feature j."""
+        onehot = torch.zeros(self.x.shape[1], self.n_features, device=self.x.device)
+        onehot[torch.arange(self.x.shape[1], device=self.x.device), self.column_feature] = 1.0
+        bits = torch.as_tensor(1 << np.arange(self.n_features, dtype=np.int64), device=self.x.device)
+        step = max(1, _KEY_ELEMENTS // max(self.background.numel(), 1))  # (samples, B, D) comparisons at once
+        codes = []
+        for x in self.x.split(step):
+            differs = ((x[:, None, :] != self.background[None]).float() @ onehot) > 0  # (n, B, M)
+            codes.append((differs.long() * bits).sum(dim=-1))
+        return torch.cat(codes).cpu().numpy()
+
+    def keyed_rows(self, samples: torch.Tensor, background: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Rows taking sample columns for the features set in ``keys`` (bit codes), background columns elsewhere."""
+        if self._keep_table is None and (1 << self.n_features) * self.x.shape[1] <= _KEEP_TABLE_BYTES:
+            codes = torch.arange(1 << self.n_features, device=keys.device)
+            self._keep_table = self._keep_columns(codes)
+        keep = self._keep_table.index_select(0, keys) if self._keep_table is not None else self._keep_columns(keys)
+        return torch.where(keep, self.x.index_select(0, samples), self.background.index_select(0, background))
+
+    def _keep_columns(self, keys: torch.Tensor) -> torch.Tensor:
+        players = torch.arange(self.n_features, device=keys.device)
+        return ((keys[:, None] >> players) & 1).bool().index_select(1, self.column_feature)
 
     def __call__(self, samples: torch.Tensor, masks: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
         keep = masks[:, self.column_feature]  # (P, D)
@@ -102,6 +138,8 @@ def coalition_values(
 
     ``masks`` is (S, M) shared by all samples or (n, S, M); returns (n, S) float64.
     """
+    if getattr(masker, "distinct", False) and _fits_codes(masks.shape[-1], len(masker.background)):
+        return _distinct_row_values(model, fn, masker, masks, targets, progress)
     n = len(targets)
     device = model.device
     mask_t = torch.as_tensor(masks, device=device)
@@ -125,6 +163,73 @@ def coalition_values(
     if not values:
         return np.zeros((n, 0))
     return torch.cat(values).cpu().numpy().reshape(n, n_coalitions)
+
+
+def _fits_codes(n_players: int, n_background: int) -> bool:
+    """Whether (sample, background row, coalition) keys fit one int64 for at least one sample at a time."""
+    return n_players + max(n_background, 1).bit_length() <= _KEY_BITS
+
+
+def _distinct_row_values(
+    model: ModelHandle,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    masker: TabularMasker,
+    masks: np.ndarray,
+    targets: np.ndarray,
+    progress: Callable[[float], None] | None,
+) -> np.ndarray:
+    """``coalition_values`` for a background-averaging tabular masker, evaluating distinct rows only.
+
+    The row of (sample i, coalition S, background row b) depends on S only through
+    S & D_ib, the features on which i and b differ. Per chunk of samples, every triple gets
+    the key (i, b, S & D_ib); each distinct key is evaluated once and the coalition values
+    are means of the keys' outputs over b. Exact: identical inputs give identical outputs.
+    """
+    n, m = len(targets), masks.shape[-1]
+    n_background = len(masker.background)
+    codes = masks.astype(np.int64) @ (np.int64(1) << np.arange(m, dtype=np.int64))  # (S,) or (n, S)
+    n_coalitions = codes.shape[-1]
+    differ = masker.differing()  # (n, B)
+    per_pair = n_background * n_coalitions
+    step = max(1, min(_KEY_ELEMENTS // max(per_pair, 1), (1 << (_KEY_BITS - m)) // n_background))
+    # Rows are built one model batch at a time: batch-sized temporaries stay in cache.
+    row_step = model.batch_size
+    device = model.device
+    target_t = torch.as_tensor(targets, dtype=torch.long, device=device)
+    values = np.empty((n, n_coalitions))
+    with torch.inference_mode():
+        for s0 in range(0, n, step):
+            s1 = min(s0 + step, n)
+            chunk_codes = codes[None, None, :] if codes.ndim == 1 else codes[s0:s1, None, :]
+            pair = np.arange((s1 - s0) * n_background, dtype=np.int64).reshape(s1 - s0, n_background, 1)
+            flat = ((pair << m) | (chunk_codes & differ[s0:s1, :, None])).ravel()
+            unique, inverse = _distinct(flat, (s1 - s0) * n_background << m)
+            pair_of = torch.as_tensor(unique >> m, device=device)
+            key_of = torch.as_tensor(unique & ((1 << m) - 1), device=device)
+            sample_of, background_of = s0 + pair_of // n_background, pair_of % n_background
+            outputs = []
+            for r0 in range(0, len(unique), row_step):
+                part = slice(r0, r0 + row_step)
+                rows = masker.keyed_rows(sample_of[part], background_of[part], key_of[part])
+                out = model.map_batches(fn, rows)
+                outputs.append(out.gather(1, target_t[sample_of[part]][:, None])[:, 0])
+            row_values = torch.cat(outputs).double().cpu().numpy()
+            values[s0:s1] = row_values[inverse].reshape(s1 - s0, n_background, n_coalitions).mean(axis=1)
+            if progress is not None:
+                progress(s1 / n)
+    return values
+
+
+def _distinct(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and each key's position among them: a presence table when the key
+    space is small (no sort), else ``np.unique``."""
+    if n_keys <= 2 * len(keys):
+        seen = np.zeros(n_keys, dtype=bool)
+        seen[keys] = True
+        position = np.cumsum(seen) - 1
+        return np.flatnonzero(seen), position[keys]
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return unique, inverse.ravel()
 
 
 def superpixels(images: np.ndarray, n_segments: int) -> np.ndarray:

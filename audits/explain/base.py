@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from models.loader import ModelHandle
 
 Output = Literal["logit", "probability"]
+# Special tokens of common tokenizers, left out of "top tokens" summaries.
+_SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "<s>", "</s>", "<pad>", "<mask>", "<unk>"})
 
 
 @serializable
@@ -24,8 +26,10 @@ Output = Literal["logit", "probability"]
 class AttributionResult(ProbeResult):
     """Per-sample attributions of one method.
 
-    ``attributions`` is (n, H, W) for images (summed over channels, signed) and (n, M)
-    per raw feature for tabular data (one-hot columns summed back into their feature).
+    ``attributions`` is (n, H, W) for images (summed over channels, signed), (n, M)
+    per raw feature for tabular data (one-hot columns summed back into their feature) and
+    (n, T) per token position for text, where ``tokens[i]`` lists sample i's tokens
+    (positions past its last token are padding and hold 0).
     ``base_values[i] + attributions[i].sum()`` approximates ``outputs[i]`` for methods
     with a completeness property (SHAP, IG).
     """
@@ -40,6 +44,7 @@ class AttributionResult(ProbeResult):
     base_values: np.ndarray | None = None
     segments: np.ndarray | None = None
     quality: dict = field(default_factory=dict)
+    tokens: list[list[str]] = field(default_factory=list)
 
     @property
     def global_importance(self) -> np.ndarray:
@@ -49,6 +54,8 @@ class AttributionResult(ProbeResult):
     def headline(self) -> str:
         if self.feature_names:
             return f"top features: {', '.join(self.top_features(4))}"
+        if self.tokens:
+            return f"{len(self.sample_indices)} texts; top tokens: {', '.join(self.top_tokens(4))}"
         return f"{len(self.sample_indices)} samples explained"
 
     def top_features(self, k: int = 5) -> list[str]:
@@ -56,6 +63,19 @@ class AttributionResult(ProbeResult):
             return []
         order = np.argsort(-self.global_importance)
         return [self.feature_names[i] for i in order[:k]]
+
+    def top_tokens(self, k: int = 5) -> list[str]:
+        """Text: the distinct tokens with the largest |attribution| in any explained sample."""
+        scored = sorted(
+            (
+                (abs(float(v)), tok)
+                for row, toks in zip(self.attributions, self.tokens, strict=False)
+                for tok, v in zip(toks, row, strict=False)
+                if tok not in _SPECIAL_TOKENS
+            ),
+            reverse=True,
+        )
+        return list(dict.fromkeys(tok for _, tok in scored))[:k]
 
 
 class AttributionProbe(Probe):
@@ -91,6 +111,10 @@ class AttributionProbe(Probe):
             attributions = sum_feature_groups(attributions, data.feature_groups)
         elif data.modality == "image" and attributions.ndim == 4:
             attributions = attributions.sum(axis=1)
+        elif data.modality == "text" and "tokens" not in extra:
+            from audits.explain._text import sample_tokens
+
+            extra["tokens"] = sample_tokens(model, data.x[context.sample_indices])
         return AttributionResult(
             method=self.name,
             params=self.params,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from captum.attr import GradientShap as CaptumGradientShap
 
 from audits.explain.base import AttributionProbe, AttributionResult, Output, background_rows, target_outputs
 from audits.probes import RunContext, register
@@ -23,7 +20,7 @@ _IMAGE_NOISE = 0.05
 
 @register
 class GradientShap(AttributionProbe):
-    """GradientSHAP (Lundberg and Lee, 2017) via captum, seeded by the audit seed.
+    """GradientSHAP (Lundberg and Lee, 2017), captum's estimator batched, seeded by the audit seed.
 
     Each sample gets ``n_samples`` random points between a noisy copy of it and a baseline
     drawn from a seeded background sample of the data; the attribution is the mean of
@@ -85,24 +82,36 @@ class GradientShap(AttributionProbe):
         idx = context.sample_indices
         rng = context.rng(self.name)
         background_np = background_rows(data, self.n_background, rng)
-        seed = int(rng.integers(2**31 - 1))
+        generator = torch.Generator(device=model.device).manual_seed(int(rng.integers(2**62)))
         fn = model.output_fn(self.output_space)
-        shap = CaptumGradientShap(fn)
         stdevs = self.noise_std(model)
         with torch.inference_mode(False), torch.enable_grad():
             x = model.to_tensor(data.x[idx])
             t = torch.as_tensor(self.targets(context), device=model.device)
             background = model.to_tensor(background_np)
+            # Every random draw up front, so the attributions do not depend on the batch size:
+            # per (sample, draw) a background row, a point on the path and the input noise.
+            draws = (len(idx), self.n_samples)
+            which = torch.randint(len(background), draws, generator=generator, device=model.device)
+            alpha = torch.rand(draws, generator=generator, device=model.device)
+            noise = stdevs * torch.randn((*draws, *x.shape[1:]), generator=generator, device=model.device) if stdevs > 0 else None
+            row_shape = (-1,) + (1,) * (x.ndim - 1)
 
             def attribute(rows: torch.Tensor) -> torch.Tensor:
+                # captum's GradientShap, batched: gradient x (noisy input - baseline) at a random
+                # point between them, averaged over the draws; one forward/backward per chunk.
                 i = rows.long()
-                attr = shap.attribute(x[i], baselines=background, n_samples=self.n_samples, stdevs=stdevs, target=t[i])
-                return attr.detach()
+                noisy = x[i].repeat_interleave(self.n_samples, dim=0)
+                if noise is not None:
+                    noisy = noisy + noise[i].flatten(0, 1)
+                base = background[which[i].flatten()]
+                points = (base + alpha[i].flatten().view(row_shape) * (noisy - base)).requires_grad_(True)
+                (grads,) = torch.autograd.grad(target_outputs(fn, points, t[i].repeat_interleave(self.n_samples)).sum(), points)
+                return (grads * (noisy - base)).view(len(i), self.n_samples, *x.shape[1:]).mean(dim=1)
 
             # Every sample expands to n_samples rows in one forward pass.
             chunk = max(1, model.batch_size // self.n_samples)
-            with _seeded_global_rngs(seed, model.device):
-                attributions = model.map_batches(attribute, np.arange(len(idx)), chunk)
+            attributions = model.map_batches(attribute, np.arange(len(idx)), chunk)
         with torch.no_grad():
             outputs = model.map_batches(lambda rows: target_outputs(fn, x[rows.long()], t[rows.long()]), np.arange(len(idx)))
             base_values = model.map_batches(fn, background_np).mean(dim=0)[t]
@@ -118,23 +127,3 @@ class GradientShap(AttributionProbe):
             quality={"completeness_error": error.float().cpu().numpy()},
         )
 
-
-@contextmanager
-def _seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed the global numpy and torch RNGs that captum draws from, restoring them afterwards.
-
-    captum's GradientShap draws baselines and path points with ``np.random`` and the
-    input noise with ``torch.normal``; neither takes a generator.
-    """
-    devices = [device] if device.type == "cuda" else []
-    np_state = np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.random.default_generator.manual_seed(seed)
-            if devices:
-                index = device.index if device.index is not None else torch.cuda.current_device()
-                torch.cuda.default_generators[index].manual_seed(seed)
-            np.random.seed(seed)
-            yield
-    finally:
-        np.random.set_state(np_state)

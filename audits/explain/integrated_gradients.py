@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients as CaptumIntegratedGradients
+from captum.attr._utils.approximation_methods import approximation_parameters
 
 from audits.explain.base import AttributionProbe, AttributionResult, Output, background_rows, target_outputs
 from audits.probes import RunContext, register
@@ -80,17 +80,25 @@ class IntegratedGradients(AttributionProbe):
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> AttributionResult:
         idx = context.sample_indices
         fn = model.output_fn(self.output_space)
-        ig = CaptumIntegratedGradients(fn)
+        # captum's Gauss-Legendre rule, applied here in one pass per chunk: captum's own
+        # IntegratedGradients re-derives the rule and takes one gradient per output on every call
+        # (3-4x the bare passes on small models, measured in bench B3).
+        step_sizes, alphas = approximation_parameters("gausslegendre")
         with torch.inference_mode(False), torch.enable_grad():
             x = model.to_tensor(data.x[idx])
             t = torch.as_tensor(self.targets(context), device=model.device)
             base = model.to_tensor(self.baseline_input(data, context))
+            weights = torch.as_tensor(step_sizes(self.n_steps), dtype=x.dtype, device=model.device)
+            points_at = torch.as_tensor(alphas(self.n_steps), dtype=x.dtype, device=model.device)
+            path_shape = (self.n_steps,) + (1,) * x.ndim
 
             def attribute(rows: torch.Tensor) -> torch.Tensor:
                 i = rows.long()
+                delta = x[i] - base
                 # All n_steps points of the chunk go through one forward/backward pass.
-                attr = ig.attribute(x[i], baselines=base, target=t[i], n_steps=self.n_steps, internal_batch_size=len(i) * self.n_steps)
-                return attr.detach()
+                points = (base + points_at.view(path_shape) * delta[None]).reshape(-1, *x.shape[1:]).requires_grad_(True)
+                (grads,) = torch.autograd.grad(target_outputs(fn, points, t[i].repeat(self.n_steps)).sum(), points)
+                return (grads.view(self.n_steps, *delta.shape) * weights.view(path_shape)).sum(dim=0) * delta
 
             chunk = max(1, model.batch_size // self.n_steps)
             attributions = model.map_batches(attribute, np.arange(len(idx)), chunk)

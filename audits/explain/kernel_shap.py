@@ -106,7 +106,7 @@ class KernelShapTabular(AttributionProbe):
         rng = context.rng(self.name)
         background = background_rows(data, self.n_background, rng)
         design = kernel_shap_design(data.n_features, self.n_samples, len(idx), rng, exact_max_features=self.exact_max_features)
-        masker = TabularMasker(model.to_tensor(data.x[idx]), model.to_tensor(background), data.feature_groups)
+        masker = TabularMasker(model.to_tensor(data.x[idx]), model.to_tensor(background), data.feature_groups, distinct=True)
         values = coalition_values(
             model,
             model.output_fn(self.output_space),

@@ -9,13 +9,22 @@ from audits.fairness import (  # noqa: F401
     attribution_disparity,
     counterfactual,
     group_metrics,
+    identity_terms,
     mitigation,
     proxies,
 )
 from audits.fairness.attribution_disparity import AttributionDisparityResult
 from audits.fairness.counterfactual import CounterfactualFlipResult
 from audits.fairness.group_metrics import GroupMetricsResult
+from audits.fairness.identity_terms import IdentityTermResult
 from audits.fairness.mitigation import MitigationPreviewResult
 from audits.fairness.proxies import ProxyFeaturesResult
 
-__all__ = ["AttributionDisparityResult", "CounterfactualFlipResult", "GroupMetricsResult", "MitigationPreviewResult", "ProxyFeaturesResult"]
+__all__ = [
+    "AttributionDisparityResult",
+    "CounterfactualFlipResult",
+    "GroupMetricsResult",
+    "IdentityTermResult",
+    "MitigationPreviewResult",
+    "ProxyFeaturesResult",
+]

@@ -202,8 +202,8 @@ class GroupMetrics(Probe):
 
     name: ClassVar[str] = "group_metrics"
     category: ClassVar = "fairness"
-    modalities: ClassVar = ("image", "tabular")
-    default_for: ClassVar = ("image", "tabular")
+    modalities: ClassVar = ("image", "tabular", "text")
+    default_for: ClassVar = ("image", "tabular", "text")
     title: ClassVar[str] = "Group metrics and disparities"
     description: ClassVar[str] = (
         "Selection rate, accuracy, error rates, precision, mean score and calibration error for every group of each "

@@ -11,6 +11,7 @@ from audits.performance import reliability_table
 from audits.probes import RunContext, register
 from audits.robustness._corruptions import check_corruptions, check_severities, corrupted_proba
 from audits.robustness._tabular import TabularLayout, gaussian_noise, predict
+from audits.robustness._text import perturb
 from audits.robustness.base import CalibrationResult, RobustnessProbe, check_max_rows
 
 if TYPE_CHECKING:
@@ -33,8 +34,8 @@ class Calibration(RobustnessProbe):
 
     Clean figures use every audited row and the audit's shared forward pass (no extra model
     calls). The shift is a corruption at several severities (images) or Gaussian noise on
-    the numeric features (tabular), on a seeded subset; a model that stays confident while
-    its accuracy falls is overconfident under shift.
+    the numeric features (tabular) or keyboard typos (text), on a seeded subset; a model that
+    stays confident while its accuracy falls is overconfident under shift.
 
     Parameters
     ----------
@@ -47,13 +48,15 @@ class Calibration(RobustnessProbe):
     noise_scales : list of float
         Tabular: noise on every numeric feature, in standard deviations (clipped to the
         observed range).
+    typo_rates : list of float
+        Text: probability that a word gets a keyboard typo (see ``text_robustness``).
     max_rows : int or None
         Seeded subset of rows evaluated under the shift (None: every row).
     """
 
     name = "calibration"
-    modalities = ("image", "tabular")
-    default_for = ("image", "tabular")
+    modalities = ("image", "tabular", "text")
+    default_for = ("image", "tabular", "text")
     title = "Calibration under shift"
     description = (
         "Checks whether the model's confidence matches how often it is right (expected calibration error and a "
@@ -67,6 +70,7 @@ class Calibration(RobustnessProbe):
         corruption: str = "gaussian_noise",
         severities: list[int] = (1, 3, 5),
         noise_scales: list[float] = (0.25, 0.5, 1.0),
+        typo_rates: list[float] = (0.2,),
         max_rows: int | None = 2000,
     ) -> None:
         if n_bins < 1:
@@ -77,6 +81,9 @@ class Calibration(RobustnessProbe):
         if not len(noise_scales) or any(float(s) <= 0 for s in noise_scales):
             raise ValueError(f"noise_scales must be a non-empty list of values > 0, got {noise_scales}")
         self.noise_scales = [float(s) for s in noise_scales]
+        if not len(typo_rates) or any(not 0 < float(r) <= 1 for r in typo_rates):
+            raise ValueError(f"typo_rates must be a non-empty list of probabilities in (0, 1], got {typo_rates}")
+        self.typo_rates = [float(r) for r in typo_rates]
         self.max_rows = check_max_rows(max_rows)
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> CalibrationResult:
@@ -89,6 +96,12 @@ class Calibration(RobustnessProbe):
             value_range = tuple(float(v) for v in model.card.input.value_range)
             seed = int(context.rng(f"{self.name}:{shift}").integers(2**62))
             shifted = list(corrupted_proba(model, data.x[rows], shift, self.severities, seed, value_range))
+        elif data.modality == "text":
+            shift = "typos"
+            strengths = list(self.typo_rates)
+            texts = list(np.asarray(data.texts, dtype=object)[rows])
+            variants = [v for r in strengths for v in perturb(texts, shift, r, context.rng(f"{self.name}:{shift}:{r}"), {})]
+            shifted = list(model.predict_proba(model.tokenize(variants)).reshape(len(strengths), len(rows), -1))
         else:
             shift = "gaussian_noise"
             strengths = list(self.noise_scales)

@@ -28,7 +28,9 @@ TRAIN_THREADS = 1
 
 RECIPES = {
     "digits-cnn": "models.recipes.digits_cnn",
+    "digits-vit": "models.recipes.digits_vit",
     "adult-mlp": "models.recipes.adult_mlp",
+    "toxicity-minilm": "models.recipes.toxicity_minilm",
 }
 
 
