@@ -518,4 +518,7 @@ def _default_batch_size(card: ModelCard, device: torch.device, activation_bytes:
         budget = torch.cuda.mem_get_info(device)[0] // _CUDA_FREE_SHARE
     else:
         budget = _CPU_ACTIVATION_BUDGET
-    return int(max(8, min(65536, budget // max(per_row, 1))))
+    # At least 256 rows on CPU: below that, per-call overhead dominates (a ViT's attention
+    # activations alone would otherwise give ~46-row batches and 10x the model calls).
+    floor = 256 if device.type == "cpu" else 8
+    return int(max(floor, min(65536, budget // max(per_row, 1))))
