@@ -198,17 +198,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     parse_card(card, base_dir=out_dir, source=f"{NAME} card")  # validate before writing
     write_card(out_dir / "card.yaml", card)
 
-    # Self-check: the written card, weights and eval data reproduce the recorded metrics.
-    written = load_card(out_dir / "card.yaml")
-    check = DigitsCNN(**written.architecture.kwargs)
-    check.load_state_dict(load_file(str(written.weights_path)), strict=True)
-    with np.load(written.resolve(written.data.path)) as npz:
-        ex, ey = npz["x"], npz["y"]
-    esite = pd.read_csv(written.resolve(written.data.attributes_path))["site"].to_numpy()
-    norm = written.input.normalization
-    again = metrics(predict(check, ex, norm.mean[0], norm.std[0]), ey, esite)
-    if again != m:
-        raise RuntimeError(f"{NAME}: metrics from the written files {again} differ from training-time {m}")
+    verify_written(out_dir, DigitsCNN, m, NAME)
 
     return {
         "n_train": int(len(tr)),
@@ -216,3 +206,17 @@ def build(out_dir: Path, seed: int = 0) -> dict:
         "n_eval_by_site": card["notes"]["n_eval_by_site"],
         **m,
     }
+
+
+def verify_written(out_dir: Path, net_cls: type, expected: dict, name: str) -> None:
+    """Self-check: the written card, weights and eval data reproduce the recorded metrics."""
+    written = load_card(out_dir / "card.yaml")
+    check = net_cls(**written.architecture.kwargs)
+    check.load_state_dict(load_file(str(written.weights_path)), strict=True)
+    with np.load(written.resolve(written.data.path)) as npz:
+        ex, ey = npz["x"], npz["y"]
+    esite = pd.read_csv(written.resolve(written.data.attributes_path))["site"].to_numpy()
+    norm = written.input.normalization
+    again = metrics(predict(check, ex, norm.mean[0], norm.std[0]), ey, esite)
+    if again != expected:
+        raise RuntimeError(f"{name}: metrics from the written files {again} differ from training-time {expected}")

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from models.architectures import DigitsViT
-from models.card import load_card, parse_card
+from models.card import parse_card
 from models.recipes import deterministic_torch, save_weights, write_card, write_npz
 from models.recipes.digits_cnn import (
     BLUR_SIGMA,
@@ -34,6 +33,7 @@ from models.recipes.digits_cnn import (
     predict,
     shift_batch,
     stratified_split,
+    verify_written,
 )
 
 NAME = "digits-vit"
@@ -164,16 +164,6 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     parse_card(card, base_dir=out_dir, source=f"{NAME} card")  # validate before writing
     write_card(out_dir / "card.yaml", card)
 
-    # Self-check: the written card, weights and eval data reproduce the recorded metrics.
-    written = load_card(out_dir / "card.yaml")
-    check = DigitsViT(**written.architecture.kwargs)
-    check.load_state_dict(load_file(str(written.weights_path)), strict=True)
-    with np.load(written.resolve(written.data.path)) as npz:
-        ex, ey = npz["x"], npz["y"]
-    esite = pd.read_csv(written.resolve(written.data.attributes_path))["site"].to_numpy()
-    norm = written.input.normalization
-    again = metrics(predict(check, ex, norm.mean[0], norm.std[0]), ey, esite)
-    if again != m:
-        raise RuntimeError(f"{NAME}: metrics from the written files {again} differ from training-time {m}")
+    verify_written(out_dir, DigitsViT, m, NAME)
 
     return {"n_train": int(len(tr)), "n_eval": int(len(ev)), "n_eval_by_site": card["notes"]["n_eval_by_site"], "train_accuracy": train_acc, **m}
