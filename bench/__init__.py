@@ -1,0 +1,41 @@
+"""The benchmark suite: the engine against the libraries' own defaults, case by case.
+
+Run ``python -m bench`` from the repository root. Each case lives in its own module
+(``b1_kernel_shap`` ... ``b6_end_to_end``) with a ``run(config) -> CaseResult``; the
+harness (``bench.harness``) measures every contender the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable
+
+from bench.harness import CaseResult, Check, Config
+
+CASES = {
+    "B1": "bench.b1_kernel_shap",
+    "B2": "bench.b2_lime_image",
+    "B3": "bench.b3_gradients",
+    "B4": "bench.b4_attacks",
+    "B5": "bench.b5_fairness",
+    "B6": "bench.b6_end_to_end",
+}
+
+
+def run_cases(names: list[str], config: Config, progress: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Run the named cases in order; a case that fails is reported as a failed check, not raised."""
+    results = []
+    for name in names:
+        if progress is not None:
+            progress(f"[bench] {name} ...")
+        module = importlib.import_module(CASES[name])
+        try:
+            result = module.run(config)
+        except Exception as exc:  # one broken case must not lose the others' figures
+            detail = traceback.format_exc(limit=3)
+            result = CaseResult(
+                name, getattr(module, "TITLE", name), [], [Check(name, "case ran", None, False)], [f"failed: {type(exc).__name__}: {exc}", detail]
+            )
+        results.append(result)
+    return results
