@@ -289,3 +289,27 @@ def spread_over_pixels(values: np.ndarray, segments: np.ndarray) -> np.ndarray:
     sizes = np.stack([np.bincount(row, minlength=values.shape[1]) for row in flat])
     per_pixel = values / np.maximum(sizes, 1)
     return np.take_along_axis(per_pixel, flat, axis=1).reshape(segments.shape)
+
+
+def check_superpixel_params(n_segments: int, baseline: str) -> None:
+    """The parameter checks every superpixel probe shares (raise ValueError, turned into SpecError)."""
+    if n_segments < 2:
+        raise ValueError(f"n_segments must be at least 2, got {n_segments}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+
+
+def superpixel_values(
+    model: ModelHandle,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    images: np.ndarray,
+    baseline: np.ndarray,
+    segments: np.ndarray,
+    masks: np.ndarray,
+    targets: np.ndarray,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Target outputs of ``images`` with the superpixels off in ``masks`` showing ``baseline``:
+    (n, len(masks)), every image and mask in large batches on the model's device."""
+    masker = ImageMasker(model.to_tensor(images), model.to_tensor(baseline), torch.as_tensor(segments, device=model.device))
+    return coalition_values(model, fn, masker, masks, targets, progress=progress)

@@ -10,18 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from audits.explain._coalitions import MAX_EXACT_PLAYERS, CoalitionDesign, kernel_shap_design, kernel_shap_solve
 from audits.explain._masking import (
-    BASELINES,
     Baseline,
-    ImageMasker,
     TabularMasker,
+    check_superpixel_params,
     coalition_values,
     image_baseline,
     segment_groups,
     spread_over_pixels,
+    superpixel_values,
     superpixels,
 )
 from audits.explain.base import AttributionProbe, AttributionResult, Output, background_rows
@@ -167,10 +166,7 @@ class KernelShapImage(AttributionProbe):
     ) -> None:
         super().__init__(target=target, output=output)
         _check_counts(n_samples=n_samples)
-        if n_segments < 2:
-            raise ValueError(f"n_segments must be at least 2, got {n_segments}")
-        if baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+        check_superpixel_params(n_segments, baseline)
         self.n_segments = n_segments
         self.n_samples = n_samples
         self.baseline = baseline
@@ -190,15 +186,10 @@ class KernelShapImage(AttributionProbe):
         for g, (m, members) in enumerate(groups):
             # exact_max_features=0: enumerate only when n_samples covers every coalition
             design = kernel_shap_design(m, self.n_samples, len(members), rng, exact_max_features=0)
-            masker = ImageMasker(model.to_tensor(x[members]), model.to_tensor(baseline[members]), torch.as_tensor(segments[members], device=model.device))
-            values = coalition_values(
-                model,
-                fn,
-                masker,
-                with_endpoints(design),
-                targets[members],
+            values = superpixel_values(
+                model, fn, x[members], baseline[members], segments[members], with_endpoints(design), targets[members],
                 progress=lambda f, g=g: context.report((g + f) / len(groups), f"{self.name}: evaluating coalitions"),
-            )
+            )  # fmt: skip
             full, empty = values[:, 0], values[:, 1]
             phi = kernel_shap_solve(design, values[:, 2:], full, empty)
             attributions[members] = spread_over_pixels(phi, segments[members])

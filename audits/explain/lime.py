@@ -15,14 +15,14 @@ import torch
 
 from audits.explain._coalitions import lime_masks, lime_weights, weighted_ridge
 from audits.explain._masking import (
-    BASELINES,
     Baseline,
-    ImageMasker,
     TabularMasker,
+    check_superpixel_params,
     coalition_values,
     image_baseline,
     segment_groups,
     spread_over_pixels,
+    superpixel_values,
     superpixels,
 )
 from audits.explain.base import AttributionProbe, AttributionResult, Output
@@ -160,10 +160,7 @@ class LimeImage(AttributionProbe):
     ) -> None:
         super().__init__(target=target, output=output)
         _check(n_samples, kernel_width)
-        if n_segments < 2:
-            raise ValueError(f"n_segments must be at least 2, got {n_segments}")
-        if baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+        check_superpixel_params(n_segments, baseline)
         self.n_segments = n_segments
         self.n_samples = n_samples
         self.baseline = baseline
@@ -182,15 +179,10 @@ class LimeImage(AttributionProbe):
         groups = segment_groups(segments)
         for g, (m, members) in enumerate(groups):
             masks = lime_masks(len(members), self.n_samples, m, rng)
-            masker = ImageMasker(model.to_tensor(x[members]), model.to_tensor(baseline[members]), torch.as_tensor(segments[members], device=model.device))
-            values = coalition_values(
-                model,
-                fn,
-                masker,
-                masks,
-                targets[members],
+            values = superpixel_values(
+                model, fn, x[members], baseline[members], segments[members], masks, targets[members],
                 progress=lambda f, g=g: context.report((g + f) / len(groups), f"{self.name}: evaluating perturbations"),
-            )
+            )  # fmt: skip
             fit = weighted_ridge(masks, values, lime_weights(masks, "cosine", self.kernel_width or IMAGE_KERNEL_WIDTH))
             attributions[members] = spread_over_pixels(fit.coef, segments[members])
             outputs[members], intercepts[members], scores[members] = values[:, 0], fit.intercept, fit.score
