@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from audits.results.base import Measurement
 from audits.serialization import serializable
+from audits.stats import wilson
 
 
 @serializable
@@ -27,6 +30,11 @@ class PerformanceResult:
     ece: float
     reliability: pd.DataFrame
     mean_confidence: float
+
+    def measurements(self) -> Iterator[Measurement]:
+        yield Measurement(name="accuracy", value=self.accuracy, interval=wilson(self.accuracy, self.n), direction="higher_is_better", evidence=".accuracy", n=self.n)
+        yield Measurement(name="balanced_accuracy", value=self.balanced_accuracy, direction="higher_is_better", evidence=".balanced_accuracy", n=self.n)
+        yield Measurement(name="ece", value=self.ece, direction="lower_is_better", evidence=".ece", n=self.n)
 
 
 def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> tuple[pd.DataFrame, float]:

@@ -31,52 +31,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from audits.errors import AuditError
-from audits.serialization import serializable
+from audits.findings import SEVERITY, STATUSES, Finding, Status, overall_verdict, status_counts  # noqa: F401  (re-exported)
+from audits.stats import wilson
 
 if TYPE_CHECKING:
     from audits.report import AuditReport
 
-Status = Literal["pass", "warn", "fail", "not_evaluated"]
-STATUSES: tuple[str, ...] = ("pass", "warn", "fail", "not_evaluated")
-# How bad a status is, for verdicts and regressions (not evaluated is not ranked).
-SEVERITY = {"pass": 0, "warn": 1, "fail": 2}
 DEFAULT_POLICY = "default.yaml"
 
 
 class PolicyError(AuditError):
     """The policy file is missing, malformed or names unknown checks or fields."""
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class Finding:
-    """One check of the policy against one subject of the report.
-
-    ``measured`` must be >= ``threshold`` when ``direction`` is 'min', <= when 'max';
-    ``interval`` is the measurement's confidence interval [lo, hi] where the report has one.
-    ``evidence`` points into the report as a JSON-path-like string (e.g.
-    ``fairness[0].four_fifths[grouping=sex]``) and ``section`` is the anchor of the
-    report section that shows it.
-    """
-
-    check_id: str
-    check: str
-    title: str
-    subject: str = ""
-    status: str
-    measured: float | None = None
-    threshold: float
-    warn_threshold: float | None = None
-    direction: str  # 'min' or 'max'
-    interval: list[float] | None = None
-    evidence: str = ""
-    section: str = ""
-    detail: str = ""
-
-    @property
-    def key(self) -> str:
-        """Identity across reports (for diffs): the check and its subject."""
-        return f"{self.check_id}/{self.subject}" if self.subject else self.check_id
 
 
 # ---------------------------------------------------------------------------- checks
@@ -288,19 +253,6 @@ def _finite(v) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
-
-
-def wilson(p: float, n: int, ci: float = 0.95) -> list[float] | None:
-    """Wilson score interval of a proportion ``p`` over ``n`` trials."""
-    from scipy.stats import norm
-
-    if not n or p is None:
-        return None
-    z = float(norm.ppf(0.5 + ci / 2))
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0.0)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def _interp(xs: np.ndarray, ys: np.ndarray, x: float) -> float | None:
@@ -651,15 +603,3 @@ def apply_policy(report: AuditReport, policy: Policy | None = None) -> AuditRepo
     """The report with its findings (re)computed from ``policy``, and the policy recorded beside them."""
     policy = policy or load_policy()
     return replace(report, findings=evaluate_policy(report, policy), policy=policy.model_dump(mode="json", exclude_none=True))
-
-
-def status_counts(findings: list[Finding]) -> dict[str, int]:
-    return {s: sum(f.status == s for f in findings) for s in STATUSES}
-
-
-def overall_verdict(findings: list[Finding]) -> str:
-    """'fail' if any finding fails, else 'warn' if any warns, 'pass' if any passes, else 'not_evaluated'."""
-    ranked = [SEVERITY[f.status] for f in findings if f.status in SEVERITY]
-    if not ranked:
-        return "not_evaluated"
-    return {0: "pass", 1: "warn", 2: "fail"}[max(ranked)]

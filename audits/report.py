@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,10 +15,10 @@ import pandas as pd
 
 from audits.errors import ReportError
 from audits.explain.base import AttributionResult
+from audits.findings import Finding
 from audits.performance import PerformanceResult
-from audits.policy import Finding
 from audits.probes import registered_probes
-from audits.results import ProbeFailure, ProbeResult, SkippedProbe
+from audits.results import Measurement, ProbeFailure, ProbeResult, SkippedProbe
 from audits.serialization import from_jsonable, serializable, to_jsonable
 
 SCHEMA_VERSION = "1.0"
@@ -134,6 +134,14 @@ class AuditReport:
 
     def explanation(self, method: str) -> AttributionResult | None:
         return next((r for r in self.explanations if r.method == method), None)
+
+    def measurements(self) -> list[Measurement]:
+        """Every measurement of the report, its evidence pointing from the report's root."""
+        out = [replace(m, evidence=f"performance{m.evidence}") for m in self.performance.measurements()]
+        for kind in ("explanations", "robustness", "fairness"):
+            for i, result in enumerate(getattr(self, kind)):
+                out += [replace(m, evidence=f"{kind}[{i}]{m.evidence}") for m in result.measurements()]
+        return out
 
     def to_dict(self) -> dict:
         return to_jsonable(self)
