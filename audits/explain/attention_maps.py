@@ -47,6 +47,7 @@ class AttentionMaps(AttributionProbe):
     """
 
     name = "attention_maps"
+    result_type = AttentionMapsResult
     modalities = ("image",)
     default_for = ("image",)
     title = "Attention maps and rollout"

@@ -21,6 +21,7 @@ class AttributionProbe(Probe):
     """Base of attribution probes: ``target`` (None = predicted class) and ``output`` space."""
 
     category: ClassVar = "explanation"
+    result_type: ClassVar[type[AttributionResult]] = AttributionResult
     default_output: ClassVar[Output] = "logit"
 
     def __init__(self, *, target: int | None = None, output: Output | None = None) -> None:

@@ -45,6 +45,7 @@ class TextAttention(AttributionProbe):
     """
 
     name = "text_attention"
+    result_type = TextAttentionResult
     modalities = ("text",)
     default_for = ("text",)
     title = "Attention maps and rollout"

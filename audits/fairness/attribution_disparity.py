@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from audits.explain.base import AttributionResult
 from audits.fairness._bootstrap import percentile_interval
 from audits.fairness.group_metrics import INSUFFICIENT, MISSING_GROUP
 from audits.probes import Probe, RunContext, register
+from audits.results.attribution import AttributionResult
 from audits.results.fairness import AttributionDisparityResult as AttributionDisparityResult
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class AttributionDisparity(Probe):
     """
 
     name: ClassVar[str] = "attribution_disparity"
+    result_type: ClassVar = AttributionDisparityResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("image", "tabular")
     default_for: ClassVar = ("image", "tabular")

@@ -69,6 +69,7 @@ class CounterfactualFlips(Probe):
     """
 
     name: ClassVar[str] = "counterfactual_flips"
+    result_type: ClassVar = CounterfactualFlipResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)

@@ -140,6 +140,7 @@ class GroupMetrics(Probe):
     """
 
     name: ClassVar[str] = "group_metrics"
+    result_type: ClassVar = GroupMetricsResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("image", "tabular", "text")
     default_for: ClassVar = ("image", "tabular", "text")

@@ -94,6 +94,7 @@ class IdentityTerms(Probe):
     """
 
     name: ClassVar[str] = "identity_terms"
+    result_type: ClassVar = IdentityTermResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("text",)
     default_for: ClassVar = ("text",)

@@ -96,6 +96,7 @@ class MitigationPreview(Probe):
     """
 
     name: ClassVar[str] = "mitigation_preview"
+    result_type: ClassVar = MitigationPreviewResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)

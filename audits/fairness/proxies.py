@@ -24,8 +24,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from audits.explain.base import AttributionResult
 from audits.probes import Probe, RunContext, register
+from audits.results.attribution import AttributionResult
 from audits.results.fairness import ProxyFeaturesResult as ProxyFeaturesResult
 from models.card import CategoricalFeature
 
@@ -74,6 +74,7 @@ class ProxyFeatures(Probe):
     """
 
     name: ClassVar[str] = "proxy_features"
+    result_type: ClassVar = ProxyFeaturesResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)

@@ -43,6 +43,7 @@ class TextRobustness(RobustnessProbe):
     """
 
     name = "text_robustness"
+    result_type = TextRobustnessResult
     modalities = ("text",)
     default_for = ("text",)
     title = "Text perturbations"
