@@ -65,6 +65,8 @@ class Probe(ABC):
 
     name: ClassVar[str]
     category: ClassVar[Category]
+    # The class of what ``run`` returns: render, policy and diff dispatch on it, never on a name.
+    result_type: ClassVar[type[ProbeResult]]
     modalities: ClassVar[tuple[str, ...]]
     # Modalities for which the default audit spec includes this probe.
     default_for: ClassVar[tuple[str, ...]] = ()
@@ -108,6 +110,9 @@ def register(cls: type[Probe]) -> type[Probe]:
     """Class decorator: make a probe selectable by its ``name``."""
     if cls.name in PROBES and PROBES[cls.name] is not cls:
         raise TypeError(f"two probes named {cls.name}")
+    result_type = getattr(cls, "result_type", None)
+    if not (isinstance(result_type, type) and issubclass(result_type, ProbeResult)):
+        raise TypeError(f"probe {cls.name} must declare result_type, the ProbeResult subclass its run() returns")
     PROBES[cls.name] = cls
     return cls
 

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from audits.errors import ReportError
-from audits.explain.base import AttributionResult
 from audits.findings import Finding
-from audits.performance import PerformanceResult
-from audits.probes import registered_probes
-from audits.results import Measurement, ProbeFailure, ProbeResult, SkippedProbe
+
+# Importing the package imports every result family, which registers each class for
+# deserialization without importing torch or a probe.
+from audits.results import AttributionResult, Measurement, PerformanceResult, ProbeFailure, ProbeResult, SkippedProbe
 from audits.serialization import from_jsonable, serializable, to_jsonable
 
 SCHEMA_VERSION = "1.0"
@@ -159,7 +159,6 @@ class AuditReport:
                 + (", and no migration upgrades it)." if older else ")."),
                 fix="Re-run the audit with this version to regenerate the report." if older else "Open it with the tool version that wrote it (or newer), or re-run the audit.",
             )
-        registered_probes()  # importing every probe package registers every result type
         try:
             report = from_jsonable(raw)
         except (TypeError, KeyError, ValueError) as exc:

@@ -82,7 +82,7 @@ def from_jsonable(obj: Any) -> Any:
         if "__dataframe__" in obj:
             split = {k: from_jsonable(v) for k, v in obj["__dataframe__"].items()}
             frame = pd.DataFrame(split["data"], index=split["index"], columns=split["columns"])
-            for col, dtype in zip(frame.columns, obj.get("dtypes", [])):
+            for col, dtype in zip(frame.columns, obj.get("dtypes", []), strict=False):
                 if dtype.startswith(("float", "int", "bool")):
                     frame[col] = frame[col].astype("float64" if dtype.startswith("float") else dtype)
             return frame

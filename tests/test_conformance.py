@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 
 from audits.data import load_data
 from audits.engine import build_context
-from audits.probes import make_probe, registered_probes
+from audits.probes import Probe, make_probe, register, registered_probes
+from audits.results import ProbeResult
 from audits.serialization import from_jsonable, to_jsonable
 from models.architectures import DigitsViT
 from models.card import load_card
@@ -25,6 +26,28 @@ PROBES = sorted(registered_probes())
 def test_the_registry_holds_the_methods_the_product_promises():
     expected = {"grad_cam", "integrated_gradients", "saliency", "gradient_shap", "occlusion", "lime_image", "kernel_shap_image", "kernel_shap", "lime"}
     assert expected <= set(PROBES)
+
+
+@pytest.mark.parametrize("name", PROBES)
+def test_every_probe_declares_its_result_type(name):
+    cls = registered_probes()[name]
+    assert isinstance(cls.result_type, type) and issubclass(cls.result_type, ProbeResult)
+    # Result classes live in audits.results (torch-free), never in a probe module.
+    assert cls.result_type.__module__.startswith("audits.results."), cls.result_type.__module__
+
+
+def test_a_probe_without_result_type_is_refused():
+    class Nameless(Probe):
+        name = "no_result_type"
+        category = "robustness"
+        modalities = ("tabular",)
+
+        def _run(self, model, data, context):
+            raise AssertionError
+
+    with pytest.raises(TypeError, match="result_type"):
+        register(Nameless)
+    assert "no_result_type" not in registered_probes()
 
 
 def _assert_same(a, b) -> None:
@@ -76,6 +99,7 @@ def test_probe_conformance(name, image_bundle, vit_bundle, tabular_bundle, text_
 
         # Same seed, same answer (everything but the timings).
         assert _without_cost(first) == _without_cost(second)
+        assert type(first) is probe.result_type
         assert first.method == name and first.seed == 3
         assert first.cost.wall_time_s > 0 and first.cost.rows_evaluated >= first.cost.model_calls
         assert isinstance(first.headline(), str)

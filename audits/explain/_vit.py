@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from audits.errors import AuditError
+from audits.results.attribution import patch_to_pixels
 
 if TYPE_CHECKING:
     from models.loader import ModelHandle
@@ -75,17 +76,8 @@ class PatchLayout:
         return patch_scores.reshape(*patch_scores.shape[:-1], *self.grid)
 
     def to_pixels(self, grid_maps: np.ndarray, height: int, width: int) -> np.ndarray:
-        """(..., rows, cols) -> (..., height, width): each patch's value on every pixel it covers.
-
-        A token is exactly its patch (the embedding does not overlap), so the map is blocky
-        by design rather than interpolated.
-        """
-        ph, pw = self.patch
-        blocks = np.repeat(np.repeat(grid_maps, ph, axis=-2), pw, axis=-1)
-        out = np.zeros((*grid_maps.shape[:-2], height, width), dtype=grid_maps.dtype)
-        h, w = min(height, blocks.shape[-2]), min(width, blocks.shape[-1])
-        out[..., :h, :w] = blocks[..., :h, :w]
-        return out
+        """(..., rows, cols) -> (..., height, width): each patch's value on every pixel it covers."""
+        return patch_to_pixels(grid_maps, self.patch, height, width)
 
 
 def attention_modules(network: nn.Module) -> list[tuple[str, nn.MultiheadAttention]]:

@@ -3,86 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from audits.explain._attention import head_average, rank_correlation, rollout
-from audits.explain._vit import PatchLayout, record_attention, stack_layers, vit_layout
+from audits.explain._vit import record_attention, stack_layers, vit_layout
 from audits.explain.base import AttributionProbe, AttributionResult
 from audits.probes import RunContext, register
-from audits.serialization import serializable
+from audits.results.attribution import AttentionMapsResult as AttentionMapsResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class AttentionMapsResult(AttributionResult):
-    """Where a ViT's CLS token attends, per layer and head, and the rollout over all layers.
-
-    ``attributions`` (n, H, W) is the rollout map on the pixel grid (each patch's value on
-    its pixels), so the shared overlays show it. On the patch grid (rows x cols):
-    ``head_maps`` (L, n, heads, rows, cols) is the CLS token's raw attention to each patch,
-    ``layer_maps`` (L, n, rows, cols) its mean over heads, ``rollout_maps`` (n, rows, cols)
-    the CLS row of the rollout. ``rollout`` (n, T, T) is the full rollout matrix (rows sum
-    to 1) and ``attention`` (L, n, heads, T, T) the raw weights, kept when they have at most
-    ``max_raw_values`` entries (None otherwise). Token 0..prefix_tokens-1 are the prefix
-    (CLS); a model without prefix tokens is read through the mean over query tokens.
-
-    ``quality['rollout_patch_mass']`` is the share of the CLS row of the rollout that lands
-    on patches (the rest stays on prefix tokens); ``quality['rank_corr_vs_<method>']`` the
-    per-sample Spearman correlation over pixels between the rollout map and |attribution|
-    of each image method that ran earlier in the audit on the same samples.
-    """
-
-    patch_grid: list[int]
-    patch_size: list[int]
-    prefix_tokens: int
-    layout_source: str
-    head_maps: np.ndarray
-    layer_maps: np.ndarray
-    rollout_maps: np.ndarray
-    rollout: np.ndarray
-    attention: np.ndarray | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.head_maps.shape[0])
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.head_maps.shape[2])
-
-    def rank_correlations(self) -> dict[str, float]:
-        """Mean Spearman correlation of the rollout with each earlier method (NaN rows ignored)."""
-        out = {}
-        for key, values in self.quality.items():
-            if key.startswith("rank_corr_vs_"):
-                finite = np.asarray(values, dtype=np.float64)
-                finite = finite[np.isfinite(finite)]
-                out[key.removeprefix("rank_corr_vs_")] = float(finite.mean()) if finite.size else float("nan")
-        return out
-
-    def pixel_maps(self, maps: np.ndarray) -> np.ndarray:
-        """Any (..., rows, cols) patch-grid array of this result (e.g. ``layer_maps``) on the pixel grid."""
-        layout = PatchLayout(grid=tuple(self.patch_grid), patch=tuple(self.patch_size), prefix=self.prefix_tokens, source=self.layout_source)
-        return layout.to_pixels(maps, *self.attributions.shape[1:])
-
-    def headline(self) -> str:
-        mass = float(np.mean(self.quality.get("rollout_patch_mass", [np.nan])))
-        line = f"{self.n_layers} layers x {self.n_heads} heads on a {self.patch_grid[0]}x{self.patch_grid[1]} patch grid; rollout puts {mass:.0%} on patches"
-        corr = self.rank_correlations()
-        # Grad-CAM and IG are the usual references; otherwise the first two methods that ran.
-        shown = [m for m in ("grad_cam", "integrated_gradients") if m in corr] or list(corr)[:2]
-        if shown:
-            line += "; rank corr with " + ", ".join(f"{m} {corr[m]:.2f}" for m in shown)
-        return line
 
 
 @register
@@ -113,6 +47,7 @@ class AttentionMaps(AttributionProbe):
     """
 
     name = "attention_maps"
+    result_type = AttentionMapsResult
     modalities = ("image",)
     default_for = ("image",)
     title = "Attention maps and rollout"

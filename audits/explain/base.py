@@ -2,86 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from audits.probes import Probe, RunContext
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.attribution import AttributionResult as AttributionResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
 
 Output = Literal["logit", "probability"]
-# Special tokens of common tokenizers, left out of "top tokens" summaries.
-_SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "<s>", "</s>", "<pad>", "<mask>", "<unk>"})
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class AttributionResult(ProbeResult):
-    """Per-sample attributions of one method.
-
-    ``attributions`` is (n, H, W) for images (summed over channels, signed), (n, M)
-    per raw feature for tabular data (one-hot columns summed back into their feature) and
-    (n, T) per token position for text, where ``tokens[i]`` lists sample i's tokens
-    (positions past its last token are padding and hold 0).
-    ``base_values[i] + attributions[i].sum()`` approximates ``outputs[i]`` for methods
-    with a completeness property (SHAP, IG).
-    """
-
-    modality: str
-    output: str
-    sample_indices: np.ndarray
-    targets: np.ndarray
-    attributions: np.ndarray
-    feature_names: list[str] = field(default_factory=list)
-    outputs: np.ndarray | None = None
-    base_values: np.ndarray | None = None
-    segments: np.ndarray | None = None
-    quality: dict = field(default_factory=dict)
-    tokens: list[list[str]] = field(default_factory=list)
-
-    @property
-    def global_importance(self) -> np.ndarray:
-        """Mean |attribution| over the explained samples: (M,) for tabular, (H, W) for images."""
-        return np.abs(self.attributions).mean(axis=0)
-
-    def headline(self) -> str:
-        if self.feature_names:
-            return f"top features: {', '.join(self.top_features(4))}"
-        if self.tokens:
-            return f"{len(self.sample_indices)} texts; top tokens: {', '.join(self.top_tokens(4))}"
-        return f"{len(self.sample_indices)} samples explained"
-
-    def top_features(self, k: int = 5) -> list[str]:
-        if not self.feature_names:
-            return []
-        order = np.argsort(-self.global_importance)
-        return [self.feature_names[i] for i in order[:k]]
-
-    def top_tokens(self, k: int = 5) -> list[str]:
-        """Text: the distinct tokens with the largest |attribution| in any explained sample."""
-        scored = sorted(
-            (
-                (abs(float(v)), tok)
-                for row, toks in zip(self.attributions, self.tokens, strict=False)
-                for tok, v in zip(toks, row, strict=False)
-                if tok not in _SPECIAL_TOKENS
-            ),
-            reverse=True,
-        )
-        return list(dict.fromkeys(tok for _, tok in scored))[:k]
 
 
 class AttributionProbe(Probe):
     """Base of attribution probes: ``target`` (None = predicted class) and ``output`` space."""
 
     category: ClassVar = "explanation"
+    result_type: ClassVar[type[AttributionResult]] = AttributionResult
     default_output: ClassVar[Output] = "logit"
 
     def __init__(self, *, target: int | None = None, output: Output | None = None) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from audits.explain._attention import head_average, rollout
 from audits.explain._text import token_lengths
-from audits.explain.base import AttributionProbe, AttributionResult, Output
+from audits.explain.base import AttributionProbe, Output
 from audits.probes import RunContext, register
-from audits.serialization import serializable
+from audits.results.attribution import TextAttentionResult as TextAttentionResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -20,28 +20,6 @@ if TYPE_CHECKING:
 Readout = Literal["cls", "mean"]
 # Decimals kept of the raw per-head maps: enough to read them, and it keeps reports compact.
 _HEAD_DECIMALS = 4
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class TextAttentionResult(AttributionResult):
-    """Attention of the explained texts, cropped to the longest of them (``n_tokens``).
-
-    ``attention`` (n, L, H, t, t): raw attention probabilities per layer and head (row i:
-    how token i attends over the tokens), rounded to 4 decimals, or None when not stored;
-    ``layer_attention`` (n, L, t, t): the head average per layer; ``rollout`` (n, t, t):
-    attention rollout through all layers (rows sum to 1). ``attributions`` (n, T) is the
-    rollout row of the readout: the CLS token's row (``readout='cls'``) or the mean of the
-    rows of the text's tokens (``'mean'``, for mean-pooling models). Positions past a
-    text's own length are zero everywhere.
-    """
-
-    readout: str = "cls"
-    residual: bool = True
-    n_tokens: int = 0
-    attention: np.ndarray | None = None
-    layer_attention: np.ndarray | None = None
-    rollout: np.ndarray | None = None
 
 
 @register
@@ -67,6 +45,7 @@ class TextAttention(AttributionProbe):
     """
 
     name = "text_attention"
+    result_type = TextAttentionResult
     modalities = ("text",)
     default_for = ("text",)
     title = "Attention maps and rollout"

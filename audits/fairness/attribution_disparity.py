@@ -11,59 +11,20 @@ and the chance level from random splits of the same sizes (with a permutation p-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from audits.explain.base import AttributionResult
 from audits.fairness._bootstrap import percentile_interval
 from audits.fairness.group_metrics import INSUFFICIENT, MISSING_GROUP
 from audits.probes import Probe, RunContext, register
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.attribution import AttributionResult
+from audits.results.fairness import AttributionDisparityResult as AttributionDisparityResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class AttributionDisparityResult(ProbeResult):
-    """Per method, attribute and group: attribution shares and their divergence from the rest.
-
-    ``summary`` has one row per (method, attribute, group): ``n`` explained samples,
-    ``status`` ('ok' or 'insufficient data' when the group or the rest has fewer than
-    ``min_samples``), ``divergence`` with bootstrap bounds, ``chance`` (mean divergence of
-    random splits of the same sizes), ``p_value`` and, for tabular models, the features the
-    group relies on most and the one it over-relies on most relative to the rest.
-    ``features`` (tabular) has the per-feature mean |attribution| and shares; ``maps``
-    (images) holds each group's share map, keyed 'method/attribute/group'.
-    """
-
-    modality: str
-    methods: list[str]
-    summary: pd.DataFrame
-    features: pd.DataFrame
-    maps: dict
-    min_samples: int
-    n_boot: int
-    ci: float
-    notes: list[str] = field(default_factory=list)
-
-    def headline(self) -> str:
-        if self.summary.empty:
-            return "no attributions to compare"
-        ok = self.summary[self.summary["status"] == "ok"]
-        if ok.empty:
-            return f"{len(self.summary)} group(s), all with fewer than {self.min_samples} explained samples"
-        r = ok.loc[ok["divergence"].idxmax()]
-        return (
-            f"largest divergence {r['method']} {r['attribute']}={r['group']} {r['divergence']:.2f} "
-            f"[{r['lo']:.2f}, {r['hi']:.2f}] vs chance {r['chance']:.2f} (p={r['p_value']:.2f}, n={int(r['n'])})"
-        )
 
 
 def _shares(mean_abs: np.ndarray) -> np.ndarray:
@@ -96,6 +57,7 @@ class AttributionDisparity(Probe):
     """
 
     name: ClassVar[str] = "attribution_disparity"
+    result_type: ClassVar = AttributionDisparityResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("image", "tabular")
     default_for: ClassVar = ("image", "tabular")

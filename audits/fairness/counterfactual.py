@@ -9,7 +9,6 @@ flips exactly 0 decisions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -18,45 +17,12 @@ from scipy.stats import norm
 
 from audits.fairness.group_metrics import resolve_positive_class
 from audits.probes import Probe, RunContext, register
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.fairness import CounterfactualFlipResult as CounterfactualFlipResult
 from models.card import CategoricalFeature
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class CounterfactualFlipResult(ProbeResult):
-    """How often the decision changes when only a sensitive input changes.
-
-    ``summary``: per attribute, the share of rows whose decision changes under at least one
-    other value (``flip_rate``, Wilson interval ``lo``/``hi``) and the mean |change| of the
-    favourable-class score (binary) or of the predicted class's probability. ``by_group``:
-    the same per original group. ``pairs``: per (original group, counterfactual value), with
-    the direction of binary flips (``to_favourable``/``to_unfavourable``).
-    """
-
-    attributes: list[str]
-    not_inputs: list[str]
-    positive_class: str | None
-    summary: pd.DataFrame
-    by_group: pd.DataFrame
-    pairs: pd.DataFrame
-    n_rows: int
-    ci: float
-    notes: list[str] = field(default_factory=list)
-
-    def flip_rate(self, attribute: str) -> float:
-        row = self.summary[self.summary["attribute"] == attribute]
-        return float(row.iloc[0]["flip_rate"]) if len(row) else float("nan")
-
-    def headline(self) -> str:
-        parts = [f"{r.attribute} {r.flip_rate:.2%} [{r.lo:.2%}, {r.hi:.2%}]" for r in self.summary.itertuples()]
-        tail = f"; not model inputs: {', '.join(self.not_inputs)}" if self.not_inputs else ""
-        return ("decision flips: " + ", ".join(parts) if parts else "no sensitive input") + tail
 
 
 def wilson_interval(k: np.ndarray, n: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +69,7 @@ class CounterfactualFlips(Probe):
     """
 
     name: ClassVar[str] = "counterfactual_flips"
+    result_type: ClassVar = CounterfactualFlipResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)

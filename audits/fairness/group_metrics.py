@@ -12,7 +12,7 @@ way ``MetricFrame(n_boot=...)`` does.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -33,8 +33,8 @@ from audits.fairness._bootstrap import (
     row_codes,
 )
 from audits.probes import Probe, RunContext, register
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.fairness import INSUFFICIENT as INSUFFICIENT
+from audits.results.fairness import GroupMetricsResult as GroupMetricsResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -42,69 +42,8 @@ if TYPE_CHECKING:
 
 MissingPolicy = Literal["error", "group"]
 MISSING_GROUP = "(missing)"
-INSUFFICIENT = "insufficient data"
 FOUR_FIFTHS = 0.8
 _MEASURES = ("difference", "ratio", "difference_to_overall", "ratio_to_overall")
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class GroupMetricsResult(ProbeResult):
-    """Per-group metrics with intervals, their disparities and the named fairness criteria.
-
-    ``groups`` has one row per (grouping, group): ``n``, ``status`` ('ok' or 'insufficient
-    data': fewer rows than ``min_group_size``, metrics left NaN), and per metric its value
-    and ``<metric>_lo``/``<metric>_hi`` bootstrap bounds. ``disparities`` has one row per
-    (grouping, metric): difference (max - min) and ratio (min / max) between eligible groups,
-    and to the overall value, each with bounds, plus the worst- and best-off group.
-    ``criteria``: demographic parity, equalized odds, equal opportunity, equal accuracy
-    (multiclass: accuracy, balanced accuracy and calibration gaps). ``four_fifths``: the
-    selection-rate ratio against 0.8 (binary only).
-    """
-
-    task: str  # 'binary' or 'multiclass'
-    positive_class: str | None
-    metrics: list[str]
-    groupings: list[str]
-    overall: pd.DataFrame
-    groups: pd.DataFrame
-    disparities: pd.DataFrame
-    criteria: pd.DataFrame
-    four_fifths: pd.DataFrame
-    n_boot: int
-    ci: float
-    min_group_size: int
-    notes: list[str] = field(default_factory=list)
-    quality: dict = field(default_factory=dict)
-
-    def table(self, grouping: str) -> pd.DataFrame:
-        """The rows of ``groups`` for one grouping (e.g. 'sex' or 'sex x race')."""
-        return self.groups[self.groups["grouping"] == grouping].reset_index(drop=True)
-
-    def criterion(self, grouping: str, name: str) -> pd.Series:
-        rows = self.criteria[(self.criteria["grouping"] == grouping) & (self.criteria["criterion"] == name)]
-        if rows.empty:
-            raise KeyError(f"no criterion {name!r} for grouping {grouping!r}")
-        return rows.iloc[0]
-
-    def headline(self) -> str:
-        singles = [g for g in self.groupings if " x " not in g]
-        parts = []
-        if self.task == "binary":
-            for g in singles:
-                row = self.four_fifths[self.four_fifths["grouping"] == g]
-                if len(row) and np.isfinite(row.iloc[0]["ratio"]):
-                    r = row.iloc[0]
-                    parts.append(f"{g} selection-rate ratio {r['ratio']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] 4/5 {r['verdict']}")
-        else:
-            for g in singles:
-                c = self.criteria[(self.criteria["grouping"] == g) & (self.criteria["criterion"] == "equal_accuracy_gap")]
-                if len(c) and np.isfinite(c.iloc[0]["value"]):
-                    r = c.iloc[0]
-                    parts.append(f"{g} accuracy gap {r['value']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] (worst {r['worst_group']})")
-        n_small = int((self.groups["status"] == INSUFFICIENT).sum())
-        tail = f"; {n_small} group(s) with insufficient data" if n_small else ""
-        return "; ".join(parts) + tail if parts else f"no grouping with two eligible groups{tail}"
 
 
 @dataclass(frozen=True)
@@ -201,6 +140,7 @@ class GroupMetrics(Probe):
     """
 
     name: ClassVar[str] = "group_metrics"
+    result_type: ClassVar = GroupMetricsResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("image", "tabular", "text")
     default_for: ClassVar = ("image", "tabular", "text")

@@ -10,7 +10,6 @@ terms moves by exactly 0. All variants go through the model in large batches.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
@@ -20,8 +19,7 @@ from audits.fairness.counterfactual import wilson_interval
 from audits.fairness.group_metrics import resolve_positive_class
 from audits.lexicons import IdentityCategory, load_identity_lexicon, match_case
 from audits.probes import Probe, RunContext, register
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.fairness import IdentityTermResult as IdentityTermResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -71,55 +69,6 @@ def swap(text: str, category: IdentityCategory, target: str) -> str | None:
     return "".join(out)
 
 
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class IdentityTermResult(ProbeResult):
-    """Score shifts and decision flips when only the identity group a text names changes.
-
-    The score is the probability of ``score_class`` (the favourable class, or class 1 of a
-    binary model); for a multiclass model without one, of the class predicted for the
-    original text. A shift is counterfactual minus original score; a flip is a changed
-    decision. ``groups``: per source ('templates', 'evaluation'), category and group, the
-    variants swapped *into* that group: ``n``, ``flips``, ``flip_rate`` with Wilson
-    interval ``lo``/``hi`` and ``mean_shift``; templates add ``mean_score`` and
-    ``positive_rate`` (share of filled templates decided as ``score_class``), evaluation
-    texts ``n_source`` (texts that named the group). ``pairs``: the same per (from_group,
-    to_group). ``summary``: per source and category, texts used, variants, overall flip
-    rate and the most shifted group. ``examples``: the largest shifts.
-    """
-
-    score_class: str | None
-    categories: list[str]
-    groups: pd.DataFrame
-    pairs: pd.DataFrame
-    summary: pd.DataFrame
-    examples: pd.DataFrame
-    lexicon: str
-    ci: float
-    notes: list[str] = field(default_factory=list)
-
-    def flip_rate(self, group: str, source: str = "templates") -> float:
-        rows = self.groups[(self.groups["group"] == group) & (self.groups["source"] == source)]
-        return float(rows.iloc[0]["flip_rate"]) if len(rows) else float("nan")
-
-    def headline(self) -> str:
-        parts = []
-        for source, rows in self.groups.groupby("source", sort=False):
-            rows = rows.dropna(subset=["mean_shift"])
-            if rows.empty:
-                continue
-            total = rows["flips"].sum() / max(rows["n"].sum(), 1)
-            up, down = rows.loc[rows["mean_shift"].idxmax()], rows.loc[rows["mean_shift"].idxmin()]
-            score = f"P({self.score_class})" if self.score_class else "score"
-            text = f"{source}: flips {total:.1%}"
-            if up["mean_shift"] > 0:
-                text += f", {score} up most into {up['category']}/{up['group']} {up['mean_shift']:+.3f} (flips {up['flip_rate']:.1%})"
-            if down["mean_shift"] < 0:
-                text += f", down most into {down['category']}/{down['group']} {down['mean_shift']:+.3f}"
-            parts.append(text)
-        return "; ".join(parts) or "no identity terms found"
-
-
 @register
 class IdentityTerms(Probe):
     """Identity-term counterfactuals from templates and from the evaluation texts.
@@ -145,6 +94,7 @@ class IdentityTerms(Probe):
     """
 
     name: ClassVar[str] = "identity_terms"
+    result_type: ClassVar = IdentityTermResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("text",)
     default_for: ClassVar = ("text",)

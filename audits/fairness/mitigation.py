@@ -12,7 +12,6 @@ steps (deterministic thresholds a team could deploy as they are).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -23,50 +22,12 @@ from sklearn.model_selection import train_test_split
 
 from audits.fairness.group_metrics import resolve_positive_class, sensitive_frame
 from audits.probes import Probe, RunContext, register
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.fairness import PREVIEW_LABEL as PREVIEW_LABEL
+from audits.results.fairness import MitigationPreviewResult as MitigationPreviewResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
-
-PREVIEW_LABEL = "PREVIEW: the audited model is unchanged"
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class MitigationPreviewResult(ProbeResult):
-    """Held-out accuracy and disparities of threshold post-processing, per sensitive attribute.
-
-    ``curve`` has one row per (attribute, method, setting): ``method`` is 'unmitigated'
-    (the model as audited), 'group_thresholds' (``setting`` = how far each group's
-    selection rate moved towards the common rate, 0..1) or 'threshold_optimizer'
-    (``constraint`` and ``setting`` = fairlearn's tolerance), with held-out ``accuracy``,
-    ``selection_rate``, ``dp_difference`` (max - min selection rate), ``eo_difference``
-    (equalized odds: max of the TPR and FPR gaps), the thresholds where deterministic, and
-    ``pareto`` (no other row of the attribute is at least as accurate and as fair).
-    """
-
-    preview: bool
-    label: str
-    positive_class: str
-    attributes: list[str]
-    curve: pd.DataFrame
-    n_fit: int
-    n_test: int
-    notes: list[str] = field(default_factory=list)
-
-    def headline(self) -> str:
-        parts = []
-        for attr in self.attributes:
-            rows = self.curve[self.curve["attribute"] == attr]
-            base = rows[rows["method"] == "unmitigated"]
-            opt = rows[(rows["method"] == "threshold_optimizer") & (rows["constraint"] == "demographic_parity")]
-            if base.empty or opt.empty:
-                continue
-            b, o = base.iloc[0], opt.loc[opt["dp_difference"].idxmin()]
-            parts.append(f"{attr} DP diff {b['dp_difference']:.2f}->{o['dp_difference']:.2f} at accuracy {b['accuracy']:.3f}->{o['accuracy']:.3f}")
-        return f"{PREVIEW_LABEL}; " + ("; ".join(parts) if parts else "no trade-off computed")
 
 
 class _Scores(ClassifierMixin, BaseEstimator):
@@ -135,6 +96,7 @@ class MitigationPreview(Probe):
     """
 
     name: ClassVar[str] = "mitigation_preview"
+    result_type: ClassVar = MitigationPreviewResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)

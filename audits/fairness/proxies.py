@@ -13,7 +13,6 @@ the audit, each proxy's importance rank in the model is shown beside it.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -25,10 +24,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from audits.explain.base import AttributionResult
 from audits.probes import Probe, RunContext, register
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.attribution import AttributionResult
+from audits.results.fairness import ProxyFeaturesResult as ProxyFeaturesResult
 from models.card import CategoricalFeature
 
 if TYPE_CHECKING:
@@ -36,42 +34,6 @@ if TYPE_CHECKING:
     from models.loader import ModelHandle
 
 _MISSING = "(missing)"
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class ProxyFeaturesResult(ProbeResult):
-    """Mutual information of each input with each sensitive attribute, and probe-model scores.
-
-    ``mutual_information``: one row per (attribute, feature): ``mi`` (nats),
-    ``normalized_mi`` (MI / entropy of the attribute: the share of its uncertainty the
-    feature removes, 0..1), ``rank`` within the attribute, ``sensitive`` (the feature is
-    itself a sensitive attribute), ``importance_rank`` (1 = the model's most important
-    feature by the audit's attributions; NaN without them). ``probe_models``: per attribute,
-    the held-out macro AUC (0.5 = chance), accuracy (against the majority-class baseline)
-    and balanced accuracy (against 1 / number of groups) of a logistic regression
-    predicting it from all other inputs. ``proxies``: per attribute,
-    the features whose normalized MI reaches ``threshold`` (best first).
-    """
-
-    mutual_information: pd.DataFrame
-    probe_models: pd.DataFrame
-    proxies: dict
-    threshold: float
-    n_rows: int
-    notes: list[str] = field(default_factory=list)
-
-    def top(self, attribute: str, k: int = 3) -> list[str]:
-        rows = self.mutual_information[self.mutual_information["attribute"] == attribute]
-        return list(rows.sort_values("rank")["feature"].head(k))
-
-    def headline(self) -> str:
-        parts = []
-        for attr, feats in self.proxies.items():
-            probe = self.probe_models[self.probe_models["attribute"] == attr]
-            auc = f", probe AUC {probe.iloc[0]['auc']:.2f}" if len(probe) and np.isfinite(probe.iloc[0]["auc"]) else ""
-            parts.append(f"{attr}: {', '.join(feats[:3]) or 'none'}{auc}")
-        return "proxies " + "; ".join(parts)
 
 
 def _entropy(codes: np.ndarray) -> float:
@@ -112,6 +74,7 @@ class ProxyFeatures(Probe):
     """
 
     name: ClassVar[str] = "proxy_features"
+    result_type: ClassVar = ProxyFeaturesResult
     category: ClassVar = "fairness"
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)

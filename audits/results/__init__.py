@@ -1,13 +1,58 @@
 """Typed, serializable result objects of every probe, importing numpy and pandas only.
 
 This package never imports torch or a probe module: loading and rendering a report
-needs only these classes. Results are grouped by family (base, attribution,
-robustness, fairness, ...); each result says what it measured through
+needs only these classes. Results are grouped by family (base, performance,
+attribution, robustness, fairness); importing the package imports every family, which
+registers each class for deserialization. Each result says what it measured through
 :meth:`ProbeResult.measurements`.
 """
 
 from __future__ import annotations
 
+from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 from audits.results.base import Cost, Measurement, ProbeFailure, ProbeResult, SkippedProbe
+from audits.results.fairness import (
+    AttributionDisparityResult,
+    CounterfactualFlipResult,
+    GroupMetricsResult,
+    IdentityTermResult,
+    MitigationPreviewResult,
+    ProxyFeaturesResult,
+)
+from audits.results.performance import PerformanceResult
+from audits.results.robustness import (
+    AdversarialExamples,
+    AttackResult,
+    CalibrationResult,
+    CorruptionExamples,
+    CorruptionResult,
+    TabularAdversarialResult,
+    TabularPerturbationResult,
+    TextRobustnessResult,
+)
 
-__all__ = ["Cost", "Measurement", "ProbeFailure", "ProbeResult", "SkippedProbe"]
+__all__ = [
+    "AdversarialExamples",
+    "AttackResult",
+    "AttentionMapsResult",
+    "AttributionDisparityResult",
+    "AttributionResult",
+    "CalibrationResult",
+    "CorruptionExamples",
+    "CorruptionResult",
+    "Cost",
+    "CounterfactualFlipResult",
+    "GroupMetricsResult",
+    "IdentityTermResult",
+    "Measurement",
+    "MitigationPreviewResult",
+    "PerformanceResult",
+    "ProbeFailure",
+    "ProbeResult",
+    "ProxyFeaturesResult",
+    "SkippedProbe",
+    "TabularAdversarialResult",
+    "TabularPerturbationResult",
+    "TextAttentionResult",
+    "TextRobustnessResult",
+]

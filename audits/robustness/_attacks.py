@@ -15,13 +15,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from audits.robustness.base import (
-    AdversarialExamples,
-    AttackResult,
-    RobustnessProbe,
-    check_max_rows,
-    group_breakdown,
-)
+from audits.results.robustness import AdversarialExamples, AttackResult
+from audits.robustness.base import RobustnessProbe, check_max_rows, group_breakdown
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -213,6 +208,7 @@ class AttackProbe(RobustnessProbe):
 
     modalities: ClassVar = ("image",)
     default_for: ClassVar = ("image",)
+    result_type: ClassVar = AttackResult
     restarts: int = 1  # random restarts (PGD sets it)
 
     def __init__(

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from audits.probes import Probe, RunContext
-from audits.results import ProbeResult
-from audits.serialization import serializable
+from audits.results.robustness import (
+    AdversarialExamples as AdversarialExamples,
+)
+from audits.results.robustness import (
+    AttackResult as AttackResult,
+)
+from audits.results.robustness import (
+    CalibrationResult as CalibrationResult,
+)
+from audits.results.robustness import (
+    CorruptionExamples as CorruptionExamples,
+)
+from audits.results.robustness import (
+    CorruptionResult as CorruptionResult,
+)
+from audits.results.robustness import (
+    TabularAdversarialResult as TabularAdversarialResult,
+)
+from audits.results.robustness import (
+    TabularPerturbationResult as TabularPerturbationResult,
+)
+from audits.results.robustness import (
+    largest_gap as largest_gap,
+)
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -95,246 +116,3 @@ def group_breakdown(
     if not frames:
         return pd.DataFrame(columns=[*conditions.columns, "attribute", "group", *arrays, "count"])
     return pd.concat(frames, ignore_index=True)
-
-
-def largest_gap(table: pd.DataFrame, value: str, by: Sequence[str] = (), *, higher_is_better: bool = True) -> dict | None:
-    """The largest between-group spread of ``value`` in a ``group_breakdown`` table.
-
-    Returns ``{'attribute', 'worst', 'best', 'gap', **condition}`` for the attribute and
-    condition (``by`` columns) where max - min over groups is largest; None when no
-    attribute has two groups with a value.
-    """
-    best: dict | None = None
-    if table.empty or value not in table:
-        return None
-    keys = ["attribute", *by]
-    for key, rows in table.dropna(subset=[value]).groupby(keys, sort=False):
-        if len(rows) < 2:
-            continue
-        lo, hi = rows[value].idxmin(), rows[value].idxmax()
-        gap = float(rows.at[hi, value] - rows.at[lo, value])
-        if best is None or gap > best["gap"]:
-            key = key if isinstance(key, tuple) else (key,)
-            worst, top = (lo, hi) if higher_is_better else (hi, lo)
-            best = {**dict(zip(keys, key, strict=True)), "worst": str(rows.at[worst, "group"]), "best": str(rows.at[top, "group"]), "gap": gap}
-    return best
-
-
-def _gap_text(gap: dict | None, what: str, at: str = "") -> str:
-    if not gap:
-        return ""
-    where = f" at {at} {gap[at]:.3g}" if at else ""
-    return f"; largest {what} gap {gap['gap']:.2f}{where} ({gap['attribute']}: {gap['worst']} vs {gap['best']})"
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class AdversarialExamples:
-    """A few attacked images: the clean image, the perturbation, labels, predictions and confidences.
-
-    The adversarial image is ``clean + perturbation`` (already inside the value range).
-    """
-
-    rows: np.ndarray  # rows of the audit data
-    epsilon: float
-    clean: np.ndarray  # (k, C, H, W) pixel space
-    perturbation: np.ndarray  # (k, C, H, W)
-    labels: np.ndarray
-    clean_predictions: np.ndarray
-    adversarial_predictions: np.ndarray
-    clean_confidence: np.ndarray  # probability of the clean prediction
-    adversarial_confidence: np.ndarray  # probability of the adversarial prediction
-
-    @property
-    def adversarial(self) -> np.ndarray:
-        return self.clean + self.perturbation
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class AttackResult(ProbeResult):
-    """Accuracy under a gradient attack over an epsilon sweep.
-
-    ``curve`` has one row per epsilon: ``robust_accuracy`` (share of evaluated rows still
-    classified correctly under attack), ``attack_success_rate`` (untargeted: share of the
-    rows classified correctly when clean that the attack makes wrong; targeted: share of
-    rows not of the target class pushed into it) and ``n``. ``min_epsilon`` holds, per
-    evaluated row, the smallest epsilon found to flip it (sweep, then bisection); NaN where
-    the row was wrong when clean or survived the whole sweep.
-    ``by_group`` breaks the curve down per sensitive attribute and group.
-    """
-
-    norm: str
-    targeted: bool
-    target: int | None = None
-    rows: np.ndarray
-    clean_accuracy: float
-    curve: pd.DataFrame
-    min_epsilon: np.ndarray
-    mean_min_epsilon: float
-    flipped_fraction: float  # of clean-correct rows, the share flipped somewhere in the sweep
-    by_group: pd.DataFrame
-    examples: AdversarialExamples | None = None
-
-    def headline(self) -> str:
-        c = self.curve
-        points = c[c["epsilon"] > 0]
-        head = f"{self.norm} robust acc {self.clean_accuracy:.3f} (clean)"
-        if len(points):
-            mid = points.iloc[len(points) // 2]
-            last = points.iloc[-1]
-            head += f" -> {mid['robust_accuracy']:.3f} @ {mid['epsilon']:.3g} -> {last['robust_accuracy']:.3f} @ {last['epsilon']:.3g}"
-        if np.isfinite(self.mean_min_epsilon):
-            head += f"; mean min eps {self.mean_min_epsilon:.3g}"
-        gap = largest_gap(self.by_group, "robust_accuracy", by=["epsilon"])
-        return head + _gap_text(gap, "robust-accuracy", at="epsilon")
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class CorruptionExamples:
-    """One row of images per example: every corruption at severities 0 (clean) to 5.
-
-    ``images`` is uint8 (k, n_corruptions, n_severities, C, H', W'), pixel values mapped
-    from ``value_range`` to 0..255 (downsampled for large images, so reports stay small).
-    """
-
-    rows: np.ndarray
-    corruptions: list[str]
-    severities: list[int]
-    value_range: list[float]
-    images: np.ndarray
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class CorruptionResult(ProbeResult):
-    """Accuracy under natural image corruptions, per corruption and severity.
-
-    ``table``: corruption, severity, parameter (the corruption's strength at that
-    severity), accuracy, relative_accuracy (/ clean accuracy), flip_rate (prediction
-    changed vs clean), mean_confidence. ``mean_corruption_accuracy`` averages accuracy over
-    every corruption and severity 1-5; ``relative_corruption_accuracy`` divides it by the
-    clean accuracy of the same rows.
-    """
-
-    rows: np.ndarray
-    clean_accuracy: float
-    table: pd.DataFrame
-    mean_corruption_accuracy: float
-    relative_corruption_accuracy: float
-    by_group: pd.DataFrame
-    examples: CorruptionExamples | None = None
-
-    def headline(self) -> str:
-        per = self.table.groupby("corruption", sort=False)["accuracy"].mean()
-        worst = per.idxmin() if len(per) else "-"
-        gap = largest_gap(self.by_group.groupby(["attribute", "group"], as_index=False)[["drop"]].mean(), "drop", higher_is_better=False)
-        return (
-            f"clean acc {self.clean_accuracy:.3f}, mean corruption acc {self.mean_corruption_accuracy:.3f} "
-            f"({self.relative_corruption_accuracy:.0%} of clean); worst {worst} {per.min():.3f}" + _gap_text(gap, "mean drop")
-        )
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class CalibrationResult(ProbeResult):
-    """Calibration on clean data and under a distribution shift.
-
-    ``conditions``: one row per condition (``clean`` first, then the shift at each
-    strength) with accuracy, mean_confidence, overconfidence (confidence - accuracy), ece
-    and n. ``reliability``: the reliability bins of every condition (condition and strength
-    columns, then bin_low, bin_high, count, confidence, accuracy). ``by_group``: the same
-    figures per sensitive attribute and group.
-    """
-
-    ece: float
-    accuracy: float
-    mean_confidence: float
-    n_bins: int
-    shift: str
-    rows: np.ndarray  # rows evaluated under the shift (clean figures use every row)
-    conditions: pd.DataFrame
-    reliability: pd.DataFrame
-    by_group: pd.DataFrame
-
-    def headline(self) -> str:
-        c = self.conditions
-        last = c.iloc[-1]
-        gap = largest_gap(self.by_group[self.by_group["condition"] == "clean"], "ece", higher_is_better=False)
-        return (
-            f"ECE {self.ece:.3f} clean (conf {self.mean_confidence:.2f} vs acc {self.accuracy:.2f}); "
-            f"{last['condition']} {last['strength']:.3g}: ECE {last['ece']:.3f} (conf {last['mean_confidence']:.2f} vs acc {last['accuracy']:.2f})"
-            + _gap_text(gap, "clean ECE")
-        )
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class TabularPerturbationResult(ProbeResult):
-    """Decision flips and accuracy under natural perturbations of tabular features.
-
-    ``table``: perturbation (noise, missing, category_flip, shift, swap), feature ('*' =
-    all features at once), strength (noise/shift: multiples of the feature's standard
-    deviation; missing/category_flip: probability per cell), accuracy, flip_rate
-    (prediction changed vs clean), refused (share of rows the card's missing-value policy
-    would refuse) and n. ``features`` ranks raw features by how easily a change of that
-    feature alone flips decisions.
-    """
-
-    rows: np.ndarray
-    clean_accuracy: float
-    missing_policy: str
-    table: pd.DataFrame
-    features: pd.DataFrame
-    by_group: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-
-    def headline(self) -> str:
-        t = self.table
-        noise = t[(t["perturbation"] == "noise")]
-        head = f"clean acc {self.clean_accuracy:.3f}"
-        if len(noise):
-            last = noise.iloc[-1]
-            head += f"; noise {last['strength']:.3g} sd: flips {last['flip_rate']:.1%}, acc {last['accuracy']:.3f}"
-        top = self.features.head(3)
-        if len(top):
-            head += "; most fragile: " + ", ".join(f"{r.feature} {r.fragility:.1%}" for r in top.itertuples())
-        return head
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class TabularAdversarialResult(ProbeResult):
-    """The smallest feature change that flips each decision, within observed ranges.
-
-    ``decisions`` (one row per searched row): prediction, ``min_linf`` (smallest joint
-    change of all free numeric features, in standard deviations, found by projected
-    gradient search and bisection; NaN when none within ``max_epsilon``), and the best
-    single-feature change: ``best_feature``, ``best_change`` (standard deviations; 0 for
-    a categorical swap), ``best_from``/``best_to`` (raw values or levels).
-    ``features``: per free feature, ``flip_fraction`` (rows that changing this feature
-    alone, within its observed range or levels, can flip) and ``median_change`` (numeric:
-    median smallest flipping change in standard deviations).
-    """
-
-    rows: np.ndarray
-    categoricals: str
-    fixed_features: list[str]
-    max_epsilon: float
-    flippable_fraction: float  # rows flipped by the joint numeric search within max_epsilon
-    single_feature_fraction: float  # rows flipped by changing one free feature
-    median_min_linf: float
-    decisions: pd.DataFrame
-    features: pd.DataFrame
-    by_group: pd.DataFrame
-
-    def headline(self) -> str:
-        top = self.features.head(3)
-        gap = largest_gap(self.by_group, "flippable", higher_is_better=False)
-        return (
-            f"{self.single_feature_fraction:.1%} of decisions flip with one feature, {self.flippable_fraction:.1%} within "
-            f"{self.max_epsilon:g} sd on numerics (median {self.median_min_linf:.2f} sd); easiest: "
-            + ", ".join(f"{r.feature} {r.flip_fraction:.1%}" for r in top.itertuples())
-            + _gap_text(gap, "flippable")
-        )

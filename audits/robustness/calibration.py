@@ -9,10 +9,11 @@ import pandas as pd
 
 from audits.performance import reliability_table
 from audits.probes import RunContext, register
+from audits.results.robustness import CalibrationResult
 from audits.robustness._corruptions import check_corruptions, check_severities, corrupted_proba
 from audits.robustness._tabular import TabularLayout, gaussian_noise, predict
 from audits.robustness._text import perturb
-from audits.robustness.base import CalibrationResult, RobustnessProbe, check_max_rows
+from audits.robustness.base import RobustnessProbe, check_max_rows
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -55,6 +56,7 @@ class Calibration(RobustnessProbe):
     """
 
     name = "calibration"
+    result_type = CalibrationResult
     modalities = ("image", "tabular", "text")
     default_for = ("image", "tabular", "text")
     title = "Calibration under shift"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from audits.probes import RunContext, register
+from audits.results.robustness import CorruptionExamples, CorruptionResult
 from audits.robustness._corruptions import (
     CORRUPTIONS,
     MAX_SEVERITY,
@@ -19,7 +20,7 @@ from audits.robustness._corruptions import (
     corrupted_proba,
     parameter,
 )
-from audits.robustness.base import CorruptionExamples, CorruptionResult, RobustnessProbe, check_max_rows, group_breakdown
+from audits.robustness.base import RobustnessProbe, check_max_rows, group_breakdown
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -47,6 +48,7 @@ class Corruptions(RobustnessProbe):
     """
 
     name = "corruptions"
+    result_type = CorruptionResult
     modalities = ("image",)
     default_for = ("image",)
     title = "Natural corruptions"

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from audits.probes import RunContext, register
+from audits.results.robustness import TabularAdversarialResult
 from audits.robustness._tabular import TabularLayout, minimal_joint_epsilon, predict, set_levels
-from audits.robustness.base import RobustnessProbe, TabularAdversarialResult, check_max_rows, group_breakdown
+from audits.robustness.base import RobustnessProbe, check_max_rows, group_breakdown
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -65,6 +66,7 @@ class TabularAdversarial(RobustnessProbe):
     """
 
     name = "tabular_adversarial"
+    result_type = TabularAdversarialResult
     modalities = ("tabular",)
     default_for = ("tabular",)
     title = "Constrained adversarial search (tabular)"

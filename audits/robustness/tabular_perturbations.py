@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from audits.probes import RunContext, register
+from audits.results.robustness import TabularPerturbationResult
 from audits.robustness._tabular import TabularLayout, flip_categories, gaussian_noise, other_levels, predict, set_levels, set_missing, shift
-from audits.robustness.base import RobustnessProbe, TabularPerturbationResult, check_max_rows, group_breakdown
+from audits.robustness.base import RobustnessProbe, check_max_rows, group_breakdown
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -56,6 +57,7 @@ class TabularPerturbations(RobustnessProbe):
     """
 
     name = "tabular_perturbations"
+    result_type = TabularPerturbationResult
     modalities = ("tabular",)
     default_for = ("tabular",)
     title = "Tabular perturbations"

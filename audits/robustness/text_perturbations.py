@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,47 +9,13 @@ import pandas as pd
 
 from audits.lexicons import load_synonyms
 from audits.probes import RunContext, register
-from audits.results import ProbeResult
+from audits.results.robustness import TextRobustnessResult as TextRobustnessResult
 from audits.robustness._text import TEXT_PERTURBATIONS, perturb
-from audits.robustness.base import RobustnessProbe, check_max_rows, group_breakdown, largest_gap
-from audits.serialization import serializable
+from audits.robustness.base import RobustnessProbe, check_max_rows, group_breakdown
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
-
-
-@serializable
-@dataclass(frozen=True, kw_only=True)
-class TextRobustnessResult(ProbeResult):
-    """Accuracy and decision flips of a text classifier under natural perturbations.
-
-    ``table``: one row per perturbation and severity (the probability that a word is
-    perturbed) with ``accuracy``, ``flip_rate`` (prediction changed vs the clean text),
-    ``confidence_drop`` (mean fall of the probability of the clean prediction), ``changed``
-    (share of texts the perturbation actually altered) and ``n``. ``by_group``: accuracy
-    and flip rate per sensitive attribute and group for every condition. ``examples``: a
-    few perturbed texts whose decision flipped (else changed ones).
-    """
-
-    rows: np.ndarray
-    clean_accuracy: float
-    table: pd.DataFrame
-    by_group: pd.DataFrame
-    examples: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
-
-    def headline(self) -> str:
-        head = f"clean acc {self.clean_accuracy:.3f}"
-        for kind, rows in self.table.groupby("perturbation", sort=False):
-            last = rows.iloc[-1]
-            head += f"; {kind} {last['severity']:.2g}: acc {last['accuracy']:.3f}, flips {last['flip_rate']:.1%}"
-        gap = largest_gap(self.by_group, "flip_rate", by=["perturbation", "severity"], higher_is_better=False)
-        if gap:
-            head += (
-                f"; largest flip-rate gap {gap['gap']:.2f} ({gap['perturbation']} {gap['severity']:.2g}, {gap['attribute']}: {gap['worst']} vs {gap['best']})"
-            )
-        return head
 
 
 @register
@@ -78,6 +43,7 @@ class TextRobustness(RobustnessProbe):
     """
 
     name = "text_robustness"
+    result_type = TextRobustnessResult
     modalities = ("text",)
     default_for = ("text",)
     title = "Text perturbations"

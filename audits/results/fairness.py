@@ -1,0 +1,266 @@
+"""Fairness results: group metrics, counterfactual flips, proxies, mitigation preview, identity terms, attribution disparity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from audits.results.base import ProbeResult
+from audits.serialization import serializable
+
+# Status of a group with too few rows for its metrics (they are left NaN).
+INSUFFICIENT = "insufficient data"
+# Label every mitigation preview carries: the audited model itself is not changed.
+PREVIEW_LABEL = "PREVIEW: the audited model is unchanged"
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class GroupMetricsResult(ProbeResult):
+    """Per-group metrics with intervals, their disparities and the named fairness criteria.
+
+    ``groups`` has one row per (grouping, group): ``n``, ``status`` ('ok' or 'insufficient
+    data': fewer rows than ``min_group_size``, metrics left NaN), and per metric its value
+    and ``<metric>_lo``/``<metric>_hi`` bootstrap bounds. ``disparities`` has one row per
+    (grouping, metric): difference (max - min) and ratio (min / max) between eligible groups,
+    and to the overall value, each with bounds, plus the worst- and best-off group.
+    ``criteria``: demographic parity, equalized odds, equal opportunity, equal accuracy
+    (multiclass: accuracy, balanced accuracy and calibration gaps). ``four_fifths``: the
+    selection-rate ratio against 0.8 (binary only).
+    """
+
+    task: str  # 'binary' or 'multiclass'
+    positive_class: str | None
+    metrics: list[str]
+    groupings: list[str]
+    overall: pd.DataFrame
+    groups: pd.DataFrame
+    disparities: pd.DataFrame
+    criteria: pd.DataFrame
+    four_fifths: pd.DataFrame
+    n_boot: int
+    ci: float
+    min_group_size: int
+    notes: list[str] = field(default_factory=list)
+    quality: dict = field(default_factory=dict)
+
+    def table(self, grouping: str) -> pd.DataFrame:
+        """The rows of ``groups`` for one grouping (e.g. 'sex' or 'sex x race')."""
+        return self.groups[self.groups["grouping"] == grouping].reset_index(drop=True)
+
+    def criterion(self, grouping: str, name: str) -> pd.Series:
+        rows = self.criteria[(self.criteria["grouping"] == grouping) & (self.criteria["criterion"] == name)]
+        if rows.empty:
+            raise KeyError(f"no criterion {name!r} for grouping {grouping!r}")
+        return rows.iloc[0]
+
+    def headline(self) -> str:
+        singles = [g for g in self.groupings if " x " not in g]
+        parts = []
+        if self.task == "binary":
+            for g in singles:
+                row = self.four_fifths[self.four_fifths["grouping"] == g]
+                if len(row) and np.isfinite(row.iloc[0]["ratio"]):
+                    r = row.iloc[0]
+                    parts.append(f"{g} selection-rate ratio {r['ratio']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] 4/5 {r['verdict']}")
+        else:
+            for g in singles:
+                c = self.criteria[(self.criteria["grouping"] == g) & (self.criteria["criterion"] == "equal_accuracy_gap")]
+                if len(c) and np.isfinite(c.iloc[0]["value"]):
+                    r = c.iloc[0]
+                    parts.append(f"{g} accuracy gap {r['value']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] (worst {r['worst_group']})")
+        n_small = int((self.groups["status"] == INSUFFICIENT).sum())
+        tail = f"; {n_small} group(s) with insufficient data" if n_small else ""
+        return "; ".join(parts) + tail if parts else f"no grouping with two eligible groups{tail}"
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class CounterfactualFlipResult(ProbeResult):
+    """How often the decision changes when only a sensitive input changes.
+
+    ``summary``: per attribute, the share of rows whose decision changes under at least one
+    other value (``flip_rate``, Wilson interval ``lo``/``hi``) and the mean |change| of the
+    favourable-class score (binary) or of the predicted class's probability. ``by_group``:
+    the same per original group. ``pairs``: per (original group, counterfactual value), with
+    the direction of binary flips (``to_favourable``/``to_unfavourable``).
+    """
+
+    attributes: list[str]
+    not_inputs: list[str]
+    positive_class: str | None
+    summary: pd.DataFrame
+    by_group: pd.DataFrame
+    pairs: pd.DataFrame
+    n_rows: int
+    ci: float
+    notes: list[str] = field(default_factory=list)
+
+    def flip_rate(self, attribute: str) -> float:
+        row = self.summary[self.summary["attribute"] == attribute]
+        return float(row.iloc[0]["flip_rate"]) if len(row) else float("nan")
+
+    def headline(self) -> str:
+        parts = [f"{r.attribute} {r.flip_rate:.2%} [{r.lo:.2%}, {r.hi:.2%}]" for r in self.summary.itertuples()]
+        tail = f"; not model inputs: {', '.join(self.not_inputs)}" if self.not_inputs else ""
+        return ("decision flips: " + ", ".join(parts) if parts else "no sensitive input") + tail
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class ProxyFeaturesResult(ProbeResult):
+    """Mutual information of each input with each sensitive attribute, and probe-model scores.
+
+    ``mutual_information``: one row per (attribute, feature): ``mi`` (nats),
+    ``normalized_mi`` (MI / entropy of the attribute: the share of its uncertainty the
+    feature removes, 0..1), ``rank`` within the attribute, ``sensitive`` (the feature is
+    itself a sensitive attribute), ``importance_rank`` (1 = the model's most important
+    feature by the audit's attributions; NaN without them). ``probe_models``: per attribute,
+    the held-out macro AUC (0.5 = chance), accuracy (against the majority-class baseline)
+    and balanced accuracy (against 1 / number of groups) of a logistic regression
+    predicting it from all other inputs. ``proxies``: per attribute,
+    the features whose normalized MI reaches ``threshold`` (best first).
+    """
+
+    mutual_information: pd.DataFrame
+    probe_models: pd.DataFrame
+    proxies: dict
+    threshold: float
+    n_rows: int
+    notes: list[str] = field(default_factory=list)
+
+    def top(self, attribute: str, k: int = 3) -> list[str]:
+        rows = self.mutual_information[self.mutual_information["attribute"] == attribute]
+        return list(rows.sort_values("rank")["feature"].head(k))
+
+    def headline(self) -> str:
+        parts = []
+        for attr, feats in self.proxies.items():
+            probe = self.probe_models[self.probe_models["attribute"] == attr]
+            auc = f", probe AUC {probe.iloc[0]['auc']:.2f}" if len(probe) and np.isfinite(probe.iloc[0]["auc"]) else ""
+            parts.append(f"{attr}: {', '.join(feats[:3]) or 'none'}{auc}")
+        return "proxies " + "; ".join(parts)
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class MitigationPreviewResult(ProbeResult):
+    """Held-out accuracy and disparities of threshold post-processing, per sensitive attribute.
+
+    ``curve`` has one row per (attribute, method, setting): ``method`` is 'unmitigated'
+    (the model as audited), 'group_thresholds' (``setting`` = how far each group's
+    selection rate moved towards the common rate, 0..1) or 'threshold_optimizer'
+    (``constraint`` and ``setting`` = fairlearn's tolerance), with held-out ``accuracy``,
+    ``selection_rate``, ``dp_difference`` (max - min selection rate), ``eo_difference``
+    (equalized odds: max of the TPR and FPR gaps), the thresholds where deterministic, and
+    ``pareto`` (no other row of the attribute is at least as accurate and as fair).
+    """
+
+    preview: bool
+    label: str
+    positive_class: str
+    attributes: list[str]
+    curve: pd.DataFrame
+    n_fit: int
+    n_test: int
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        parts = []
+        for attr in self.attributes:
+            rows = self.curve[self.curve["attribute"] == attr]
+            base = rows[rows["method"] == "unmitigated"]
+            opt = rows[(rows["method"] == "threshold_optimizer") & (rows["constraint"] == "demographic_parity")]
+            if base.empty or opt.empty:
+                continue
+            b, o = base.iloc[0], opt.loc[opt["dp_difference"].idxmin()]
+            parts.append(f"{attr} DP diff {b['dp_difference']:.2f}->{o['dp_difference']:.2f} at accuracy {b['accuracy']:.3f}->{o['accuracy']:.3f}")
+        return f"{PREVIEW_LABEL}; " + ("; ".join(parts) if parts else "no trade-off computed")
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class IdentityTermResult(ProbeResult):
+    """Score shifts and decision flips when only the identity group a text names changes.
+
+    The score is the probability of ``score_class`` (the favourable class, or class 1 of a
+    binary model); for a multiclass model without one, of the class predicted for the
+    original text. A shift is counterfactual minus original score; a flip is a changed
+    decision. ``groups``: per source ('templates', 'evaluation'), category and group, the
+    variants swapped *into* that group: ``n``, ``flips``, ``flip_rate`` with Wilson
+    interval ``lo``/``hi`` and ``mean_shift``; templates add ``mean_score`` and
+    ``positive_rate`` (share of filled templates decided as ``score_class``), evaluation
+    texts ``n_source`` (texts that named the group). ``pairs``: the same per (from_group,
+    to_group). ``summary``: per source and category, texts used, variants, overall flip
+    rate and the most shifted group. ``examples``: the largest shifts.
+    """
+
+    score_class: str | None
+    categories: list[str]
+    groups: pd.DataFrame
+    pairs: pd.DataFrame
+    summary: pd.DataFrame
+    examples: pd.DataFrame
+    lexicon: str
+    ci: float
+    notes: list[str] = field(default_factory=list)
+
+    def flip_rate(self, group: str, source: str = "templates") -> float:
+        rows = self.groups[(self.groups["group"] == group) & (self.groups["source"] == source)]
+        return float(rows.iloc[0]["flip_rate"]) if len(rows) else float("nan")
+
+    def headline(self) -> str:
+        parts = []
+        for source, rows in self.groups.groupby("source", sort=False):
+            rows = rows.dropna(subset=["mean_shift"])
+            if rows.empty:
+                continue
+            total = rows["flips"].sum() / max(rows["n"].sum(), 1)
+            up, down = rows.loc[rows["mean_shift"].idxmax()], rows.loc[rows["mean_shift"].idxmin()]
+            score = f"P({self.score_class})" if self.score_class else "score"
+            text = f"{source}: flips {total:.1%}"
+            if up["mean_shift"] > 0:
+                text += f", {score} up most into {up['category']}/{up['group']} {up['mean_shift']:+.3f} (flips {up['flip_rate']:.1%})"
+            if down["mean_shift"] < 0:
+                text += f", down most into {down['category']}/{down['group']} {down['mean_shift']:+.3f}"
+            parts.append(text)
+        return "; ".join(parts) or "no identity terms found"
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class AttributionDisparityResult(ProbeResult):
+    """Per method, attribute and group: attribution shares and their divergence from the rest.
+
+    ``summary`` has one row per (method, attribute, group): ``n`` explained samples,
+    ``status`` ('ok' or 'insufficient data' when the group or the rest has fewer than
+    ``min_samples``), ``divergence`` with bootstrap bounds, ``chance`` (mean divergence of
+    random splits of the same sizes), ``p_value`` and, for tabular models, the features the
+    group relies on most and the one it over-relies on most relative to the rest.
+    ``features`` (tabular) has the per-feature mean |attribution| and shares; ``maps``
+    (images) holds each group's share map, keyed 'method/attribute/group'.
+    """
+
+    modality: str
+    methods: list[str]
+    summary: pd.DataFrame
+    features: pd.DataFrame
+    maps: dict
+    min_samples: int
+    n_boot: int
+    ci: float
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        if self.summary.empty:
+            return "no attributions to compare"
+        ok = self.summary[self.summary["status"] == "ok"]
+        if ok.empty:
+            return f"{len(self.summary)} group(s), all with fewer than {self.min_samples} explained samples"
+        r = ok.loc[ok["divergence"].idxmax()]
+        return (
+            f"largest divergence {r['method']} {r['attribute']}={r['group']} {r['divergence']:.2f} "
+            f"[{r['lo']:.2f}, {r['hi']:.2f}] vs chance {r['chance']:.2f} (p={r['p_value']:.2f}, n={int(r['n'])})"
+        )
