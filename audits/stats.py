@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
 
-def wilson(p: float, n: int, ci: float = 0.95) -> list[float] | None:
-    """Wilson score interval of a proportion ``p`` over ``n`` trials."""
+def wilson_interval(k, n, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for ``k`` successes in ``n`` trials, elementwise (NaN where n = 0).
+
+    The bounds are exactly 0 when k = 0 and exactly 1 when k = n (the formula gives them
+    only up to rounding, e.g. 3e-18, which would read as "not quite zero" in a report).
+    """
     from scipy.stats import norm
 
-    if not n or p is None:
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    z = float(norm.ppf(0.5 + ci / 2.0))
+    safe = np.maximum(n, 1.0)
+    p = k / safe
+    denom = 1.0 + z * z / safe
+    centre = (p + z * z / (2 * safe)) / denom
+    half = z * np.sqrt(np.maximum(p * (1 - p) / safe + z * z / (4 * safe * safe), 0.0)) / denom
+    lo = np.where(k <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    hi = np.where(k >= n, 1.0, np.clip(centre + half, 0.0, 1.0))
+    return np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
+
+
+def wilson(p: float | None, n: int | None, ci: float = 0.95) -> list[float] | None:
+    """Wilson score interval [lo, hi] of a proportion ``p`` over ``n`` trials; None without trials or a value."""
+    if not n or p is None or not np.isfinite(p):
         return None
-    z = float(norm.ppf(0.5 + ci / 2))
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0.0)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    lo, hi = wilson_interval(float(p) * n, n, ci)
+    return [float(lo), float(hi)]

@@ -10,6 +10,7 @@ import pytest
 from audits.errors import ReportError
 from audits.policy import Finding, PolicyError, apply_policy, evaluate_policy, load_policy, overall_verdict, parse_policy, status_counts
 from audits.report import MIGRATIONS, AuditReport
+from audits.results import Measurement, ProbeResult
 
 from .report_fixtures import zoo_report
 
@@ -179,3 +180,61 @@ def test_findings_are_frozen_dataclasses_with_a_stable_key():
     assert all(x.status == "pass" and x.interval[0] <= x.measured <= x.interval[1] for x in findings)
     with pytest.raises(dataclasses.FrozenInstanceError):
         findings[0].status = "fail"  # type: ignore[misc]
+
+
+def test_the_generic_measurement_check_reads_any_measurement_by_name_and_subject_glob():
+    report = zoo_report("adult-mlp")
+    generic = evaluate_policy(
+        report, policy({"id": "cf", "check": "measurement", "name": "counterfactual_flip_rate", "subject": "sex", "direction": "max", "threshold": 0.5})
+    )
+    typed = evaluate_policy(report, policy({"check": "max_counterfactual_flip_rate", "threshold": 0.5}))
+    (g,) = generic
+    t = next(f for f in typed if f.subject == "sex")
+    assert (g.subject, g.measured, g.interval, g.status) == (t.subject, t.measured, t.interval, t.status)
+    # A glob gives one finding per matching subject; a name the report lacks is not evaluated, with the reason.
+    per_group = evaluate_policy(
+        report, policy({"check": "measurement", "name": "counterfactual_flip_rate", "subject": "sex=*", "direction": "max", "threshold": 0.5})
+    )
+    assert {f.subject for f in per_group} == {"sex=Female", "sex=Male"}
+    none = evaluate_policy(report, policy({"check": "measurement", "name": "no_such_thing", "direction": "min", "threshold": 0}))
+    assert [f.status for f in none] == ["not_evaluated"] and "no_such_thing" in none[0].detail
+    with pytest.raises(PolicyError, match="direction"):
+        policy({"check": "measurement", "name": "accuracy", "threshold": 0.5})
+
+
+def test_a_new_result_type_is_checkable_without_policy_code():
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class LeakResult(ProbeResult):
+        rate: float
+
+        def measurements(self):
+            yield Measurement(name="leak_rate", subject="members", value=self.rate, interval=[self.rate - 0.01, self.rate + 0.01], direction="lower_is_better")
+
+    report = dataclasses.replace(zoo_report("adult-mlp"), fairness=[*zoo_report("adult-mlp").fairness, LeakResult(method="leak", rate=0.3)])
+    (f,) = evaluate_policy(report, policy({"check": "measurement", "name": "leak_rate", "direction": "max", "threshold": 0.2}))
+    assert f.status == "fail" and f.measured == pytest.approx(0.3) and f.evidence == f"fairness[{len(report.fairness) - 1}]"
+    assert f.section == f"fairness-{len(report.fairness) - 1}-leak"
+
+
+def test_the_strongest_attack_is_the_lowest_over_every_attack_result_whatever_its_name():
+    report = zoo_report("digits-cnn")
+    fgsm = next(r for r in report.robustness if r.method == "fgsm")
+    curve = fgsm.curve.assign(robust_accuracy=fgsm.curve["robust_accuracy"] * 0.5)
+    weaker = dataclasses.replace(fgsm, method="my_attack", curve=curve)
+    report = dataclasses.replace(report, robustness=[*report.robustness, weaker])
+    check = {"check": "min_robust_accuracy", "epsilon": 0.0314, "threshold": 0.01}
+    (strongest,) = evaluate_policy(report, policy(check))
+    (named,) = evaluate_policy(report, policy({**check, "attack": "fgsm"}))
+    assert strongest.subject == "my_attack" and strongest.measured == pytest.approx(named.measured * 0.5)
+
+
+def test_non_finite_outputs_fail_the_default_policy_and_invalidate_accuracy_and_calibration():
+    report = zoo_report("digits-cnn")
+    perf = dataclasses.replace(report.performance, nonfinite_rows=12)
+    findings = {f.check_id: f for f in evaluate_policy(dataclasses.replace(report, performance=perf))}
+    assert findings["finite_outputs"].status == "fail"
+    assert findings["finite_outputs"].detail.startswith(f"12 of {perf.n} rows gave non-finite outputs")
+    for check_id in ("accuracy", "calibration"):
+        assert findings[check_id].status == "not_evaluated" and findings[check_id].measured is None
+        assert f"12 of {perf.n} rows gave non-finite outputs" in findings[check_id].detail
+    assert {f.check_id: f.status for f in zoo_report("digits-cnn").findings}["finite_outputs"] == "pass"

@@ -13,31 +13,16 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from audits.fairness.group_metrics import resolve_positive_class
 from audits.probes import Probe, RunContext, register
 from audits.results.fairness import CounterfactualFlipResult as CounterfactualFlipResult
+from audits.stats import wilson_interval as wilson_interval
 from models.card import CategoricalFeature
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
-
-
-def wilson_interval(k: np.ndarray, n: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for k successes in n trials (NaN where n = 0)."""
-    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    z = norm.ppf(0.5 + ci / 2.0)
-    safe = np.maximum(n, 1.0)
-    p = k / safe
-    denom = 1.0 + z * z / safe
-    centre = (p + z * z / (2 * safe)) / denom
-    half = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe)) / denom
-    # Exact bounds at the extremes (the formula gives them only up to rounding).
-    lo = np.where(k == 0, 0.0, np.clip(centre - half, 0.0, 1.0))
-    hi = np.where(k == n, 1.0, np.clip(centre + half, 0.0, 1.0))
-    return np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
 
 
 def _score(proba: np.ndarray, pos: int | None, pred: np.ndarray) -> np.ndarray:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from audits.fairness.counterfactual import wilson_interval
 from audits.fairness.group_metrics import resolve_positive_class
 from audits.lexicons import IdentityCategory, load_identity_lexicon, match_case
 from audits.probes import Probe, RunContext, register
 from audits.results.fairness import IdentityTermResult as IdentityTermResult
+from audits.stats import wilson_interval
 
 if TYPE_CHECKING:
     from audits.data import AuditData

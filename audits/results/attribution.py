@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from audits.results.base import ProbeResult
+from audits.results.base import Direction, Measurement, ProbeResult
 from audits.serialization import serializable
 
+# Which way is better for the per-sample quality numbers probes report (others: no direction).
+_QUALITY_DIRECTION: dict[str, Direction] = {
+    "completeness_error": "lower_is_better",
+    "additivity_error": "lower_is_better",
+    "rollout_row_sum_error": "lower_is_better",
+    "empty_map": "lower_is_better",
+    "r2": "higher_is_better",
+}
+QUALITY_STATISTICS = ("mean", "median", "min", "max")
 # Special tokens of common tokenizers, left out of "top tokens" summaries.
 _SPECIAL_TOKENS = frozenset({"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "<s>", "</s>", "<pad>", "<mask>", "<unk>"})
 
@@ -63,6 +73,41 @@ class AttributionResult(ProbeResult):
         if self.tokens:
             return f"{len(self.sample_indices)} texts; top tokens: {', '.join(self.top_tokens(4))}"
         return f"{len(self.sample_indices)} samples explained"
+
+    def quality_values(self, key: str, *, relative: bool = False) -> np.ndarray | None:
+        """Finite per-sample values of ``quality[key]``; ``relative`` divides each by |output - base value|.
+
+        None when the result has no such key, or when ``relative`` and it stores no outputs.
+        """
+        if key not in self.quality:
+            return None
+        values = np.atleast_1d(np.asarray(self.quality[key], dtype=np.float64))
+        if relative:
+            if self.outputs is None:
+                return None
+            base = 0.0 if self.base_values is None else np.asarray(self.base_values, dtype=np.float64)
+            values = values / np.maximum(np.abs(np.asarray(self.outputs, dtype=np.float64) - base), 1e-12)
+        return values[np.isfinite(values)]
+
+    def measurements(self) -> Iterator[Measurement]:
+        """Every per-sample quality number summarized by each statistic: ``<key>_<statistic>`` (and
+        ``relative_<key>_<statistic>`` for errors, as a share of |output - base value|), subject the method."""
+        for key in self.quality:
+            if np.asarray(self.quality[key]).dtype.kind not in "biuf":
+                continue
+            variants = [(key, False)] + ([(f"relative_{key}", True)] if key.endswith("_error") and self.outputs is not None else [])
+            for name, relative in variants:
+                values = self.quality_values(key, relative=relative)
+                for stat in QUALITY_STATISTICS:
+                    value = float(getattr(np, stat)(values)) if values is not None and values.size else None
+                    yield Measurement(
+                        name=f"{name}_{stat}",
+                        subject=self.method,
+                        value=value,
+                        direction=_QUALITY_DIRECTION.get(key, "neutral"),
+                        evidence=f".quality.{key}",
+                        n=0 if values is None else int(values.size),
+                    )
 
     def top_features(self, k: int = 5) -> list[str]:
         if not self.feature_names:

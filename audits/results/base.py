@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -87,3 +88,36 @@ class ProbeFailure:
     name: str
     error: str
     fix: str = ""
+
+
+def number(x: float) -> str:
+    """A parameter value as it appears in a measurement subject (``eps=0.03137254902``).
+
+    Ten significant digits: checks parse subjects back (e.g. to interpolate a sweep), and
+    fewer would move interpolated values in the seventh digit.
+    """
+    return f"{float(x):.10g}"
+
+
+def finite(x) -> float | None:
+    """``x`` as a float, or None when it is missing, NaN or infinite (a measurement without a value)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def bounds(lo, hi) -> list[float] | None:
+    """[lo, hi] when both are finite, else None."""
+    lo, hi = finite(lo), finite(hi)
+    return None if lo is None or hi is None else [lo, hi]
+
+
+def proportion(name: str, value, n, *, subject: str = "", direction: Direction = "higher_is_better", evidence: str = "") -> Measurement:
+    """A measured share of ``n`` rows, with its 95% Wilson interval (the value None when it is not finite)."""
+    from audits.stats import wilson
+
+    v = finite(value)
+    n = None if n is None else int(n)
+    return Measurement(name=name, subject=subject, value=v, interval=wilson(v, n) if v is not None and n else None, direction=direction, evidence=evidence, n=n)

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from audits.results.base import ProbeResult
+from audits.results.base import Direction, Measurement, ProbeResult, bounds, finite
 from audits.serialization import serializable
 
 # Status of a group with too few rows for its metrics (they are left NaN).
 INSUFFICIENT = "insufficient data"
 # Label every mitigation preview carries: the audited model itself is not changed.
 PREVIEW_LABEL = "PREVIEW: the audited model is unchanged"
+# Which way is better for each group metric (between-group differences are always lower-is-better).
+_METRIC_DIRECTION: dict[str, Direction] = {
+    "accuracy": "higher_is_better",
+    "balanced_accuracy": "higher_is_better",
+    "tpr": "higher_is_better",
+    "precision": "higher_is_better",
+    "fpr": "lower_is_better",
+    "fnr": "lower_is_better",
+    "calibration_error": "lower_is_better",
+}
+# Disparity measures yielded per (grouping, metric): name suffix -> direction.
+_MEASURES: dict[str, Direction] = {"difference": "lower_is_better", "ratio": "higher_is_better", "difference_to_overall": "lower_is_better"}
 
 
 @serializable
@@ -75,6 +88,50 @@ class GroupMetricsResult(ProbeResult):
         tail = f"; {n_small} group(s) with insufficient data" if n_small else ""
         return "; ".join(parts) + tail if parts else f"no grouping with two eligible groups{tail}"
 
+    def measurements(self) -> Iterator[Measurement]:
+        """Per group ``group_<metric>`` (subject ``sex=Female``); per grouping and metric ``<metric>_difference``,
+        ``<metric>_ratio`` and ``<metric>_difference_to_overall`` (subject the grouping, e.g. ``sex`` or ``sex x race``);
+        per grouping ``four_fifths_ratio`` (binary models). All with their bootstrap intervals; value None where a
+        grouping has fewer than two groups with enough rows."""
+        for row in self.groups.to_dict("records"):
+            subject = f"{row['grouping']}={row['group']}"
+            for metric in self.metrics:
+                yield Measurement(
+                    name=f"group_{metric}",
+                    subject=subject,
+                    value=finite(row.get(metric)),
+                    interval=bounds(row.get(f"{metric}_lo"), row.get(f"{metric}_hi")),
+                    direction=_METRIC_DIRECTION.get(metric, "neutral"),
+                    evidence=f".groups[grouping={row['grouping']},group={row['group']}]",
+                    n=int(row["n"]),
+                )
+        d = self.disparities
+        for metric in self.metrics:
+            for grouping in self.groupings:
+                rows = d[(d["grouping"] == grouping) & (d["metric"] == metric)]
+                r = rows.iloc[0] if len(rows) else {}
+                for measure, direction in _MEASURES.items():
+                    yield Measurement(
+                        name=f"{metric}_{measure}",
+                        subject=grouping,
+                        value=finite(r.get(measure)),
+                        interval=bounds(r.get(f"{measure}_lo"), r.get(f"{measure}_hi")),
+                        direction=direction,
+                        evidence=f".disparities[grouping={grouping},metric={metric}]",
+                    )
+        if self.task == "binary":
+            for grouping in self.groupings:
+                rows = self.four_fifths[self.four_fifths["grouping"] == grouping] if len(self.four_fifths) else self.four_fifths
+                r = rows.iloc[0] if len(rows) else {}
+                yield Measurement(
+                    name="four_fifths_ratio",
+                    subject=grouping,
+                    value=finite(r.get("ratio")),
+                    interval=bounds(r.get("lo"), r.get("hi")),
+                    direction="higher_is_better",
+                    evidence=f".four_fifths[grouping={grouping}]",
+                )
+
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +163,22 @@ class CounterfactualFlipResult(ProbeResult):
         parts = [f"{r.attribute} {r.flip_rate:.2%} [{r.lo:.2%}, {r.hi:.2%}]" for r in self.summary.itertuples()]
         tail = f"; not model inputs: {', '.join(self.not_inputs)}" if self.not_inputs else ""
         return ("decision flips: " + ", ".join(parts) if parts else "no sensitive input") + tail
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``counterfactual_flip_rate`` per attribute (and per ``attribute=group``), with Wilson intervals."""
+        for frame, table in ((self.summary, "summary"), (self.by_group, "by_group")):
+            for row in frame.to_dict("records"):
+                subject = row["attribute"] if table == "summary" else f"{row['attribute']}={row['group']}"
+                where = f".{table}[attribute={row['attribute']}" + ("]" if table == "summary" else f",group={row['group']}]")
+                yield Measurement(
+                    name="counterfactual_flip_rate",
+                    subject=subject,
+                    value=finite(row["flip_rate"]),
+                    interval=bounds(row["lo"], row["hi"]),
+                    direction="lower_is_better",
+                    evidence=where,
+                    n=int(row["n"]),
+                )
 
 
 @serializable
@@ -143,6 +216,30 @@ class ProxyFeaturesResult(ProbeResult):
             parts.append(f"{attr}: {', '.join(feats[:3]) or 'none'}{auc}")
         return "proxies " + "; ".join(parts)
 
+    def measurements(self) -> Iterator[Measurement]:
+        """Per sensitive attribute: ``proxy_auc`` (how well the other inputs predict it; 0.5 = chance) and
+        ``max_normalized_mi`` (the largest share of its uncertainty one non-sensitive feature removes)."""
+        for row in self.probe_models.to_dict("records"):
+            yield Measurement(
+                name="proxy_auc",
+                subject=row["attribute"],
+                value=finite(row.get("auc")),
+                direction="lower_is_better",
+                evidence=f".probe_models[attribute={row['attribute']}]",
+            )
+        mi = self.mutual_information
+        for attribute in dict.fromkeys(mi["attribute"]) if len(mi) else ():
+            rows = mi[(mi["attribute"] == attribute) & ~mi["sensitive"].astype(bool)]
+            top = rows.loc[rows["normalized_mi"].idxmax()] if rows["normalized_mi"].notna().any() else None
+            yield Measurement(
+                name="max_normalized_mi",
+                subject=attribute,
+                value=None if top is None else finite(top["normalized_mi"]),
+                direction="lower_is_better",
+                evidence=f".mutual_information[attribute={attribute}" + ("]" if top is None else f",feature={top['feature']}]"),
+                n=self.n_rows,
+            )
+
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +275,32 @@ class MitigationPreviewResult(ProbeResult):
             b, o = base.iloc[0], opt.loc[opt["dp_difference"].idxmin()]
             parts.append(f"{attr} DP diff {b['dp_difference']:.2f}->{o['dp_difference']:.2f} at accuracy {b['accuracy']:.3f}->{o['accuracy']:.3f}")
         return f"{PREVIEW_LABEL}; " + ("; ".join(parts) if parts else "no trade-off computed")
+
+    def measurements(self) -> Iterator[Measurement]:
+        """Held-out, per attribute: the audited model's ``heldout_dp_difference``/``heldout_eo_difference`` and the lowest
+        demographic-parity difference threshold post-processing reached (``mitigated_dp_difference``, a preview)."""
+        for attr in self.attributes:
+            rows = self.curve[self.curve["attribute"] == attr]
+            base = rows[rows["method"] == "unmitigated"]
+            if len(base):
+                b = base.iloc[0]
+                where = f".curve[attribute={attr},method=unmitigated]"
+                yield Measurement(
+                    name="heldout_dp_difference", subject=attr, value=finite(b["dp_difference"]), direction="lower_is_better", evidence=where, n=self.n_test
+                )
+                yield Measurement(
+                    name="heldout_eo_difference", subject=attr, value=finite(b["eo_difference"]), direction="lower_is_better", evidence=where, n=self.n_test
+                )
+            mitigated = rows[rows["method"] != "unmitigated"]
+            if len(mitigated) and mitigated["dp_difference"].notna().any():
+                best = mitigated.loc[mitigated["dp_difference"].idxmin()]
+                yield Measurement(
+                    name="mitigated_dp_difference",
+                    subject=attr,
+                    value=finite(best["dp_difference"]),
+                    evidence=f".curve[attribute={attr},method={best['method']},setting={best['setting']}]",
+                    n=self.n_test,
+                )
 
 
 @serializable
@@ -228,6 +351,19 @@ class IdentityTermResult(ProbeResult):
             parts.append(text)
         return "; ".join(parts) or "no identity terms found"
 
+    def measurements(self) -> Iterator[Measurement]:
+        """``identity_flip_rate`` per source, category and group swapped into (subject ``templates/gender/female``),
+        with Wilson intervals, and ``identity_score_shift`` (mean score change; no better direction)."""
+        for row in self.groups.to_dict("records"):
+            subject = f"{row['source']}/{row['category']}/{row['group']}"
+            where = f".groups[source={row['source']},category={row['category']},group={row['group']}]"
+            n = int(row["n"])
+            yield Measurement(
+                name="identity_flip_rate", subject=subject, value=finite(row["flip_rate"]), interval=bounds(row["lo"], row["hi"]),
+                direction="lower_is_better", evidence=where, n=n,
+            )  # fmt: skip
+            yield Measurement(name="identity_score_shift", subject=subject, value=finite(row["mean_shift"]), evidence=where, n=n)
+
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
@@ -264,3 +400,17 @@ class AttributionDisparityResult(ProbeResult):
             f"largest divergence {r['method']} {r['attribute']}={r['group']} {r['divergence']:.2f} "
             f"[{r['lo']:.2f}, {r['hi']:.2f}] vs chance {r['chance']:.2f} (p={r['p_value']:.2f}, n={int(r['n'])})"
         )
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``attribution_divergence`` per method and group (subject ``grad_cam/sex=Female``), with bootstrap bounds;
+        value None for groups with too few explained samples."""
+        for row in self.summary.to_dict("records"):
+            yield Measurement(
+                name="attribution_divergence",
+                subject=f"{row['method']}/{row['attribute']}={row['group']}",
+                value=finite(row["divergence"]),
+                interval=bounds(row["lo"], row["hi"]),
+                direction="lower_is_better",
+                evidence=f".summary[method={row['method']},attribute={row['attribute']},group={row['group']}]",
+                n=int(row["n"]),
+            )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from audits.results.base import ProbeResult
+from audits.results.base import Measurement, ProbeResult, finite, number, proportion
 from audits.serialization import serializable
+
+
+def attack_subject(method: str, norm: str, epsilon: float, target: int | None = None) -> str:
+    """Subject of an attack measurement: ``pgd/linf/eps=0.0313725`` (``pgd/linf/target=3/eps=...`` when targeted)."""
+    aim = "" if target is None else f"target={target}/"
+    return f"{method}/{norm}/{aim}eps={number(epsilon)}"
 
 
 def largest_gap(table: pd.DataFrame, value: str, by: Sequence[str] = (), *, higher_is_better: bool = True) -> dict | None:
@@ -104,6 +110,27 @@ class AttackResult(ProbeResult):
         gap = largest_gap(self.by_group, "robust_accuracy", by=["epsilon"])
         return head + _gap_text(gap, "robust-accuracy", at="epsilon")
 
+    def measurements(self) -> Iterator[Measurement]:
+        """``robust_accuracy`` per epsilon of the sweep (epsilon 0 is the clean accuracy of the same rows), with
+        Wilson intervals; ``attack_success_rate`` per epsilon > 0; ``clean_accuracy`` of the evaluated rows,
+        ``flipped_fraction`` and ``mean_min_epsilon`` (subject ``pgd/linf``)."""
+        target = self.target if self.targeted else None
+        for row in self.curve.itertuples(index=False):
+            subject = attack_subject(self.method, self.norm, row.epsilon, target)
+            n = int(row.n) if hasattr(row, "n") else len(self.rows)
+            where = f".curve[epsilon={number(row.epsilon)}]"
+            yield proportion("robust_accuracy", row.robust_accuracy, n, subject=subject, evidence=where)
+            if row.epsilon > 0 and hasattr(row, "attack_success_rate"):
+                yield Measurement(
+                    name="attack_success_rate", subject=subject, value=finite(row.attack_success_rate), direction="lower_is_better", evidence=where, n=n
+                )
+        base = f"{self.method}/{self.norm}" + ("" if target is None else f"/target={target}")
+        yield proportion("clean_accuracy", self.clean_accuracy, len(self.rows), subject=base, evidence=".clean_accuracy")
+        yield Measurement(name="flipped_fraction", subject=base, value=finite(self.flipped_fraction), direction="lower_is_better", evidence=".flipped_fraction")
+        yield Measurement(
+            name="mean_min_epsilon", subject=base, value=finite(self.mean_min_epsilon), direction="higher_is_better", evidence=".mean_min_epsilon"
+        )
+
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +177,31 @@ class CorruptionResult(ProbeResult):
             f"({self.relative_corruption_accuracy:.0%} of clean); worst {worst} {per.min():.3f}" + _gap_text(gap, "mean drop")
         )
 
+    def measurements(self) -> Iterator[Measurement]:
+        """``clean_accuracy`` of the evaluated rows, ``corruption_accuracy`` and ``corruption_flip_rate`` per corruption
+        and severity (subject ``gaussian_noise/severity=3``, Wilson intervals), and the two summaries."""
+        n = len(self.rows)
+        yield proportion("clean_accuracy", self.clean_accuracy, n, subject=self.method, evidence=".clean_accuracy")
+        for row in self.table.itertuples(index=False):
+            subject = f"{row.corruption}/severity={int(row.severity)}"
+            where = f".table[corruption={row.corruption},severity={int(row.severity)}]"
+            yield proportion("corruption_accuracy", row.accuracy, n, subject=subject, evidence=where)
+            yield proportion("corruption_flip_rate", row.flip_rate, n, subject=subject, direction="lower_is_better", evidence=where)
+        yield Measurement(
+            name="mean_corruption_accuracy",
+            value=finite(self.mean_corruption_accuracy),
+            direction="higher_is_better",
+            evidence=".mean_corruption_accuracy",
+            n=n,
+        )
+        yield Measurement(
+            name="relative_corruption_accuracy",
+            value=finite(self.relative_corruption_accuracy),
+            direction="higher_is_better",
+            evidence=".relative_corruption_accuracy",
+            n=n,
+        )
+
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +234,15 @@ class CalibrationResult(ProbeResult):
             f"{last['condition']} {last['strength']:.3g}: ECE {last['ece']:.3f} (conf {last['mean_confidence']:.2f} vs acc {last['accuracy']:.2f})"
             + _gap_text(gap, "clean ECE")
         )
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``ece`` and ``overconfidence`` per condition (subject ``clean``, or the shift and its strength)."""
+        for row in self.conditions.itertuples(index=False):
+            subject = "clean" if row.condition == "clean" else f"{row.condition}/strength={number(row.strength)}"
+            where = f".conditions[condition={row.condition},strength={number(row.strength)}]"
+            n = int(row.n) if hasattr(row, "n") else None
+            yield Measurement(name="ece", subject=subject, value=finite(row.ece), direction="lower_is_better", evidence=where, n=n)
+            yield Measurement(name="overconfidence", subject=subject, value=finite(row.overconfidence), evidence=where, n=n)
 
 
 @serializable
@@ -216,6 +277,24 @@ class TabularPerturbationResult(ProbeResult):
         if len(top):
             head += "; most fragile: " + ", ".join(f"{r.feature} {r.fragility:.1%}" for r in top.itertuples())
         return head
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``flip_rate`` and ``perturbed_accuracy`` per perturbation, feature and strength (subject ``noise/strength=0.5``
+        for all features at once, ``shift/age/strength=1`` for one), with Wilson intervals; ``fragility`` per feature."""
+        for row in self.table.itertuples(index=False):
+            feature = "" if row.feature == "*" else f"{row.feature}/"
+            subject = f"{row.perturbation}/{feature}strength={number(row.strength)}"
+            where = f".table[perturbation={row.perturbation},feature={row.feature},strength={number(row.strength)}]"
+            yield proportion("flip_rate", row.flip_rate, row.n, subject=subject, direction="lower_is_better", evidence=where)
+            yield proportion("perturbed_accuracy", row.accuracy, row.n, subject=subject, evidence=where)
+        for row in self.features.itertuples(index=False):
+            yield Measurement(
+                name="fragility",
+                subject=str(row.feature),
+                value=finite(row.fragility),
+                direction="lower_is_better",
+                evidence=f".features[feature={row.feature}]",
+            )
 
 
 @serializable
@@ -254,6 +333,13 @@ class TabularAdversarialResult(ProbeResult):
             + _gap_text(gap, "flippable")
         )
 
+    def measurements(self) -> Iterator[Measurement]:
+        """Shares of decisions one feature or a joint change within ``max_epsilon`` flips (Wilson), the median smallest change."""
+        n = len(self.rows)
+        yield proportion("flippable_fraction", self.flippable_fraction, n, direction="lower_is_better", evidence=".flippable_fraction")
+        yield proportion("single_feature_flip_fraction", self.single_feature_fraction, n, direction="lower_is_better", evidence=".single_feature_fraction")
+        yield Measurement(name="median_min_linf", value=finite(self.median_min_linf), direction="higher_is_better", evidence=".median_min_linf", n=n)
+
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
@@ -286,3 +372,11 @@ class TextRobustnessResult(ProbeResult):
                 f"; largest flip-rate gap {gap['gap']:.2f} ({gap['perturbation']} {gap['severity']:.2g}, {gap['attribute']}: {gap['worst']} vs {gap['best']})"
             )
         return head
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``flip_rate`` and ``perturbed_accuracy`` per perturbation and severity (subject ``typos/strength=0.1``), Wilson intervals."""
+        for row in self.table.itertuples(index=False):
+            subject = f"{row.perturbation}/strength={number(row.severity)}"
+            where = f".table[perturbation={row.perturbation},severity={number(row.severity)}]"
+            yield proportion("flip_rate", row.flip_rate, row.n, subject=subject, direction="lower_is_better", evidence=where)
+            yield proportion("perturbed_accuracy", row.accuracy, row.n, subject=subject, evidence=where)
