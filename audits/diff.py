@@ -1,52 +1,62 @@
-"""What changed between two audit reports: metric deltas with direction, finding status changes, model hash.
+"""What changed between two audit reports: measurement deltas with direction and intervals, finding status changes, hashes.
 
-``diff_reports(old, new)`` compares clean performance, every finding's measured value
-and status (matched by check id and subject), the scalar figures of probe results
-present in both (matched by method), and the model and data hashes. A finding
-*regressed* when its status got worse (pass -> warn -> fail) or when a finding new in
-``new`` does not pass; ``audits diff`` exits non-zero then.
+``diff_reports(old, new)`` compares every measurement both reports hold (matched by the
+result that measured it and the measurement's name and subject), every finding's status
+(matched by check id and subject), and the model and data hashes.
+
+A *measurement* regressed when it got worse (by its ``direction``) and the change lies
+outside the intervals: the two intervals do not overlap (or, where only one side has an
+interval, the other value lies outside it). A measurement without intervals can be
+"worse" but never "regressed", so a rerun with another seed does not flap. A *finding* regressed when its
+status got worse (pass -> warn -> fail) or a finding new in ``new`` does not pass, unless
+both findings have intervals and the change lies within them (the same rule).
+``audits diff`` exits non-zero when a finding regressed (the policy is the contract);
+measurement regressions are listed and counted beside it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
-from audits.policy import SEVERITY, Finding
+from audits.findings import SEVERITY, Finding
+from audits.results.base import Measurement
 
 if TYPE_CHECKING:
     from audits.report import AuditReport
 
 Better = Literal["higher", "lower"] | None
 TOLERANCE = 1e-9
-# Which way is better for scalar result fields, by field name (unknown: no direction).
-_BETTER: dict[str, Better] = {
-    "accuracy": "higher",
-    "balanced_accuracy": "higher",
-    "clean_accuracy": "higher",
-    "mean_corruption_accuracy": "higher",
-    "relative_corruption_accuracy": "higher",
-    "mean_min_epsilon": "higher",
-    "median_min_linf": "higher",
-    "flipped_fraction": "lower",
-    "flippable_fraction": "lower",
-    "single_feature_fraction": "lower",
-    "ece": "lower",
-}
+_BETTER: dict[str, Better] = {"higher_is_better": "higher", "lower_is_better": "lower", "neutral": None}
+
+
+def outside(old_value: float | None, old_interval: list[float] | None, new_value: float | None, new_interval: list[float] | None) -> bool:
+    """Whether a change lies outside the measurements' intervals (False when neither side has one).
+
+    With both intervals: they do not overlap (two estimates of the same quantity from
+    independent reruns overlap in all but about 1% of cases, so a seed alone does not
+    flag it). With one interval: the other side's value lies outside it.
+    """
+    if old_value is None or new_value is None:
+        return False
+    if old_interval is not None and new_interval is not None:
+        return max(new_interval) < min(old_interval) - TOLERANCE or min(new_interval) > max(old_interval) + TOLERANCE
+    interval, value = (old_interval, new_value) if old_interval is not None else (new_interval, old_value)
+    return interval is not None and not min(interval) - TOLERANCE <= value <= max(interval) + TOLERANCE
 
 
 @dataclass(frozen=True)
 class MetricChange:
-    """One number in both reports (or in one of them) that differs."""
+    """One measurement in both reports (or in one of them) that differs."""
 
     name: str
     old: float | None
     new: float | None
     better: Better = None
+    old_interval: list[float] | None = None
+    new_interval: list[float] | None = None
 
     @property
     def delta(self) -> float | None:
@@ -63,6 +73,15 @@ class MetricChange:
             return "changed"
         return "better" if (self.delta > 0) == (self.better == "higher") else "worse"
 
+    @property
+    def outside_intervals(self) -> bool:
+        return outside(self.old, self.old_interval, self.new, self.new_interval)
+
+    @property
+    def regressed(self) -> bool:
+        """Worse, and by more than the intervals allow (see the module docstring)."""
+        return self.verdict == "worse" and self.outside_intervals
+
 
 @dataclass(frozen=True)
 class FindingChange:
@@ -73,6 +92,8 @@ class FindingChange:
     old_value: float | None
     new_value: float | None
     threshold: str = ""
+    # The change lies within the findings' intervals (a rerun's noise), so a worse status is not a regression.
+    within_intervals: bool = False
 
     @property
     def kind(self) -> str:
@@ -90,7 +111,7 @@ class FindingChange:
 
     @property
     def is_regression(self) -> bool:
-        return self.kind in ("regressed", "new failure")
+        return self.kind in ("regressed", "new failure") and not self.within_intervals
 
 
 @dataclass(frozen=True)
@@ -117,7 +138,13 @@ class ReportDiff:
 
     @property
     def regressions(self) -> list[FindingChange]:
+        """Findings that regressed (these set ``audits diff``'s exit code)."""
         return [f for f in self.findings if f.is_regression]
+
+    @property
+    def metric_regressions(self) -> list[MetricChange]:
+        """Measurements that got worse by more than their intervals allow."""
+        return [m for m in self.metrics if m.regressed]
 
     @property
     def regressed(self) -> bool:
@@ -138,20 +165,28 @@ class ReportDiff:
         if self.probes_added or self.probes_removed:
             lines.append(f"  probes added: {', '.join(self.probes_added) or '-'}; removed: {', '.join(self.probes_removed) or '-'}")
         kinds = [f.kind for f in self.findings]
+        noise = sum(f.within_intervals for f in self.findings)
         lines.append(
-            f"Findings: {kinds.count('regressed')} regressed, {kinds.count('new failure')} new failure(s), {kinds.count('resolved')} resolved, "
-            f"{kinds.count('improved')} improved, {kinds.count('added') + kinds.count('removed') + kinds.count('changed')} other"
+            f"Findings: {len(self.regressions)} regressed or newly failing, {kinds.count('resolved')} resolved, {kinds.count('improved')} improved, "
+            f"{noise} worse within their intervals, {kinds.count('added') + kinds.count('removed') + kinds.count('changed')} other"
         )
         for f in sorted(self.findings, key=lambda f: (not f.is_regression, f.key)):
+            note = " (within the intervals)" if f.within_intervals else ""
             lines.append(
-                f"  {f.kind.upper():<12} {f.key}: {f.old_status or '-'} -> {f.new_status or '-'} ({_fmt(f.old_value)} -> {_fmt(f.new_value)}{', ' + f.threshold if f.threshold else ''})"
+                f"  {f.kind.upper():<12} {f.key}: {f.old_status or '-'} -> {f.new_status or '-'} "
+                f"({_fmt(f.old_value)} -> {_fmt(f.new_value)}{', ' + f.threshold if f.threshold else ''}){note}"
             )
         if self.metrics:
-            lines.append("Metrics:")
+            lines.append(f"Measurements: {len(self.metrics)} changed, {len(self.metric_regressions)} regressed (worse beyond their intervals)")
             width = max(len(m.name) for m in self.metrics)
-            for m in self.metrics:
+            for m in sorted(self.metrics, key=lambda m: not m.regressed):
                 delta = f"{m.delta:+.4g}" if m.delta is not None else ""
-                lines.append(f"  {m.name:<{width}}  {_fmt(m.old):>9} -> {_fmt(m.new):<9} {delta:>10}  {_arrow(m)} {m.verdict}")
+                verdict = (
+                    "REGRESSED"
+                    if m.regressed
+                    else m.verdict + (" (within the intervals)" if m.verdict == "worse" and (m.old_interval or m.new_interval) else "")
+                )
+                lines.append(f"  {m.name:<{width}}  {_fmt(m.old):>9} -> {_fmt(m.new):<9} {delta:>10}  {_arrow(m)} {verdict}")
         return "\n".join(lines)
 
 
@@ -165,57 +200,50 @@ def _arrow(m: MetricChange) -> str:
     return "^" if m.delta > 0 else "v"
 
 
-def _value(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))
 
 
-def _metric(out: list[MetricChange], name: str, old, new, better: Better) -> None:
-    old, new = _value(old), _value(new)
-    if not _same(old, new):
-        out.append(MetricChange(name, old, new, better))
-
-
-def _scalars(result) -> dict[str, float]:
-    out = {}
-    for f in dataclasses.fields(result):
-        if f.name in ("seed", "cost", "params"):
-            continue
-        v = getattr(result, f.name)
-        if isinstance(v, (float, np.floating)) and not isinstance(v, bool):
-            out[f.name] = float(v)
-    return out
-
-
 def _threshold(f: Finding) -> str:
     return f"threshold {'>=' if f.direction == 'min' else '<='} {f.threshold:g}"
 
 
+def measurements_by_name(report: AuditReport) -> dict[str, Measurement]:
+    """Every measurement of ``report`` under a name stable across reports: ``performance.accuracy``,
+    ``fgsm.robust_accuracy/fgsm/linf/eps=0.03137254902`` (the result's method, or its place when a method repeats)."""
+    results = [("performance", "performance", report.performance)]
+    for kind in ("explanations", "robustness", "fairness"):
+        results += [(r.method, f"{kind}[{i}]", r) for i, r in enumerate(getattr(report, kind))]
+    repeated = {m for m, n in Counter(method for method, _, _ in results).items() if n > 1}
+    out: dict[str, Measurement] = {}
+    for method, pointer, result in results:
+        source = pointer if method in repeated else method
+        for m in result.measurements():
+            out.setdefault(f"{source}.{m.key}", m)
+    return out
+
+
 def diff_reports(old: AuditReport, new: AuditReport) -> ReportDiff:
     """Compare two reports (see the module docstring)."""
+    old_m, new_m = measurements_by_name(old), measurements_by_name(new)
     metrics: list[MetricChange] = []
-    for name, better in (("accuracy", "higher"), ("balanced_accuracy", "higher"), ("ece", "lower"), ("mean_confidence", None)):
-        _metric(metrics, f"performance.{name}", getattr(old.performance, name), getattr(new.performance, name), better)
+    for name in [n for n in old_m if n in new_m]:
+        a, b = old_m[name], new_m[name]
+        if not _same(a.value, b.value):
+            metrics.append(MetricChange(name, a.value, b.value, _BETTER.get(b.direction), a.interval, b.interval))
 
     old_f = {f.key: f for f in old.findings}
     new_f = {f.key: f for f in new.findings}
     findings: list[FindingChange] = []
     for key in list(old_f) + [k for k in new_f if k not in old_f]:
         a, b = old_f.get(key), new_f.get(key)
-        ref = b or a
-        if a is not None and b is not None:
-            _metric(metrics, f"finding {key}", a.measured, b.measured, "higher" if ref.direction == "min" else "lower")
         if a is not None and b is not None and a.status == b.status:
             continue
+        ref = b or a
+        noise = a is not None and b is not None and a.interval is not None and b.interval is not None
+        noise = noise and not outside(_finite(a.measured), a.interval, _finite(b.measured), b.interval)
         findings.append(
             FindingChange(
                 key=key,
@@ -225,18 +253,12 @@ def diff_reports(old: AuditReport, new: AuditReport) -> ReportDiff:
                 old_value=a.measured if a else None,
                 new_value=b.measured if b else None,
                 threshold=_threshold(ref),
+                within_intervals=noise,
             )  # fmt: skip
         )
 
-    def by_method(report: AuditReport) -> dict[str, object]:
-        return {r.method: r for r in report.explanations + report.robustness + report.fairness}
-
-    old_r, new_r = by_method(old), by_method(new)
-    for method in [m for m in old_r if m in new_r]:
-        a, b = _scalars(old_r[method]), _scalars(new_r[method])
-        for name in [n for n in a if n in b]:
-            _metric(metrics, f"{method}.{name}", a[name], b[name], _BETTER.get(name))
-
+    old_r = [r.method for r in old.explanations + old.robustness + old.fairness]
+    new_r = [r.method for r in new.explanations + new.robustness + new.fairness]
     return ReportDiff(
         old_id=old.report_id,
         new_id=new.report_id,
@@ -247,9 +269,17 @@ def diff_reports(old: AuditReport, new: AuditReport) -> ReportDiff:
         new_data=new.provenance.data_sha256,
         findings=findings,
         metrics=metrics,
-        probes_added=[m for m in new_r if m not in old_r],
-        probes_removed=[m for m in old_r if m not in new_r],
+        probes_added=[m for m in dict.fromkeys(new_r) if m not in old_r],
+        probes_removed=[m for m in dict.fromkeys(old_r) if m not in new_r],
     )
+
+
+def _finite(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def diff_tables(diff: ReportDiff) -> list:
@@ -265,7 +295,7 @@ def diff_tables(diff: ReportDiff) -> list:
                     f"changed: {diff.old_weights[:16]} -> {diff.new_weights[:16]}" if diff.model_changed else f"unchanged ({diff.new_weights[:16]})",
                 ),
                 ("Evaluation data", "changed" if diff.data_changed else "unchanged"),
-                ("Regressions", str(len(diff.regressions))),
+                ("Regressions", f"{len(diff.regressions)} finding(s), {len(diff.metric_regressions)} measurement(s) beyond their intervals"),
             ]
         )
     ]
@@ -286,8 +316,17 @@ def diff_tables(diff: ReportDiff) -> list:
             )
         )
     if diff.metrics:
-        rows = [[m.name, num(m.old, 4), num(m.new, 4), "-" if m.delta is None else f"{m.delta:+.4g}", m.verdict] for m in diff.metrics]
-        blocks.append(Table(["Metric", "Old", "New", "Delta", "Direction"], rows, caption="Numbers that changed", numeric=[1, 2, 3]))
+        rows = [
+            [
+                m.name,
+                num(m.old, 4),
+                num(m.new, 4),
+                "-" if m.delta is None else f"{m.delta:+.4g}",
+                "regressed (beyond the intervals)" if m.regressed else m.verdict,
+            ]
+            for m in sorted(diff.metrics, key=lambda m: not m.regressed)
+        ]
+        blocks.append(Table(["Measurement", "Old", "New", "Delta", "Direction"], rows, caption="Measurements that changed", numeric=[1, 2, 3]))
     if diff.probes_added or diff.probes_removed:
         blocks.append(Paragraph(f"Probes added: {', '.join(diff.probes_added) or 'none'}; removed: {', '.join(diff.probes_removed) or 'none'}."))
     return blocks

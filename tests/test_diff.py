@@ -9,11 +9,17 @@ import jsonschema
 import pytest
 
 from audits.cli import main
-from audits.diff import diff_reports
+from audits.data import load_data
+from audits.diff import diff_reports, measurements_by_name
+from audits.engine import run_audit
 from audits.policy import apply_policy, parse_policy
 from audits.render.html import render_diff_html
 from audits.report import AuditReport
 from audits.schema import SCHEMA_PATH, schema_text
+from audits.spec import parse_spec
+from audits.stats import wilson
+from models.loader import load_model
+from models.registry import resolve_card
 
 from .report_fixtures import zoo_report
 
@@ -94,3 +100,54 @@ def test_the_committed_json_schema_is_current_and_real_reports_validate():
     broken = json.loads(zoo_report("adult-mlp").to_json())
     broken["findings"][0]["status"] = 3
     assert list(validator.iter_errors(broken))
+
+
+def test_a_change_within_the_intervals_is_worse_but_not_a_regression():
+    base = zoo_report("adult-mlp")
+    acc = base.performance.accuracy
+    lo = wilson(acc - 0.005, base.performance.n)[0]
+    policy = parse_policy({"name": "t", "checks": [{"id": "acc", "check": "min_accuracy", "threshold": round(lo + 0.001, 4)}]})
+    old = apply_policy(dataclasses.replace(base, report_id="old"), policy)
+    noisy = apply_policy(dataclasses.replace(base, performance=dataclasses.replace(base.performance, accuracy=acc - 0.005), report_id="noisy"), policy)
+    assert (old.findings[0].status, noisy.findings[0].status) == ("pass", "warn")
+    diff = diff_reports(old, noisy)
+    metric = next(m for m in diff.metrics if m.name == "performance.accuracy")
+    assert metric.verdict == "worse" and not metric.regressed and not diff.metric_regressions
+    (change,) = diff.findings
+    assert change.kind == "regressed" and change.within_intervals and not diff.regressed
+    assert "within the intervals" in diff.to_text()
+    # A drop beyond the intervals is a regression, of the measurement and of the finding.
+    worse = apply_policy(dataclasses.replace(base, performance=dataclasses.replace(base.performance, accuracy=acc - 0.08), report_id="worse"), policy)
+    diff = diff_reports(old, worse)
+    assert [m.name for m in diff.metric_regressions] == ["performance.accuracy"] and diff.regressed
+    assert "REGRESSED" in diff.to_text()
+
+
+def test_a_rerun_with_another_seed_does_not_flap():
+    card = resolve_card("adult-mlp")
+    model, data = load_model(card, device="cpu"), load_data(card)
+    # Every row (no max_rows): the seed then changes only the probes' randomness (perturbation
+    # noise, LIME samples, bootstrap resamples, the counterfactual subset), not the evaluated rows.
+    spec = {
+        "samples": 4,
+        "probes": [
+            {"name": "lime", "params": {"n_samples": 100}},
+            {"name": "tabular_perturbations", "params": {"max_rows": 300}},
+            {"name": "group_metrics", "params": {"n_boot": 60}},
+            {"name": "counterfactual_flips", "params": {"max_rows": 400}},
+        ],
+    }
+    a, b = (apply_policy(run_audit(model, data, parse_spec({**spec, "seed": seed}))) for seed in (0, 1))
+    diff = diff_reports(a, b)
+    assert diff.metrics, "another seed changes some measurements (perturbation noise, LIME samples)"
+    assert not diff.metric_regressions and not diff.regressed, diff.to_text()
+
+
+def test_measurement_names_are_stable_and_unique_when_a_method_repeats():
+    report = zoo_report("digits-cnn")
+    fgsm = next(r for r in report.robustness if r.method == "fgsm")
+    twice = dataclasses.replace(report, robustness=[*report.robustness, fgsm])
+    names = measurements_by_name(twice)
+    assert "performance.accuracy" in names and any(n.startswith("fgsm.robust_accuracy/fgsm/linf/eps=") for n in measurements_by_name(report))
+    assert any(n.startswith("robustness[0].robust_accuracy/fgsm/linf/") for n in names)
+    assert any(n.startswith(f"robustness[{len(report.robustness)}].robust_accuracy/") for n in names)
