@@ -6,7 +6,7 @@ import platform
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 
 import numpy as np
@@ -14,11 +14,10 @@ import torch
 
 from audits.data import AuditData
 from audits.errors import AuditError
-from audits.explain.base import AttributionResult
-from audits.performance import evaluate_performance
+from audits.performance import evaluate_performance, nonfinite_rows
 from audits.probes import CATEGORY_ORDER, Probe, RunContext, make_probe
 from audits.report import SCHEMA_VERSION, AuditReport, DataSummary, Provenance, explained_samples
-from audits.results import ProbeFailure, SkippedProbe
+from audits.results import AttributionResult, ProbeFailure, SkippedProbe
 from audits.spec import AuditSpec
 from models.loader import ModelHandle
 
@@ -91,6 +90,14 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     tell(0.0, "forward pass")
     proba = model.predict_proba(data.x)
     performance = evaluate_performance(proba, data.y, data.class_names)
+    n_bad = len(nonfinite_rows(proba))
+    # A model can be finite on the loader's dry run and still give NaN/inf on real rows: every
+    # figure built on those outputs would be silently wrong, so such probes are skipped, saying why.
+    invalid = (
+        f"{n_bad:,} of {len(data):,} rows gave non-finite model outputs (NaN or infinity), so figures built on the shared forward pass would be invalid"
+        if n_bad
+        else None
+    )
     sample_idx = select_samples(data.y, spec.n_samples(data.modality), spec.sample_selection, rng)
 
     probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality)]
@@ -101,7 +108,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     budgets: list[dict] = []
     for i, (name, probe) in enumerate(probes):
         lo, hi = (i + 0.05) / (len(probes) + 0.05), (i + 1.05) / (len(probes) + 0.05)
-        reason = probe.check(model, data)
+        reason = invalid if invalid and probe.uses_shared_outputs else probe.check(model, data)
         if reason is not None:
             skipped.append(SkippedProbe(name=name, reason=reason))
             continue
@@ -156,7 +163,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     return AuditReport(
         schema_version=SCHEMA_VERSION,
         report_id=uuid.uuid4().hex[:12],
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         provenance=provenance,
         data_summary=summary,
         performance=performance,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -23,7 +25,26 @@ def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int =
     return table, ece
 
 
+def nonfinite_rows(proba: np.ndarray) -> np.ndarray:
+    """Indices of the rows whose model outputs hold NaN or infinity."""
+    return np.flatnonzero(~np.isfinite(proba).all(axis=1))
+
+
 def evaluate_performance(proba: np.ndarray, y: np.ndarray, class_names: list[str], n_bins: int = 10) -> PerformanceResult:
+    """Clean performance of the shared forward pass.
+
+    Rows with non-finite outputs cannot be scored (``argmax`` of NaN is class 0, and NaN
+    confidences vanish from the calibration bins, which once turned a broken model into
+    accuracy 0.105 and ECE 0): when any exist, the headline figures are NaN (invalid), the
+    per-class metrics, confusion matrix and reliability bins cover the finite rows only,
+    and ``nonfinite_rows`` counts them.
+    """
+    bad = nonfinite_rows(proba)
+    if len(bad):
+        keep = np.setdiff1d(np.arange(len(y)), bad)
+        finite = evaluate_performance(proba[keep], y[keep], class_names, n_bins)
+        nan = float("nan")
+        return replace(finite, n=int(len(y)), accuracy=nan, balanced_accuracy=nan, ece=nan, mean_confidence=nan, nonfinite_rows=int(len(bad)))
     k = len(class_names)
     pred = proba.argmax(axis=1)
     confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
@@ -41,7 +62,7 @@ def evaluate_performance(proba: np.ndarray, y: np.ndarray, class_names: list[str
     return PerformanceResult(
         n=int(len(y)),
         accuracy=float(correct.mean()) if len(y) else float("nan"),
-        balanced_accuracy=float(np.nanmean(recall)),
+        balanced_accuracy=float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan"),
         per_class=per_class,
         confusion=confusion,
         ece=ece,

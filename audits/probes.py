@@ -72,6 +72,9 @@ class Probe(ABC):
     default_for: ClassVar[tuple[str, ...]] = ()
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # Whether the probe reads the shared forward pass (``context.proba``/``predictions``); when
+    # that pass gave non-finite outputs, such probes are skipped (their figures would be invalid).
+    uses_shared_outputs: ClassVar[bool] = True
 
     def check(self, model: ModelHandle, data: AuditData) -> str | None:
         """Why this probe cannot run on ``model`` and ``data``; None when it can."""

@@ -58,6 +58,7 @@ class AttributionDisparity(Probe):
 
     name: ClassVar[str] = "attribution_disparity"
     result_type: ClassVar = AttributionDisparityResult
+    uses_shared_outputs: ClassVar = False
     category: ClassVar = "fairness"
     modalities: ClassVar = ("image", "tabular")
     default_for: ClassVar = ("image", "tabular")

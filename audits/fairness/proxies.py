@@ -75,6 +75,7 @@ class ProxyFeatures(Probe):
 
     name: ClassVar[str] = "proxy_features"
     result_type: ClassVar = ProxyFeaturesResult
+    uses_shared_outputs: ClassVar = False
     category: ClassVar = "fairness"
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)
