@@ -224,14 +224,14 @@ class Policy(BaseModel):
 def parse_policy(raw: dict | None, *, source: str = "policy") -> Policy:
     """Validate a policy mapping; errors name the field and the fix."""
     if not isinstance(raw, dict):
-        raise PolicyError(f"Policy {source} must be a YAML mapping with a 'checks' list.", fix="See the README's 'Audit policies' section.")
+        raise PolicyError(f"Policy {source} must be a YAML mapping with a 'checks' list.", fix="See 'Policies' in docs/reports.md.")
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(policy)'}: {e['msg']}" for e in exc.errors()[:6])
         raise PolicyError(
             f"Policy {source} is invalid: {problems}.",
-            fix=f"Correct the named fields; checks are {', '.join(sorted(CHECK_TYPES))} (see the README's 'Audit policies' section).",
+            fix=f"Correct the named fields; checks are {', '.join(sorted(CHECK_TYPES))} (see 'Policies' in docs/reports.md).",
         ) from None
 
 
