@@ -71,7 +71,9 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path.name} is not a readable safetensors file ({exc}).", fix="Re-export the weights with safetensors.torch.save_file.") from None
+        raise ModelLoadError(
+            f"{path.name} is not a readable safetensors file ({exc}).", fix="Re-export the weights with safetensors.torch.save_file."
+        ) from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
