@@ -99,7 +99,7 @@ class Probe(ABC):
         start = time.perf_counter()
         with model.metered() as meter:
             result = self._run(model, data, context)
-        cost = Cost(model_calls=meter.calls, rows_evaluated=meter.rows, wall_time_s=time.perf_counter() - start)
+        cost = Cost(model_calls=meter.calls, rows_evaluated=meter.rows, wall_time_s=time.perf_counter() - start, batch_fallbacks=meter.batch_fallbacks)
         return dataclasses.replace(result, cost=cost)
 
     @abstractmethod

@@ -96,8 +96,8 @@ def check_huggingface_folder(folder: Path) -> None:
         raise ModelLoadError(f"{folder} holds no *.safetensors weights.", fix=SAFE_SAVE_FIX)
 
 
-def load_huggingface(folder: Path, device: torch.device) -> nn.Module:
-    """A sequence classifier from a local ``save_pretrained`` folder: safetensors only, no hub, no remote code."""
+def load_huggingface(folder: Path) -> nn.Module:
+    """A sequence classifier from a local ``save_pretrained`` folder, on the CPU: safetensors only, no hub, no remote code."""
     check_huggingface_folder(folder)
     transformers = import_transformers()
     try:
@@ -109,7 +109,7 @@ def load_huggingface(folder: Path, device: torch.device) -> nn.Module:
             f"{folder} cannot be loaded as a Hugging Face sequence classifier: {str(exc).splitlines()[0]}",
             fix="Save an AutoModelForSequenceClassification with save_pretrained(folder, safe_serialization=True).",
         ) from None
-    return net.to(device)
+    return net
 
 
 def _fast_attention() -> str:
@@ -271,3 +271,28 @@ def input_embeddings(net: nn.Module) -> nn.Module:
         if isinstance(module, nn.Embedding):
             return module
     raise ValueError("the network has no token embedding layer (nn.Embedding)")
+
+
+# Families whose position ids start after the padding id (RoBERTa's scheme), so a table of
+# n position embeddings covers n - padding_idx - 1 tokens.
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "roberta-prelayernorm", "data2vec-text", "ibert", "mpnet")
+
+
+def position_limit(net: nn.Module) -> int | None:
+    """The most tokens the network's learned absolute position embeddings cover, when it has them.
+
+    Read from the ``position_embeddings`` table (an ``nn.Embedding``) of every Hugging Face
+    transformer inside ``net``; None for networks without such a table (relative or rotary
+    positions, bag-of-words models), which the dry run's full-length row checks instead.
+    """
+    limits = []
+    for model in hf_models(net):
+        config = getattr(model, "config", None)
+        if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
+            continue
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] == "position_embeddings" and isinstance(module, nn.Embedding):
+                offset = (module.padding_idx or 0) + 1 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else 0
+                limits.append(int(module.num_embeddings) - offset)
+                break
+    return min(limits) if limits else None

@@ -18,6 +18,7 @@ class Cost:
     model_calls: int = 0
     rows_evaluated: int = 0
     wall_time_s: float = 0.0
+    batch_fallbacks: int = 0  # batches halved after an out-of-memory error (ModelHandle.map_batches)
 
 
 Direction = Literal["higher_is_better", "lower_is_better", "neutral"]
