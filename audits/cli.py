@@ -221,7 +221,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     import subprocess
     from importlib.util import find_spec
 
-    from audits.store import MAX_UPLOAD_MB
+    from audits.uploads import MAX_UPLOAD_MB
     from models.registry import zoo_names
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
