@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from audits.engine import run_audit
 from audits.spec import AuditSpec, parse_spec
-from audits.store import StoredAudit
+from audits.store.legacy import StoredAudit
 from dashboard.feedback import progress_callback
 from dashboard.workspace import Workspace, store
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from audits.data import AuditData
 from audits.probes import RunContext
-from audits.store import AuditStore
+from audits.store.legacy import AuditStore
 from dashboard import cache, state
 from models.card import ModelCard
 from models.loader import ModelHandle

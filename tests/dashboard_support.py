@@ -35,7 +35,7 @@ def store_audit(name: str, spec: dict, root=None):
     from audits.data import load_data
     from audits.engine import run_audit
     from audits.spec import parse_spec
-    from audits.store import AuditStore
+    from audits.store.legacy import AuditStore
     from models.card import load_card
     from models.loader import load_model
 
