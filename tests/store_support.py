@@ -78,3 +78,19 @@ def postgres_session() -> Iterator[PostgresServer | tuple[None, str]]:
     finally:
         if server is not None:
             server.stop()
+
+
+SMALL_SPEC = {"samples": 2, "seed": 0, "probes": [{"name": "saliency"}, {"name": "group_metrics", "params": {"n_boot": 20}}]}
+
+
+def small_audit(card_path: Path, seed: int = 0):
+    """A quick audit of a tiny model's card (saliency and group metrics) with the default policy's findings."""
+    from audits.data import load_data
+    from audits.engine import run_audit
+    from audits.policy import apply_policy
+    from audits.spec import parse_spec
+    from models.card import load_card
+    from models.loader import load_model
+
+    card = load_card(card_path)
+    return apply_policy(run_audit(load_model(card), load_data(card), parse_spec({**SMALL_SPEC, "seed": seed})))

@@ -9,17 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from audits.data import load_data
-from audits.engine import run_audit
-from audits.policy import apply_policy
-from audits.spec import parse_spec
 from audits.store import StoreError, open_store
 from audits.store.signing import generate_key_pair
-from models.card import load_card
-from models.loader import load_model
-from tests.store_support import postgres_session
+from tests.store_support import postgres_session, small_audit
 
-SPEC = {"samples": 2, "seed": 0, "probes": [{"name": "saliency"}, {"name": "group_metrics", "params": {"n_boot": 20}}]}
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
@@ -39,8 +32,7 @@ def store_url(request, tmp_path):
 
 
 def audit(bundle, seed: int = 0):
-    card = load_card(bundle["card_path"])
-    return apply_policy(run_audit(load_model(card), load_data(card), parse_spec({**SPEC, "seed": seed})))
+    return small_audit(bundle["card_path"], seed)
 
 
 def record(store, report, minutes: int = 0, **kw):
@@ -272,7 +264,11 @@ def test_store_url_resolution(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("url", "problem", "fix"),
     [
-        ("postgresql+psycopg://audits:secret@127.0.0.1:1/none", "Cannot reach the store postgresql+psycopg://audits:***@127.0.0.1:1/none", "Start the PostgreSQL server"),
+        (
+            "postgresql+psycopg://audits:secret@127.0.0.1:1/none",
+            "Cannot reach the store postgresql+psycopg://audits:***@127.0.0.1:1/none",
+            "Start the PostgreSQL server",
+        ),
         ("mysql://u@h/db", "names 'mysql'", "SQLAlchemy URL"),
         ("postgresql+asyncpg://u@h/db", "asyncpg driver", "postgresql+psycopg"),
         ("sqlite:////proc/no-such/store/audits.db", "Cannot create the store folder /proc/no-such/store", "writable folder"),
