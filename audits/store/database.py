@@ -24,16 +24,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audits.store import tables as t
 from audits.store.connect import busy_timeout, create_store_engine, describe, resolve_url, store_error
+from audits.store.prepare import PreparedRun, iso_utc, prepare_run
 from audits.store.records import (
     FILE_FIELDS,
     FINDING_FIELDS,
     MEASUREMENT_FIELDS,
-    STATUSES,
     ChainVerification,
     RunRecord,
     StoreError,
-    canonical_json,
-    finite_or_none,
     record_sha256,
     rows_sha256,
     sha256_hex,
@@ -60,34 +58,6 @@ def open_store(url: str | None = None, *, busy_timeout_s: float | None = None) -
     store = Store(engine, resolved, busy_timeout_s=busy_s)
     store.upgrade()
     return store
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # a naive time is the machine's local time
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def file_sha256(path: Path) -> str | None:
-    """The sha256 of a file's bytes, None when it cannot be read."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def _tool_version(report: AuditReport | None) -> str:
-    from audits import __version__
-
-    if report is not None:
-        return str(report.provenance.library_versions.get("audits") or __version__)
-    return __version__
 
 
 class Store:
@@ -163,74 +133,56 @@ class Store:
         name (``html``, ``pdf``) to a rendered file, whose sha256 is kept and checked by
         :meth:`verify`. The run id is the report's id (a fresh one without a report).
         """
-        from audits.findings import overall_verdict
+        prepared = prepare_run(
+            report, model_name=model_name, plan=plan, started_at=started_at, ended_at=ended_at, user=user, status=status, error=error, files=files
+        )
+        return self.record_prepared([prepared])[0]
 
-        if status not in STATUSES:
-            raise StoreError(f"Run status {status!r} is not one of {', '.join(STATUSES)}.", fix="Record 'completed' or 'crashed'.")
-        if report is not None and report.provenance.model_name != model_name:
-            raise StoreError(f"The report audits {report.provenance.model_name!r}, not {model_name!r}.", fix="Record the run under the report's model name.")
-        run_id = report.report_id if report is not None else uuid.uuid4().hex[:12]
-        file_rows = []
-        for name, path in sorted((files or {}).items()):
-            path = Path(path).resolve()
-            digest = file_sha256(path)
-            if digest is None:
-                raise StoreError(f"The rendered file {path} ({name}) cannot be read.", fix="Record only files that exist.")
-            file_rows.append({"name": name, "path": str(path), "sha256": digest})
-        report_json = None if report is None else canonical_json(report.to_dict()).decode("utf-8")
-        finding_rows = [] if report is None else [_finding_row(i, f) for i, f in enumerate(report.findings)]
-        measurement_rows = [] if report is None else [_measurement_row(i, m) for i, m in enumerate(report.measurements())]
-        p = None if report is None else report.provenance
-        row = {
-            "run_id": run_id,
-            "model_name": model_name,
-            "plan": plan,
-            "started_at": _iso(started_at),
-            "ended_at": _iso(ended_at),
-            "user": user,
-            "tool_version": _tool_version(report),
-            "seed": None if p is None else int(p.seed),
-            "weights_sha256": None if p is None else p.weights_sha256,
-            "data_sha256": None if p is None else p.data_sha256,
-            "spec_json": canonical_json({} if p is None else p.spec).decode("utf-8"),
-            "policy_name": None if report is None or not report.policy else str(report.policy.get("name") or "") or None,
-            # The verdict is the findings' own (never recomputed here); a run without a report has none.
-            "verdict": "not_evaluated" if report is None else overall_verdict(report.findings),
-            "status": status,
-            "error": error,
-            "report_sha256": None if report_json is None else sha256_hex(report_json.encode("utf-8")),
-            "findings_sha256": rows_sha256(finding_rows, FINDING_FIELDS),
-            "measurements_sha256": rows_sha256(measurement_rows, MEASUREMENT_FIELDS),
-            "files_sha256": rows_sha256(file_rows, FILE_FIELDS),
-        }
+    def record_prepared(self, prepared: list[PreparedRun]) -> list[RunRecord]:
+        """Append prepared runs (:func:`audits.store.prepare.prepare_run`) to the chain in order, all in one transaction.
+
+        Either every run is recorded or none is. The content hashes, the link and the
+        signature (when ``AUDITS_SIGNING_KEY`` is set) are computed here, inside the lock.
+        """
         from audits.store.signing import load_private_key, sign
 
         key = load_private_key()
-        with self._write(f"recording run {run_id} of {model_name}") as conn:
-            if conn.execute(select(t.runs.c.seq).where(t.runs.c.run_id == run_id)).first() is not None:
-                raise StoreError(f"Run {run_id} is already in the store {self.location}.", fix="Each report is recorded once; re-run the audit for a new run.")
-            head = conn.execute(select(t.chain_head).where(t.chain_head.c.id == 1).with_for_update()).mappings().one()
-            row["prev_run_id"], row["prev_sha256"] = head["run_id"], head["record_sha256"]
-            row["record_sha256"] = record_sha256(row)
-            if key is not None:
-                row["signature"], row["key_id"] = sign(key, row["record_sha256"])
-            seq = conn.execute(insert(t.runs).values(**row)).inserted_primary_key[0]
-            if report_json is not None:
-                conn.execute(insert(t.reports).values(run_id=run_id, report_json=report_json))
-            if finding_rows:
-                conn.execute(insert(t.findings), [{"run_id": run_id, **r} for r in finding_rows])
-            if measurement_rows:
-                conn.execute(insert(t.measurements), [{"run_id": run_id, "model_name": model_name, **r} for r in measurement_rows])
-            if file_rows:
-                conn.execute(insert(t.files), [{"run_id": run_id, **r} for r in file_rows])
-            if p is not None:
-                known = select(t.models.c.id).where(t.models.c.name == model_name, t.models.c.weights_sha256 == p.weights_sha256)
-                if conn.execute(known).first() is None:
-                    conn.execute(insert(t.models).values(name=model_name, weights_sha256=p.weights_sha256, first_seen_at=row["ended_at"]))
-            conn.execute(
-                update(t.chain_head).where(t.chain_head.c.id == 1).values(seq=seq, run_id=run_id, record_sha256=row["record_sha256"], count=head["count"] + 1)
-            )
-        return _record(row)
+        records = []
+        what = f"recording run {prepared[0].row['run_id']} of {prepared[0].row['model_name']}" if len(prepared) == 1 else f"recording {len(prepared)} runs"
+        with self._write(what) as conn:
+            head = dict(conn.execute(select(t.chain_head).where(t.chain_head.c.id == 1).with_for_update()).mappings().one())
+            for run in prepared:
+                row = dict(run.row)
+                run_id, model_name = row["run_id"], row["model_name"]
+                if conn.execute(select(t.runs.c.seq).where(t.runs.c.run_id == run_id)).first() is not None:
+                    raise StoreError(
+                        f"Run {run_id} is already in the store {self.location}.", fix="Each report is recorded once; re-run the audit for a new run."
+                    )
+                row["report_sha256"] = None if run.report_json is None else sha256_hex(run.report_json.encode("utf-8"))
+                row["findings_sha256"] = rows_sha256(run.findings, FINDING_FIELDS)
+                row["measurements_sha256"] = rows_sha256(run.measurements, MEASUREMENT_FIELDS)
+                row["files_sha256"] = rows_sha256(run.files, FILE_FIELDS)
+                row["prev_run_id"], row["prev_sha256"] = head["run_id"], head["record_sha256"]
+                row["record_sha256"] = record_sha256(row)
+                if key is not None:
+                    row["signature"], row["key_id"] = sign(key, row["record_sha256"])
+                seq = conn.execute(insert(t.runs).values(**row)).inserted_primary_key[0]
+                if run.report_json is not None:
+                    conn.execute(insert(t.reports).values(run_id=run_id, report_json=run.report_json))
+                if run.findings:
+                    conn.execute(insert(t.findings), [{"run_id": run_id, **r} for r in run.findings])
+                if run.measurements:
+                    conn.execute(insert(t.measurements), [{"run_id": run_id, "model_name": model_name, **r} for r in run.measurements])
+                if run.files:
+                    conn.execute(insert(t.files), [{"run_id": run_id, **r} for r in run.files])
+                if row["weights_sha256"] is not None:
+                    known = select(t.models.c.id).where(t.models.c.name == model_name, t.models.c.weights_sha256 == row["weights_sha256"])
+                    if conn.execute(known).first() is None:
+                        conn.execute(insert(t.models).values(name=model_name, weights_sha256=row["weights_sha256"], first_seen_at=row["ended_at"]))
+                head = {"seq": seq, "run_id": run_id, "record_sha256": row["record_sha256"], "count": head["count"] + 1}
+                records.append(_record(row))
+            conn.execute(update(t.chain_head).where(t.chain_head.c.id == 1).values(**head))
+        return records
 
     def import_report(self, report: AuditReport, *, user: str | None = None, plan: str | None = None, files: dict[str, Path] | None = None) -> RunRecord:
         """Record an existing report as a completed run (its times from the report's creation and wall time)."""
@@ -247,7 +199,7 @@ class Store:
     def record_alert(self, run_id: str, target: str, ok: bool, error: str | None) -> None:
         """Keep the outcome of one alert (a webhook) sent about ``run_id``; alerts are not part of the chain."""
         with self._write(f"recording an alert for run {run_id}") as conn:
-            conn.execute(insert(t.alerts).values(run_id=run_id, target=target, ok=bool(ok), error=error, at=_iso(datetime.now(UTC))))
+            conn.execute(insert(t.alerts).values(run_id=run_id, target=target, ok=bool(ok), error=error, at=iso_utc(datetime.now(UTC))))
 
     def alerts(self, run_id: str | None = None) -> list[dict]:
         query = select(t.alerts).order_by(t.alerts.c.id)
@@ -376,40 +328,6 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def _finding_row(position: int, f) -> dict:
-    lo, hi = (f.interval or [None, None])[:2] if f.interval else (None, None)
-    return {
-        "position": position,
-        "check_id": f.check_id,
-        "subject": f.subject or "",
-        "title": f.title,
-        "status": f.status,
-        "measured": finite_or_none(f.measured),
-        "threshold": finite_or_none(f.threshold),
-        "warn_threshold": finite_or_none(f.warn_threshold),
-        "direction": f.direction,
-        "interval_lo": finite_or_none(lo),
-        "interval_hi": finite_or_none(hi),
-        "evidence": f.evidence or "",
-        "detail": f.detail or "",
-    }
-
-
-def _measurement_row(position: int, m) -> dict:
-    lo, hi = (m.interval[0], m.interval[1]) if m.interval else (None, None)
-    return {
-        "position": position,
-        "name": m.name,
-        "subject": m.subject or "",
-        "value": finite_or_none(m.value),
-        "interval_lo": finite_or_none(lo),
-        "interval_hi": finite_or_none(hi),
-        "direction": str(m.direction),
-        "evidence": m.evidence or "",
-        "n": None if m.n is None else int(m.n),
-    }
 
 
 def _record(row) -> RunRecord:

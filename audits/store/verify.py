@@ -122,7 +122,7 @@ def _walk(conn: Connection, public_key, expected_key_id: str | None, streams: li
 
 
 def _file_problem(path: Path, expected: str) -> str:
-    from audits.store.database import file_sha256
+    from audits.store.prepare import file_sha256
 
     if not path.is_file():
         return "is missing"
