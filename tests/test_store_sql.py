@@ -287,3 +287,23 @@ def test_a_file_that_is_not_a_store(tmp_path):
     with pytest.raises(StoreError) as caught:
         open_store(str(tmp_path / "audits.db"))
     assert "not a database" in caught.value.problem and "writable audits store" in caught.value.fix
+
+
+def test_alembic_creates_the_schema_at_the_revision_the_store_expects(tmp_path):
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    from audits.store import tables
+    from audits.store.database import MIGRATIONS_DIR, current_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == tables.SCHEMA_REVISION
+    store = open_store(str(tmp_path / "s"))
+    with store.engine.connect() as conn:
+        assert current_revision(conn) == tables.SCHEMA_REVISION
+        assert set(inspect(conn).get_table_names()) == set(tables.metadata.tables) | {"alembic_version"}
+        columns = {c["name"] for c in inspect(conn).get_columns("runs")}
+    assert columns == {c.name for c in tables.runs.columns}  # the migration and the table definitions agree
+    open_store(str(tmp_path / "s")).close()  # opening again is a no-op upgrade

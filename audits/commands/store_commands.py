@@ -53,14 +53,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from audits.store.history import history, history_text
+    from audits.store.history import history_rows, history_text
 
     store = open_cli_store(args.store)
-    table = history(store, args.model, measures=args.measure or None, limit=args.limit)
-    if table.empty and args.model not in store.models():
+    columns, rows = history_rows(store, args.model, measures=args.measure or None, limit=args.limit)
+    if not rows:
         known = ", ".join(store.models()) or "none yet"
         raise AuditError(f"No runs of {args.model!r} in {store.location}.", fix=f"Models with runs: {known}.")
-    print(history_text(table, args.model))
+    print(history_text(columns, rows, args.model))
     return 0
 
 

@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audits.store import tables as t
@@ -38,6 +37,8 @@ from audits.store.records import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from audits.report import AuditReport
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -98,17 +99,14 @@ class Store:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (a no-op when it is there)."""
+        with self._read("opening the store") as conn:
+            if current_revision(conn) == t.SCHEMA_REVISION:
+                return  # the common case costs one query, without importing Alembic
         from alembic import command
         from alembic.config import Config
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        head = ScriptDirectory.from_config(config).get_current_head()
-        with self._read("opening the store") as conn:
-            if MigrationContext.configure(conn).get_current_revision() == head:
-                return
         with self._write("creating or upgrading the store's tables") as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
@@ -282,6 +280,8 @@ class Store:
 
     def findings(self, run_id: str) -> pd.DataFrame:
         """The run's findings as stored, in the report's order."""
+        import pandas as pd
+
         query = select(*(t.findings.c[f] for f in FINDING_FIELDS)).where(t.findings.c.run_id == run_id).order_by(t.findings.c.position)
         with self._read(f"reading the findings of run {run_id}") as conn:
             return pd.DataFrame(conn.execute(query).mappings().all(), columns=list(FINDING_FIELDS))
@@ -292,6 +292,8 @@ class Store:
         Columns: run_id, started_at (UTC datetime), verdict, name, subject, key, value,
         interval_lo, interval_hi, direction, n; oldest run first.
         """
+        import pandas as pd
+
         m, r = t.measurements, t.runs
         query = (
             select(r.c.run_id, r.c.started_at, r.c.verdict, m.c.name, m.c.subject, m.c.value, m.c.interval_lo, m.c.interval_hi, m.c.direction, m.c.n)
@@ -308,6 +310,20 @@ class Store:
         frame.insert(5, "key", [f"{n}/{s}" if s else n for n, s in zip(frame["name"], frame["subject"], strict=True)])
         return frame
 
+    def measurement_keys(self, model: str) -> list[tuple[str, str]]:
+        """The (name, subject) pairs ``model``'s runs measured, in the order they were first stored."""
+        m = t.measurements
+        query = select(m.c.name, m.c.subject).where(m.c.model_name == model).group_by(m.c.name, m.c.subject).order_by(func.min(m.c.id))
+        with self._read(f"reading the measurements of {model}") as conn:
+            return [(r.name, r.subject) for r in conn.execute(query)]
+
+    def measurement_values(self, model: str, names: list[str]) -> dict[tuple[str, str, str], float | None]:
+        """The stored values of measurements ``names`` of ``model``: (run id, name, subject) -> value."""
+        m = t.measurements
+        query = select(m.c.run_id, m.c.name, m.c.subject, m.c.value).where(m.c.model_name == model, m.c.name.in_(names))
+        with self._read(f"reading the measurements of {model}") as conn:
+            return {(r.run_id, r.name, r.subject): r.value for r in conn.execute(query)}
+
     def count(self) -> int:
         with self._read("counting runs") as conn:
             return int(conn.execute(select(t.chain_head.c.count).where(t.chain_head.c.id == 1)).scalar() or 0)
@@ -320,6 +336,13 @@ class Store:
         key = load_public_key(public_key_path)
         with self._read("verifying the chain") as conn:
             return verify_chain(conn, key)
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema revision Alembic recorded in the database (None for an empty database)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def current_user() -> str:
