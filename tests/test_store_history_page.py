@@ -79,3 +79,16 @@ def test_history_page_names_a_tampered_run(recorded):
     at = _history()
     assert not at.exception
     assert len(at.error) == 1 and f"run {runs[1].run_id}: its stored measurements no longer match" in at.error[0].value
+
+
+def test_audit_page_lists_and_opens_runs_recorded_by_the_cli(recorded):
+    store, runs = recorded
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    at.switch_page("pages/audit_page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    listing = next(d.value for d in at.dataframe if "report id" in d.value.columns)
+    completed = [r.run_id for r in reversed(runs) if r.status == "completed"]
+    assert list(listing["report id"]) == completed and set(listing["model"]) == {"tiny-cnn"}
+    opened = at.selectbox(key="_w.audit.open")
+    opened.set_value(runs[0].run_id).run()
+    assert not at.exception and any(m.label == "Verdict" and m.value == "fail" for m in at.metric)
