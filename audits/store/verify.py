@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import Connection, select
 
 from audits.store import tables as t
-from audits.store.records import FILE_FIELDS, FINDING_FIELDS, MEASUREMENT_FIELDS, ChainVerification, record_sha256, rows_sha256, sha256_hex
+from audits.store.records import FILE_FIELDS, FINDING_FIELDS, MEASUREMENT_FIELDS, ChainVerification, record_sha256, sha256_hex, values_sha256
 
 _BATCH = 2000
 
@@ -23,15 +23,16 @@ class _Children:
     def __init__(self, conn: Connection, table, fields: tuple[str, ...], order) -> None:
         query = select(t.runs.c.seq, *(table.c[f] for f in fields)).join(t.runs, t.runs.c.run_id == table.c.run_id).order_by(t.runs.c.seq, *order)
         self.result = conn.execution_options(yield_per=_BATCH).execute(query)
-        self._rows: Iterator = iter(self.result.mappings())
+        self._rows: Iterator = iter(self.result)
         self._next = next(self._rows, None)
 
-    def take(self, seq: int) -> list[dict]:
+    def take(self, seq: int) -> list[tuple]:
+        """The rows of run ``seq`` as value tuples in the fields' order (the seq dropped)."""
         out = []
-        while self._next is not None and self._next["seq"] < seq:  # children of a run no longer in the chain
+        while self._next is not None and self._next[0] < seq:  # children of a run no longer in the chain
             self._next = next(self._rows, None)
-        while self._next is not None and self._next["seq"] == seq:
-            out.append(self._next)
+        while self._next is not None and self._next[0] == seq:
+            out.append(self._next[1:])
             self._next = next(self._rows, None)
         return out
 
@@ -87,21 +88,21 @@ def _walk(conn: Connection, public_key, expected_key_id: str | None, streams: li
         if row["report_sha256"] is not None:
             if not report:
                 return bad(run_id, "its stored report was deleted")
-            if sha256_hex(report[0]["report_json"].encode("utf-8")) != row["report_sha256"]:
+            if sha256_hex(report[0][0].encode("utf-8")) != row["report_sha256"]:
                 return bad(run_id, "its stored report JSON no longer matches its hash")
         elif report:
             return bad(run_id, "a report was added to a run recorded without one")
-        if rows_sha256(findings.take(seq), FINDING_FIELDS) != row["findings_sha256"]:
+        if values_sha256(findings.take(seq)) != row["findings_sha256"]:
             return bad(run_id, "its stored findings no longer match their hash")
-        if rows_sha256(measurements.take(seq), MEASUREMENT_FIELDS) != row["measurements_sha256"]:
+        if values_sha256(measurements.take(seq)) != row["measurements_sha256"]:
             return bad(run_id, "its stored measurements no longer match their hash")
         file_rows = files.take(seq)
-        if rows_sha256(file_rows, FILE_FIELDS) != row["files_sha256"]:
+        if values_sha256(file_rows) != row["files_sha256"]:
             return bad(run_id, "its list of rendered files was changed")
-        for f in file_rows:
-            problem = _file_problem(Path(f["path"]), f["sha256"])
+        for name, path, digest in file_rows:
+            problem = _file_problem(Path(path), digest)
             if problem:
-                return bad(run_id, f"its rendered {f['name']} file {f['path']} {problem}")
+                return bad(run_id, f"its rendered {name} file {path} {problem}")
         if record_sha256(row) != row["record_sha256"]:
             return bad(run_id, "its record (run fields) no longer matches its hash")
         if public_key is not None:
