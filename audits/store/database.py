@@ -286,8 +286,8 @@ class Store:
         with self._read(f"reading the findings of run {run_id}") as conn:
             return pd.DataFrame(conn.execute(query).mappings().all(), columns=list(FINDING_FIELDS))
 
-    def measurements(self, model: str, name: str | None = None) -> pd.DataFrame:
-        """Every stored measurement of ``model`` (only ``name`` when given) with its run: one row per run and measurement.
+    def measurements(self, model: str, name: str | None = None, *, names: list[str] | None = None) -> pd.DataFrame:
+        """Every stored measurement of ``model`` (only ``name``, or ``names``, when given) with its run: one row per run and measurement.
 
         Columns: run_id, started_at (UTC datetime), verdict, name, subject, key, value,
         interval_lo, interval_hi, direction, n; oldest run first.
@@ -303,6 +303,8 @@ class Store:
         )
         if name is not None:
             query = query.where(m.c.name == name)
+        if names is not None:
+            query = query.where(m.c.name.in_(names))
         columns = ["run_id", "started_at", "verdict", "name", "subject", "value", "interval_lo", "interval_hi", "direction", "n"]
         with self._read(f"reading the measurements of {model}") as conn:
             frame = pd.DataFrame(conn.execute(query).all(), columns=columns)

@@ -22,12 +22,6 @@ def _key(name: str, subject: str) -> str:
     return f"{name}/{subject}" if subject else name
 
 
-def key_measurements(frame: pd.DataFrame, limit: int = DEFAULT_KEYS) -> list[str]:
-    """The measurement keys shown by default: whole-model measurements (no subject), first seen first."""
-    whole = frame[frame["subject"] == ""]
-    return list(dict.fromkeys(whole["key"]))[:limit]
-
-
 def history_rows(store: Store, model: str, *, measures: list[str] | None = None, limit: int | None = None) -> tuple[list[str], list[list]]:
     """Column names and rows (newest run first): the run columns, then one per measurement key.
 

@@ -3,33 +3,44 @@ its verdict timeline, a trend per measurement with its interval, the diff of two
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
 from audits.render.history_figures import trend_figure, verdict_timeline_figure
 from audits.store.changes import run_changes
-from audits.store.history import history, key_measurements
+from audits.store.history import history
 from dashboard import cache, state, views, workspace
 from dashboard.feedback import guarded, show_error
 
-# Stores up to this many records are verified on every visit; larger ones on request.
-AUTO_VERIFY_MAX = 5000
+# The chain is verified again when a run was added, on request, or after this many seconds.
+VERIFY_EVERY_S = 60.0
 
 st.title("History")
 runs_store = workspace.store()
 store = runs_store.store
 
+
 # --- chain ------------------------------------------------------------------------------
-count = store.count()
-if count <= AUTO_VERIFY_MAX or st.button("Verify the chain", icon=":material/verified:"):
-    with guarded("Verifying the chain"), st.spinner("Verifying the hash chain…"):
-        result = store.verify()
-        if result.ok:
-            st.success(f"{store.location}: {result.to_text()}.", icon=":material/verified:")
-        else:
-            st.error(f"{store.location}: {result.to_text()}. Run `audits verify` for the same check in CI.", icon=":material/gpp_bad:")
-else:
-    st.caption(f"{count:,} records in {store.location}; verification walks all of them.")
+def _verification():
+    """The chain's verification, walked again when the store grew, on request, or once it is a minute old."""
+    count, seen = store.count(), st.session_state.get("history.verified")
+    if seen is None or seen[0] != (store.location, count) or time.monotonic() - seen[1] > VERIFY_EVERY_S or st.session_state.pop("history.reverify", False):
+        with st.spinner("Verifying the hash chain…"):
+            seen = ((store.location, count), time.monotonic(), store.verify())
+        st.session_state["history.verified"] = seen
+    return seen[2]
+
+
+with guarded("Verifying the chain"):
+    result = _verification()
+    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    if result.ok:
+        c1.success(f"{store.location}: {result.to_text()}.", icon=":material/verified:")
+    else:
+        c1.error(f"{store.location}: {result.to_text()}. Run `audits verify` for the same check in CI.", icon=":material/gpp_bad:")
+    c2.button("Verify again", icon=":material/refresh:", on_click=st.session_state.__setitem__, args=("history.reverify", True))
 
 models = store.models()
 if not models:
@@ -42,7 +53,6 @@ model = state.get("history.model")
 
 # --- runs -------------------------------------------------------------------------------
 records = store.runs(model=model)
-measurements = store.measurements(model)
 table = history(store, model)
 st.subheader(f"{len(records)} run(s) of {model}")
 views.plot(verdict_timeline_figure(records, model), key="history.timeline")
@@ -58,16 +68,19 @@ st.dataframe(
 
 # --- trends -----------------------------------------------------------------------------
 st.subheader("Trends")
-keys = list(dict.fromkeys(measurements["key"]))
+pairs = store.measurement_keys(model)
+keys = [f"{n}/{s}" if s else n for n, s in pairs]
 if not keys:
     st.caption("The runs of this model recorded no measurements.")
 else:
-    defaults = key_measurements(measurements, limit=2)
     if state.get("history.keys") is None:
-        state.put("history.keys", defaults)
+        state.put("history.keys", [f"{n}" for n, s in pairs if not s][:2] or keys[:1])
     st.multiselect("Measurements", keys, placeholder="choose measurements", **state.bind("history.keys", options=keys, multi=True))
-    for i, key in enumerate(state.get("history.keys")):
-        views.plot(trend_figure(measurements, key), key=f"history.trend.{i}")
+    chosen = state.get("history.keys")
+    if chosen:
+        measurements = store.measurements(model, names=sorted({k.split("/", 1)[0] for k in chosen}))
+        for i, key in enumerate(chosen):
+            views.plot(trend_figure(measurements, key), key=f"history.trend.{i}")
     st.caption("The band is each run's confidence interval where the measurement has one; marker colours are the run's verdict.")
 
 # --- diff -------------------------------------------------------------------------------
