@@ -12,7 +12,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("AUDITS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """The newest Debian PostgreSQL's binaries (``$AUDITS_TEST_PG_BIN`` overrides)."""
+    if os.environ.get("AUDITS_TEST_PG_BIN"):
+        return Path(os.environ["AUDITS_TEST_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 @dataclass
