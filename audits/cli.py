@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
+from audits.commands import store_commands
 from audits.errors import AuditError
 
 EXIT_BAD_INPUT = 2
-EXIT_REGRESSION = 1  # audits diff: a finding got worse
 
 
 def _progress_bar(label: str):
@@ -81,7 +82,7 @@ def _rows(result, start: int, stop: int):
 
 def _audit_one(
     model_ref: str, *, spec_path: str | None, out: Path, device: str | None, data_path: str | None, samples: int | None, seed: int | None, figures: int, quiet: bool,
-    policy_path: str | None = None, pdf: bool = True, html: bool = True,
+    policy_path: str | None = None, pdf: bool = True, html: bool = True, store_url: str | None = None,
 ) -> int:  # fmt: skip
     from audits.data import load_data
     from audits.engine import run_audit
@@ -92,6 +93,8 @@ def _audit_one(
     from models.registry import resolve_card
 
     started = time.perf_counter()
+    started_at = datetime.now().astimezone()
+    store = store_commands.open_cli_store(store_url) if store_url else None  # an unreachable store fails before the audit
     policy = load_policy(policy_path)  # a bad policy fails before the audit, not after
     card = resolve_card(model_ref)
     spec = load_spec(spec_path) if spec_path else AuditSpec()
@@ -115,6 +118,8 @@ def _audit_one(
     _print_summary(report, report_path, figures_written, time.perf_counter() - started)
     if len(written) > 1:
         print(f"  rendered {', '.join(str(p) for p in written[1:])}")
+    if store is not None:
+        print(f"  recorded run {store_commands.record_cli_run(store, report, written, started_at).run_id} in {store.location}")
     return 0
 
 
@@ -144,7 +149,7 @@ def _print_summary(report, report_path: Path, figures: list[Path], elapsed: floa
 def _cmd_run(args: argparse.Namespace) -> int:
     return _audit_one(
         args.model, spec_path=args.spec, out=Path(args.out), device=args.device, data_path=args.data, samples=args.samples, seed=args.seed, figures=args.figures, quiet=args.quiet,
-        policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html,
+        policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html, store_url=args.store,
     )  # fmt: skip
 
 
@@ -168,25 +173,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print(f"{report.provenance.model_name} report {report.report_id}: {verdict} ({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass, {counts['not_evaluated']} not evaluated)")
     print(f"  wrote {', '.join(str(p) for p in written) or 'nothing'} in {time.perf_counter() - started:.1f} s")
     return 0
-
-
-def _cmd_diff(args: argparse.Namespace) -> int:
-    """What changed between two reports; exit 1 when a finding regressed."""
-    from audits.diff import diff_reports
-    from audits.policy import apply_policy, load_policy
-    from audits.report import AuditReport, write_atomic
-
-    old, new = AuditReport.load(args.old), AuditReport.load(args.new)
-    if args.policy:
-        policy = load_policy(args.policy)
-        old, new = apply_policy(old, policy), apply_policy(new, policy)
-    diff = diff_reports(old, new)
-    print(diff.to_text())
-    if args.html:
-        from audits.render.html import render_diff_html
-
-        print(f"wrote {write_atomic(Path(args.html), render_diff_html(diff).encode())}")
-    return EXIT_REGRESSION if diff.regressed else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -221,7 +207,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     import subprocess
     from importlib.util import find_spec
 
-    from audits.store import MAX_UPLOAD_MB
+    from audits.uploads import MAX_UPLOAD_MB
     from models.registry import zoo_names
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -271,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", help="policy YAML the findings are checked against (default: the shipped default policy)")
     run.add_argument("--no-pdf", action="store_true", help="do not render report.pdf")
     run.add_argument("--no-html", action="store_true", help="do not render report.html")
+    run.add_argument("--store", help="also record the run in this store (URL or folder; see audits verify --help)")
     common(run)
     run.set_defaults(func=_cmd_run)
 
@@ -281,13 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--policy", help="re-evaluate the findings against this policy YAML")
     report.add_argument("--json", help="also write the (re-evaluated) report JSON here")
     report.set_defaults(func=_cmd_report)
-
-    diff = sub.add_parser("diff", help="compare two reports; exit 1 when a finding regressed")
-    diff.add_argument("old", help="the earlier report.json")
-    diff.add_argument("new", help="the later report.json")
-    diff.add_argument("--html", help="also write the differences as an HTML page")
-    diff.add_argument("--policy", help="re-evaluate both reports against this policy first")
-    diff.set_defaults(func=_cmd_diff)
 
     demo = sub.add_parser("demo", help="audit every zoo model into OUT/<model>/")
     demo.add_argument("--out", default="audit-output", help="output folder (default audit-output)")
@@ -301,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="localhost", help="address to listen on (default localhost: this machine only)")
     dashboard.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     dashboard.set_defaults(func=_cmd_dashboard)
+    store_commands.add_parsers(sub)  # verify, history, import, diff, store
     return parser
 
 

@@ -20,6 +20,7 @@ CASES = {
     "B4": "bench.b4_attacks",
     "B5": "bench.b5_fairness",
     "B6": "bench.b6_end_to_end",
+    "B7": "bench.b7_store",
 }
 
 

@@ -32,6 +32,7 @@ navigation = st.navigation(
         "Manage": [
             st.Page(PAGES_DIR / "models_page.py", title="Models", icon=":material/inventory_2:", url_path="models"),
             st.Page(PAGES_DIR / "audit_page.py", title="Audit & reports", icon=":material/description:", url_path="audits"),
+            st.Page(PAGES_DIR / "history_page.py", title="History", icon=":material/history:", url_path="history"),
         ],
     }
 )

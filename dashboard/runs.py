@@ -1,12 +1,14 @@
 """Running a full audit from the dashboard: ``run_audit`` with a live progress bar, the policy's
-findings added, and the report kept in the audit store."""
+findings added, and the run recorded in the audit store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from audits.engine import run_audit
 from audits.spec import AuditSpec, parse_spec
-from audits.store import StoredAudit
 from dashboard.feedback import progress_callback
+from dashboard.stored_runs import StoredRun
 from dashboard.workspace import Workspace, store
 
 
@@ -31,10 +33,11 @@ def with_findings(report):
     return apply_policy(report)
 
 
-def run_and_store(ws: Workspace, spec: AuditSpec, bar) -> StoredAudit:
-    """Audit the workspace's model (progress drawn on ``bar``) and store the report."""
+def run_and_store(ws: Workspace, spec: AuditSpec, bar) -> StoredRun:
+    """Audit the workspace's model (progress drawn on ``bar``) and record the run in the store."""
+    started = datetime.now(UTC)
     update = progress_callback(bar, f"Auditing {ws.name}")
     with ws.loaded.lock:
         report = run_audit(ws.handle, ws.data, spec, progress=update)
     bar.progress(1.0, text="Checking the policy and storing the report…")
-    return store().save(with_findings(report))
+    return store().save(with_findings(report), started_at=started)

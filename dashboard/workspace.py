@@ -9,8 +9,8 @@ import numpy as np
 
 from audits.data import AuditData
 from audits.probes import RunContext
-from audits.store import AuditStore
 from dashboard import cache, state
+from dashboard.stored_runs import RunStore, run_store
 from models.card import ModelCard
 from models.loader import ModelHandle
 from models.registry import ZOO_DIR, zoo_names
@@ -60,9 +60,9 @@ class Workspace:
         return self.context.predictions
 
 
-def store() -> AuditStore:
-    """The audit store (``$AUDITS_STORE`` or ./audit-store)."""
-    return AuditStore()
+def store() -> RunStore:
+    """The audit store: runs in the SQL store (``$AUDITS_STORE_URL``, else the store folder), uploads in the store folder."""
+    return run_store()
 
 
 def catalog() -> dict[str, Entry]:

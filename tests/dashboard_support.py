@@ -35,7 +35,7 @@ def store_audit(name: str, spec: dict, root=None):
     from audits.data import load_data
     from audits.engine import run_audit
     from audits.spec import parse_spec
-    from audits.store import AuditStore
+    from dashboard.stored_runs import RunStore
     from models.card import load_card
     from models.loader import load_model
 
@@ -47,4 +47,4 @@ def store_audit(name: str, spec: dict, root=None):
         report = apply_policy(report)
     except ImportError:  # the policy module ships with the report engine
         pass
-    return AuditStore(root).save(report)
+    return RunStore.at(root).save(report)

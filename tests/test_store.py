@@ -19,7 +19,8 @@ from audits.engine import run_audit
 from audits.errors import AuditError, CardError, DataError
 from audits.explain.base import AttributionResult
 from audits.spec import parse_spec
-from audits.store import AuditStore, UploadedFile, UploadError, verdict
+from audits.store.legacy import AuditStore, verdict
+from audits.uploads import UploadedFile, UploadError
 from models.card import load_card
 from models.loader import load_model
 

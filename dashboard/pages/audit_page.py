@@ -40,7 +40,7 @@ with st.container(border=True):
         "Evaluation rows (0: all)", min_value=0, step=500, help="A seeded random subset keeps large datasets quick.", **state.bind("audit.max_rows")
     )
     st.caption(
-        f"The default audit takes about 30-60 s on 2 CPU cores ({len(ws.data):,} evaluation rows). Stay on this page until it finishes; the report is then stored in `{store.root}`."
+        f"The default audit takes about 30-60 s on 2 CPU cores ({len(ws.data):,} evaluation rows). Stay on this page until it finishes; the run is then recorded in `{store.location}`."
     )
     if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=not selected):
         bar = st.progress(0.0, text="Starting the audit…")

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from audits.store import MAX_UPLOAD_MB, UPLOAD_FORMATS, UploadedFile
+from audits.uploads import MAX_UPLOAD_MB, UPLOAD_FORMATS, UploadedFile
 from dashboard import cache, state, workspace
 from dashboard.feedback import show_error
 
