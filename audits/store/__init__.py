@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from audits.store.connect import STORE_URL_ENV, resolve_url
 from audits.store.database import Store, current_user, open_store
+
+# The former folder-of-JSON store (``audits store migrate`` reads it), importable here for code written against it.
+from audits.store.legacy import AuditStore, StoredAudit
 from audits.store.records import ChainVerification, RunRecord, StoreError
 
-__all__ = ["STORE_URL_ENV", "ChainVerification", "RunRecord", "Store", "StoreError", "current_user", "open_store", "resolve_url"]
+__all__ = ["STORE_URL_ENV", "AuditStore", "ChainVerification", "RunRecord", "Store", "StoreError", "StoredAudit", "current_user", "open_store", "resolve_url"]
