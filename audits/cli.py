@@ -30,56 +30,6 @@ def _progress_bar(label: str):
     return update, bar.close
 
 
-def _write_figures(report, data, out: Path, max_samples: int) -> list[Path]:
-    from audits.render.attribution_figures import global_importance_figure, image_attribution_grid, save_figure, tabular_sample_figure
-
-    written: list[Path] = []
-    results = report.explanations
-    if not results:
-        return written
-    fig_dir = out / "attributions"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    if data.modality == "image":
-        for start in range(0, min(max_samples, len(results[0].sample_indices)), 4):
-            sliced = [_rows(r, start, start + 4) for r in results]
-            path = fig_dir / f"samples_{start:03d}.png"
-            save_figure(image_attribution_grid(sliced, data.x, data.y, data.class_names), path)
-            written.append(path)
-    elif data.modality == "text":
-        from audits.render.text_figures import text_attention_figure, text_attribution_figure
-
-        texts = [r for r in results if r.tokens]
-        for row in range(min(max_samples, len(texts[0].sample_indices)) if texts else 0):
-            path = fig_dir / f"text_{int(texts[0].sample_indices[row]):05d}.png"
-            save_figure(text_attribution_figure(texts, row, data.y, data.class_names), path)
-            written.append(path)
-        attention = next((r for r in texts if getattr(r, "rollout", None) is not None), None)
-        for row in range(min(max_samples, 2, len(attention.sample_indices)) if attention else 0):
-            path = fig_dir / f"attention_{int(attention.sample_indices[row]):05d}.png"
-            save_figure(text_attention_figure(attention, row), path)
-            written.append(path)
-    else:
-        path = fig_dir / "global_importance.png"
-        save_figure(global_importance_figure(results), path)
-        written.append(path)
-        # Per-sample charts from the Shapley values when present (exact for few features).
-        first = next((r for r in results if r.method == "kernel_shap"), results[0])
-        for row in range(min(max_samples, len(first.sample_indices))):
-            idx = int(first.sample_indices[row])
-            raw = data.raw.iloc[idx].to_dict() if data.raw is not None else None
-            path = fig_dir / f"sample_{idx:05d}_{first.method}.png"
-            save_figure(tabular_sample_figure(first, row, data.class_names, raw), path)
-            written.append(path)
-    return written
-
-
-def _rows(result, start: int, stop: int):
-    import dataclasses
-
-    sl = slice(start, stop)
-    return dataclasses.replace(result, sample_indices=result.sample_indices[sl], targets=result.targets[sl], attributions=result.attributions[sl])
-
-
 def _audit_one(
     model_ref: str, *, spec_path: str | None, out: Path, device: str | None, data_path: str | None, samples: int | None, seed: int | None, figures: int, quiet: bool,
     policy_path: str | None = None, pdf: bool = True, html: bool = True, store_url: str | None = None,
@@ -87,7 +37,7 @@ def _audit_one(
     from audits.data import load_data
     from audits.engine import run_audit
     from audits.policy import apply_policy, load_policy
-    from audits.render.export import write_outputs
+    from audits.render.export import write_figures, write_outputs
     from audits.spec import AuditSpec, load_spec
     from models.loader import load_model
     from models.registry import resolve_card
@@ -112,9 +62,7 @@ def _audit_one(
     report = apply_policy(report, policy)
     written = write_outputs(report, json_path=out / "report.json", html_path=out / "report.html" if html else None, pdf_path=out / "report.pdf" if pdf else None, workers=2)
     report_path = written[0]
-    rows = report.data_summary.row_indices
-    audited = data if rows is None else data.subset(rows)
-    figures_written = _write_figures(report, audited, out, figures)
+    figures_written = write_figures(report, out, figures)
     _print_summary(report, report_path, figures_written, time.perf_counter() - started)
     if len(written) > 1:
         print(f"  rendered {', '.join(str(p) for p in written[1:])}")

@@ -284,7 +284,7 @@ def _finite(v) -> float | None:
 
 def diff_tables(diff: ReportDiff) -> list:
     """The diff as report blocks (for the HTML section)."""
-    from audits.render.sections import KeyValues, Paragraph, Table, num, status_text
+    from audits.render.blocks import KeyValues, Paragraph, Table, num, status_text
 
     blocks: list = [
         KeyValues(

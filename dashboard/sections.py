@@ -1,5 +1,5 @@
-"""Section drawers per result type (registered in ``views``): figures from ``audits.render.figures``
-and ``audits.render.interactive``, tables from the result's own fields."""
+"""Section drawers per result type (registered in ``views``): charts from ``audits.render.views``
+(drawn by ``audits.render.plotly_backend``) and ``audits.render.interactive``, tables from the result's own fields."""
 
 from __future__ import annotations
 
@@ -13,22 +13,20 @@ from audits.fairness.group_metrics import GroupMetricsResult
 from audits.fairness.mitigation import MitigationPreviewResult
 from audits.fairness.proxies import ProxyFeaturesResult
 from audits.render import interactive
+from audits.render.charts import Chart
+from audits.render.plotly_backend import to_plotly
+from audits.render.views import fairness as fairness_view
+from audits.render.views import robustness as robustness_view
 from audits.robustness.base import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
 from dashboard import views
 from dashboard.feedback import guarded
 from dashboard.workspace import Workspace
 
 
-def _figures():
-    from audits.render import figures
-
-    return figures
-
-
-def _plot(make: Callable[[], object], key: str, what: str) -> None:
-    """Draw one figure; if it cannot be drawn, say so and keep going."""
+def _plot(make: Callable[[], Chart], key: str, what: str) -> None:
+    """Draw one chart description (``audits.render.views``) with plotly; if it cannot be drawn, say so and keep going."""
     with guarded(f"Drawing {what}"):
-        views.plot(make(), key=key)
+        views.plot(to_plotly(make()), key=key)
 
 
 def _class_names(ws: Workspace | None, fallback: int = 0) -> list[str]:
@@ -56,47 +54,43 @@ def register_all() -> None:
 
 
 def _attack(r, ws, key):
-    f = _figures()
     c1, c2 = st.columns(2)
     with c1:
-        _plot(lambda: f.attack_curve_figure([r]), f"{key}.curve", "the robustness curve")
+        _plot(lambda: robustness_view.attack_curve_chart([r]), f"{key}.curve", "the robustness curve")
     with c2:
-        _plot(lambda: f.attack_group_figure(r), f"{key}.groups", "the per-group curve")
+        _plot(lambda: robustness_view.attack_group_chart(r), f"{key}.groups", "the per-group curve")
     if r.examples is not None and ws is not None and ws.data.modality == "image":
-        _plot(lambda: f.adversarial_examples_figure(r, _class_names(ws), views.value_range(ws)), f"{key}.examples", "the adversarial examples")
+        _plot(lambda: robustness_view.adversarial_examples_chart(r, _class_names(ws), views.value_range(ws)), f"{key}.examples", "the adversarial examples")
     with st.expander("Robust accuracy per epsilon (table)"):
         views.show_table(r.curve, key=f"{key}.table")
 
 
 def _corruption(r, ws, key):
-    f = _figures()
     c1, c2 = st.columns(2)
     with c1:
-        _plot(lambda: f.corruption_figure(r), f"{key}.curve", "the corruption curves")
+        _plot(lambda: robustness_view.corruption_chart(r), f"{key}.curve", "the corruption curves")
     with c2:
-        _plot(lambda: f.corruption_group_figure(r), f"{key}.groups", "the per-group corruption curve")
+        _plot(lambda: robustness_view.corruption_group_chart(r), f"{key}.groups", "the per-group corruption curve")
     with st.expander("Accuracy per corruption and severity (table)"):
         views.show_table(r.table, key=f"{key}.table")
 
 
 def _calibration(r, ws, key):
-    f = _figures()
     c1, c2 = st.columns(2)
     with c1:
-        _plot(lambda: f.calibration_reliability_figure(r), f"{key}.reliability", "the reliability curves")
+        _plot(lambda: robustness_view.calibration_reliability_chart(r), f"{key}.reliability", "the reliability curves")
     with c2:
-        _plot(lambda: f.calibration_shift_figure(r), f"{key}.shift", "the calibration under shift")
+        _plot(lambda: robustness_view.calibration_shift_chart(r), f"{key}.shift", "the calibration under shift")
     with st.expander("Calibration per condition (table)"):
         views.show_table(r.conditions, key=f"{key}.table")
 
 
 def _tabular_perturbation(r, ws, key):
-    f = _figures()
     c1, c2 = st.columns(2)
     with c1:
-        _plot(lambda: f.tabular_perturbation_figure(r), f"{key}.curve", "the perturbation curves")
+        _plot(lambda: robustness_view.tabular_perturbation_chart(r), f"{key}.curve", "the perturbation curves")
     with c2:
-        _plot(lambda: f.tabular_fragility_figure(r), f"{key}.fragility", "the feature fragility")
+        _plot(lambda: robustness_view.tabular_fragility_chart(r), f"{key}.fragility", "the feature fragility")
     with st.expander("Flip rate per perturbation (table)"):
         views.show_table(r.table, key=f"{key}.table")
     for note in r.notes:
@@ -104,8 +98,7 @@ def _tabular_perturbation(r, ws, key):
 
 
 def _tabular_adversarial(r, ws, key):
-    f = _figures()
-    _plot(lambda: f.tabular_adversarial_figure(r), f"{key}.features", "the per-feature flip fractions")
+    _plot(lambda: robustness_view.tabular_adversarial_chart(r), f"{key}.features", "the per-feature flip fractions")
     c1, c2 = st.columns(2)
     with c1, st.expander("Smallest flipping change per decision (table)"):
         views.show_table(r.decisions, key=f"{key}.decisions")
@@ -117,16 +110,15 @@ def _tabular_adversarial(r, ws, key):
 
 
 def _group_metrics(r, ws, key):
-    f = _figures()
     singles = [g for g in r.groupings if " x " not in g]
     crossed = [g for g in r.groupings if " x " in g]
     grouping = st.selectbox("Grouping", r.groupings, key=f"{key}.grouping", help="A sensitive attribute, or an intersection of two ('sex x race').")
     table = r.table(grouping)
     c1, c2 = st.columns(2)
     with c1:
-        _plot(lambda: f.group_metric_figure(r, grouping), f"{key}.groups.{grouping}", "the group metrics")
+        _plot(lambda: fairness_view.group_metric_chart(r, grouping), f"{key}.groups.{grouping}", "the group metrics")
     with c2:
-        _plot(lambda: f.disparity_figure(r, singles), f"{key}.disparity", "the disparities")
+        _plot(lambda: fairness_view.disparity_chart(r, singles), f"{key}.disparity", "the disparities")
     st.markdown(
         f"**{grouping}: every metric per group**, as value [{int(r.ci * 100)}% bootstrap interval]; groups under {r.min_group_size} rows are not measured"
     )
@@ -136,9 +128,10 @@ def _group_metrics(r, ws, key):
         i1, i2 = st.columns(2)
         which = i1.selectbox("Intersection", crossed, key=f"{key}.cross")
         metric = i2.selectbox("Metric", list(r.metrics), key=f"{key}.cross_metric", format_func=lambda m: m.replace("_", " "))
-        _plot(lambda: interactive.intersection_heatmap_figure(r, which, metric), f"{key}.heat.{which}.{metric}", "the intersectional heatmap")
+        with guarded("Drawing the intersectional heatmap"):
+            views.plot(interactive.intersection_heatmap_figure(r, which, metric), key=f"{key}.heat.{which}.{metric}")
     if r.task == "binary" and len(r.four_fifths):
-        _plot(lambda: f.four_fifths_figure(r), f"{key}.fourfifths", "the four-fifths rule")
+        _plot(lambda: fairness_view.four_fifths_chart(r), f"{key}.fourfifths", "the four-fifths rule")
     with st.expander("Fairness criteria (table)"):
         views.show_table(r.criteria, key=f"{key}.criteria")
     for note in r.notes[:6]:
@@ -146,33 +139,29 @@ def _group_metrics(r, ws, key):
 
 
 def _counterfactual(r, ws, key):
-    f = _figures()
-    _plot(lambda: f.counterfactual_figure(r), f"{key}.figure", "the counterfactual flip rates")
+    _plot(lambda: fairness_view.counterfactual_chart(r), f"{key}.figure", "the counterfactual flip rates")
     views.show_table(r.summary, key=f"{key}.summary")
     for note in r.notes:
         st.caption(views.escape(str(note)))
 
 
 def _proxies(r, ws, key):
-    f = _figures()
-    _plot(lambda: f.proxy_figure(r), f"{key}.figure", "the proxy features")
+    _plot(lambda: fairness_view.proxy_chart(r), f"{key}.figure", "the proxy features")
     with st.expander("Probe models predicting each attribute from the other features (table)"):
         views.show_table(r.probe_models, key=f"{key}.probes")
 
 
 def _mitigation(r, ws, key):
-    f = _figures()
     st.warning(r.label, icon=":material/visibility:")
     attribute = st.selectbox("Attribute", r.attributes, key=f"{key}.attribute")
-    _plot(lambda: f.mitigation_figure(r, attribute), f"{key}.figure.{attribute}", "the mitigation trade-off")
+    _plot(lambda: fairness_view.mitigation_chart(r, attribute), f"{key}.figure.{attribute}", "the mitigation trade-off")
     with st.expander("Trade-off points (table)"):
         views.show_table(r.curve[r.curve["attribute"] == attribute], key=f"{key}.table.{attribute}")
 
 
 def _attribution_disparity(r, ws, key):
-    f = _figures()
     if len(r.summary) and (r.summary["status"] == "ok").any():
-        _plot(lambda: f.attribution_disparity_figure(r), f"{key}.figure", "the attribution disparity")
+        _plot(lambda: fairness_view.attribution_disparity_chart(r), f"{key}.figure", "the attribution disparity")
     with st.expander("Divergence per method and group (table)"):
         views.show_table(r.summary, key=f"{key}.summary")
     for note in r.notes:

@@ -7,8 +7,9 @@ import re
 import pytest
 
 from audits.cli import main
-from audits.render import figures
-from audits.render.sections import build_document
+from audits.render.document import build_document
+from audits.render.plotly_backend import to_plotly
+from audits.render.views import attribution, fairness, performance, robustness
 from audits.report import AuditReport
 
 from .report_fixtures import rendered_html, zoo_report
@@ -48,29 +49,29 @@ def test_html_opens_offline(name):
         assert re.search(r"data:image(/|\\u002f)png;base64,", rest)  # the galleries are embedded images
 
 
-def test_public_figure_functions_return_plotly_figures_with_titles_and_axis_labels():
+def test_view_charts_drawn_by_plotly_have_titles_and_axis_labels():
     report = zoo_report("adult-mlp")
     gm = next(r for r in report.fairness if r.method == "group_metrics")
     made = [
-        figures.reliability_figure(report.performance),
-        figures.global_importance_figure(report.explanations),
-        figures.tabular_sample_figure(report.explanations[0], 0, report.samples, report.data_summary.class_names),
-        figures.group_metric_figure(gm, "sex"),
-        figures.disparity_figure(gm),
-        figures.four_fifths_figure(gm),
-        figures.tabular_perturbation_figure(report.robustness[0]),
-        figures.counterfactual_figure(next(r for r in report.fairness if r.method == "counterfactual_flips")),
+        performance.reliability_chart(report.performance),
+        attribution.global_importance_chart(report.explanations),
+        attribution.tabular_sample_chart(report.explanations[0], 0, report.samples, report.data_summary.class_names),
+        fairness.group_metric_chart(gm, "sex"),
+        fairness.disparity_chart(gm),
+        fairness.four_fifths_chart(gm),
+        robustness.tabular_perturbation_chart(report.robustness[0]),
+        fairness.counterfactual_chart(next(r for r in report.fairness if r.method == "counterfactual_flips")),
     ]
     digits = zoo_report("digits-cnn")
     attack = next(r for r in digits.robustness if r.method == "fgsm")
     made += [
-        figures.attribution_gallery_figure(digits.explanations, digits.samples, digits.data_summary.class_names),
-        figures.attack_curve_figure([attack]),
-        figures.adversarial_examples_figure(attack, digits.data_summary.class_names),
-        figures.corruption_figure(next(r for r in digits.robustness if r.method == "corruptions")),
-        figures.confusion_figure(digits.performance, digits.data_summary.class_names),
+        attribution.attribution_gallery_chart(digits.explanations, digits.samples, digits.data_summary.class_names),
+        robustness.attack_curve_chart([attack]),
+        robustness.adversarial_examples_chart(attack, digits.data_summary.class_names),
+        robustness.corruption_chart(next(r for r in digits.robustness if r.method == "corruptions")),
+        performance.confusion_chart(digits.performance, digits.data_summary.class_names),
     ]
-    for fig in made:
+    for fig in map(to_plotly, made):
         assert fig.layout.title.text
         if not any(t.type == "image" for t in fig.data):
             assert fig.layout.xaxis.title.text or fig.layout.yaxis.title.text

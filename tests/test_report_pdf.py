@@ -14,7 +14,8 @@ from pypdf import PdfReader
 
 from audits.cli import main
 from audits.render.pdf import render_pdf
-from audits.render.sections import build_document, num
+from audits.render.blocks import num
+from audits.render.document import build_document
 from audits.report import write_atomic
 from audits.results import ProbeResult
 

@@ -357,11 +357,14 @@ def test_digits_vit_audit_produces_attention_maps_and_attributions():
     assert report.explanation("grad_cam").attributions.shape == (8, SIZE, SIZE)
 
 
-def test_attention_figure_draws_layers_and_heads():
-    from audits.render.attention_figures import attention_figure
+def test_attention_heads_chart_draws_layers_and_heads():
+    from audits.render.static import to_image
+    from audits.render.views.attribution import attention_heads_chart
 
     torch.manual_seed(7)
     handle, data = handle_for(DigitsViT(dim=8, depth=2, heads=2)), image_data(2)
     result = make_probe("attention_maps").run(handle, data, context_for(handle, data))
-    fig = attention_figure(result, data.x, data.y, data.class_names, row=1)
-    assert len(fig.axes) == 2 * (2 + 2)
+    chart = attention_heads_chart(result, data.x[int(result.sample_indices[1])], 1, data.class_names)
+    assert [len(row) for row in chart.cells] == [2 + 1] * 2 + [3]  # per layer: 2 heads and their mean; then the rollout
+    assert chart.row_labels == ["layer 0", "layer 1", "rollout"]
+    assert to_image(chart).startswith(b"\x89PNG")

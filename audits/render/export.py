@@ -1,4 +1,4 @@
-"""Write a report's outputs (JSON, HTML, PDF) atomically, drawing the PDF's figures in parallel.
+"""Write a report's outputs (JSON, HTML, PDF, attribution figures) atomically, drawing the PDF's figures in parallel.
 
 The PDF's matplotlib figures are the slowest part of an export; with ``workers > 1`` they
 are drawn in forked worker processes while this process renders the HTML. Every file is
@@ -16,16 +16,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audits.render.sections import build_document
+from audits.render.document import build_document
 
 if TYPE_CHECKING:
     from audits.report import AuditReport
 
 
 def _draw(chart) -> bytes:
-    from audits.render.static import chart_png
+    from audits.render.static import to_image
 
-    return chart_png(chart)
+    return to_image(chart)
 
 
 def _die_with_parent() -> None:
@@ -87,9 +87,33 @@ def write_outputs(
                     pngs = {id(f): fut.result() for f, fut in zip(figures, futures, strict=True)}
                 except Exception:  # a broken worker must not lose the export: draw here instead
                     pngs = None
+                else:
+                    from audits.render.static import remember
+
+                    for f in figures:  # the CLI figures reuse these drawings
+                        remember(f.chart, pngs[id(f)])
             pngs = pngs if pngs is not None else render_pngs(document)
             written.append(write_atomic(Path(pdf_path), render_pdf(report, document=document, pngs=pngs)))
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return written
+
+
+def write_figures(report: AuditReport, out_dir: str | Path, max_samples: int = 8) -> list[Path]:
+    """Write the report's attribution figures as PNG files under ``out_dir/attributions``; returns the paths.
+
+    The charts are the report's own (``audits.render.views.attribution.figure_charts``),
+    drawn by the static backend: a chart the PDF of this process already drew is reused,
+    not drawn again. ``max_samples`` bounds the explained samples drawn.
+    """
+    from audits.render.static import to_image
+    from audits.render.views.attribution import figure_charts
+    from audits.report import write_atomic
+
+    charts = figure_charts(report, max_samples)
+    if not charts:
+        return []
+    folder = Path(out_dir) / "attributions"
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_atomic(folder / f"{stem}.png", to_image(chart)) for stem, chart in charts]

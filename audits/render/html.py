@@ -1,7 +1,7 @@
 """The audit report as one self-contained HTML file: interactive plotly figures, plotly.js inlined, no network.
 
-The sections are those of the PDF (``audits.render.sections.build_document``); figures are
-drawn by ``audits.render.figures.to_plotly`` from the same chart descriptions. The page
+The sections are those of the PDF (``audits.render.document.build_document``); figures are
+drawn by ``audits.render.plotly_backend.to_plotly`` from the same chart descriptions. The page
 references nothing outside itself: no CDN, no fonts, no images by URL.
 """
 
@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audits.render.figures import to_plotly
-from audits.render.sections import Anchor, Document, Figure, KeyValues, Link, Paragraph, Section, Table, build_document
+from audits.render.blocks import Anchor, Document, Figure, KeyValues, Link, Paragraph, Section, Table
+from audits.render.document import build_document
+from audits.render.plotly_backend import to_plotly
 
 if TYPE_CHECKING:
     from audits.diff import ReportDiff

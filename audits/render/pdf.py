@@ -1,7 +1,7 @@
 """The audit report as a PDF: ReportLab (pure Python), figures from matplotlib, no browser.
 
 Layout: a cover page (model, date, overall verdict, finding counts), a table of contents,
-then the sections of ``audits.render.sections.build_document``, each top-level section
+then the sections of ``audits.render.document.build_document``, each top-level section
 on a new page; every page after the cover carries a running header (model name and
 report id) and "page X of Y". Fonts are the DejaVu TrueType fonts that ship with
 matplotlib, embedded, so any text (names, tokens) prints.
@@ -32,8 +32,9 @@ from reportlab.platypus import Table as RLTable
 from reportlab.platypus import TableStyle as RLTableStyle
 from reportlab.platypus.tableofcontents import TableOfContents
 
-from audits.render.sections import Anchor, Document, Figure, KeyValues, Link, Paragraph, Section, Table, build_document
-from audits.render.static import DPI, chart_png
+from audits.render.blocks import Anchor, Document, Figure, KeyValues, Link, Paragraph, Section, Table
+from audits.render.document import build_document
+from audits.render.static import DPI, to_image
 
 if TYPE_CHECKING:
     from audits.report import AuditReport
@@ -303,7 +304,7 @@ _RENDER_LOCK = threading.RLock()
 def _figure(block: Figure, st) -> list:
     png = _PNGS.get(id(block))
     if png is None:
-        png = _PNGS[id(block)] = chart_png(block.chart)
+        png = _PNGS[id(block)] = to_image(block.chart)
     w, h = ImageReader(io.BytesIO(png)).getSize()
     width = min(FRAME_W, w * 72 / DPI)
     height = h * width / w
@@ -391,7 +392,7 @@ def _cover(doc: Document, st) -> list:
 
 def render_pngs(document: Document) -> dict[int, bytes]:
     """PNG of every figure of ``document``, keyed by the figure block's id (for ``render_pdf(pngs=...)``)."""
-    return {id(f): chart_png(f.chart) for f in document.figures()}
+    return {id(f): to_image(f.chart) for f in document.figures()}
 
 
 def render_pdf(report: AuditReport, *, document: Document | None = None, pngs: dict[int, bytes] | None = None) -> bytes:

@@ -1,4 +1,4 @@
-"""Static figures (matplotlib, Agg) of the chart descriptions in ``audits.render.charts``, for the PDF.
+"""The static backend: chart descriptions (``audits.render.charts``) drawn with matplotlib (Agg), for the PDF and the CLI figures.
 
 ``render_static(chart)`` returns a matplotlib Figure sized for a portrait A4 page
 (``PAGE_WIDTH_IN`` wide); ``chart_png(chart)`` the PNG bytes. Every figure has its title,
@@ -7,9 +7,12 @@ axis labels with units and a legend wherever more than one series is drawn.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import pickle
 import textwrap
 import threading
+from collections import OrderedDict
 
 import matplotlib
 
@@ -20,7 +23,7 @@ from matplotlib import cm  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, _floats, mosaic  # noqa: E402
+from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, floats, mosaic  # noqa: E402
 
 PAGE_WIDTH_IN = 6.8
 POSITIVE, NEGATIVE = "#c0392b", "#2471a3"
@@ -75,7 +78,7 @@ def _line(chart: LineChart) -> Figure:
     labels = [s.name for s in chart.series] + [r.label for r in chart.ref_lines if r.label]
     _place(fig, left=0.62, right=_outside_legend_in(labels))
     for i, s in enumerate(chart.series):
-        x, y = _floats(s.x), _floats(s.y)
+        x, y = floats(s.x), floats(s.y)
         if s.name == REFERENCE:
             ax.plot(x, y, color="grey", linestyle="--", linewidth=1, label=s.name)
             continue
@@ -83,7 +86,7 @@ def _line(chart: LineChart) -> Figure:
         marker = None if s.mode == "lines" else "o"
         ax.plot(x, y, linestyle="--" if s.dash and style != "none" else style, marker=marker, markersize=3.5, linewidth=1.4, color=_color(i), label=s.name)
         if s.lo is not None and s.hi is not None:
-            ax.fill_between(x, _floats(s.lo), _floats(s.hi), color=_color(i), alpha=0.15, linewidth=0)
+            ax.fill_between(x, floats(s.lo), floats(s.hi), color=_color(i), alpha=0.15, linewidth=0)
     for r in chart.ref_lines:
         (ax.axhline if r.axis == "y" else ax.axvline)(r.value, color="black", linestyle=":", linewidth=1, label=r.label or None)
     ax.set_title(chart.title, loc="left")
@@ -113,11 +116,11 @@ def _bar(chart: BarChart) -> Figure:
     pos = np.arange(len(cats))
     width = 0.8 / k
     for j, s in enumerate(chart.series):
-        y = _floats(s.y)
+        y = floats(s.y)
         offset = pos - 0.4 + width * (j + 0.5)
         err = None
         if s.lo is not None and s.hi is not None:
-            lo, hi = _floats(s.lo), _floats(s.hi)
+            lo, hi = floats(s.lo), floats(s.hi)
             err = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
             err = np.where(np.isfinite(err), err, 0.0)
         colors = [POSITIVE if v > 0 else NEGATIVE for v in np.nan_to_num(y)] if chart.signed_colors else _color(j)
@@ -295,5 +298,37 @@ def _save(fig: Figure, buf: io.BytesIO, dpi: int) -> bytes:
 
 
 def chart_png(chart: Chart, dpi: int = DPI) -> bytes:
-    """PNG bytes of ``chart`` drawn by :func:`render_static`."""
+    """PNG bytes of ``chart`` drawn by :func:`render_static` (always drawn; :func:`to_image` reuses earlier drawings)."""
     return figure_png(render_static(chart), dpi)
+
+
+# Drawn images by chart content: the PDF and the CLI figures of one export show some of the
+# same charts (the attribution galleries), and a figure is the slowest part of an export.
+_DRAWN: OrderedDict[bytes, bytes] = OrderedDict()
+_DRAWN_MAX = 64
+
+
+def fingerprint(chart: Chart, dpi: int = DPI) -> bytes:
+    """A digest of what ``chart`` shows (two equal descriptions have the same one)."""
+    return hashlib.blake2b(pickle.dumps((chart, dpi), protocol=5), digest_size=20).digest()
+
+
+def remember(chart: Chart, png: bytes, dpi: int = DPI) -> None:
+    """Keep ``png`` as the drawing of ``chart`` (drawn elsewhere, e.g. by a worker process)."""
+    with _LOCK:
+        _DRAWN[fingerprint(chart, dpi)] = png
+        while len(_DRAWN) > _DRAWN_MAX:
+            _DRAWN.popitem(last=False)
+
+
+def to_image(chart: Chart, dpi: int = DPI) -> bytes:
+    """PNG bytes of ``chart``, drawn once: an equal chart drawn before in this process is reused."""
+    key = fingerprint(chart, dpi)
+    with _LOCK:
+        png = _DRAWN.get(key)
+        if png is not None:
+            _DRAWN.move_to_end(key)
+            return png
+    png = chart_png(chart, dpi)
+    remember(chart, png, dpi)
+    return png

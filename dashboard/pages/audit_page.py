@@ -178,27 +178,31 @@ with overview:
     else:
         st.caption("No policy findings in this report.")
     with guarded("Drawing the performance figures"):
-        from audits.render import figures
+        from audits.render.plotly_backend import to_plotly
+        from audits.render.views import performance as performance_view
 
         c1, c2 = st.columns(2)
         with c1:
-            views.plot(figures.reliability_figure(perf), key="audit.reliability")
+            views.plot(to_plotly(performance_view.reliability_chart(perf)), key="audit.reliability")
         with c2:
-            views.plot(figures.per_class_figure(perf), key="audit.perclass")
+            views.plot(to_plotly(performance_view.per_class_chart(perf)), key="audit.perclass")
 with explanations:
     for result in report.explanations:
         st.markdown(f"**{result.method.replace('_', ' ')}**: {views.escape(result.headline())}")
         st.caption(f"Cost: {interactive.cost_line(result.cost)}")
     if report.explanations:
         with guarded("Drawing the attribution gallery"):
-            from audits.render import figures
+            from audits.render.plotly_backend import to_plotly
+            from audits.render.views import attribution as attribution_view
 
             if report.data_summary.modality == "tabular":
-                views.plot(figures.global_importance_figure(report.explanations), key="audit.importance")
+                views.plot(to_plotly(attribution_view.global_importance_chart(report.explanations)), key="audit.importance")
             elif report.samples is not None and report.data_summary.modality == "image":
                 views.plot(
-                    figures.attribution_gallery_figure(
-                        report.explanations, report.samples, report.data_summary.class_names, rows=list(range(min(4, len(report.samples.indices))))
+                    to_plotly(
+                        attribution_view.attribution_gallery_chart(
+                            report.explanations, report.samples, report.data_summary.class_names, rows=list(range(min(4, len(report.samples.indices))))
+                        )
                     ),
                     key="audit.gallery",
                 )

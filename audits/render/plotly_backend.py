@@ -1,10 +1,9 @@
-"""Interactive ``result -> figure`` functions (plotly): the report's figures for the HTML export and the dashboard.
+"""The interactive backend: chart descriptions (``audits.render.charts``) drawn with plotly, for the HTML report and the dashboard.
 
-Each public ``*_figure`` function takes typed results from an ``AuditReport`` and returns a
-``plotly.graph_objects.Figure``; it computes nothing, it only draws. They draw the chart
-descriptions of ``audits.render.charts`` (``to_plotly(chart)``), the same ones the PDF
-draws with matplotlib, so the HTML report, the PDF and the dashboard show the same data
-with the same titles, axis labels, legends and units.
+``to_plotly(chart)`` returns a ``plotly.graph_objects.Figure``; it computes nothing, it
+only draws. The static backend (``audits.render.static``) draws the same descriptions for
+the PDF and the CLI figures, so every face shows the same data with the same titles, axis
+labels, legends and units.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from audits.render import charts as c
-from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, _floats, mosaic
+from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, floats, mosaic
 
 PX_PER_INCH = 110
 _PALETTE = [
@@ -44,7 +42,7 @@ def _color(i: int) -> str:
 
 def _list(values) -> list:
     """JSON-friendly floats (None for NaN) so plotly draws gaps, not zeros."""
-    arr = _floats(values)
+    arr = floats(values)
     return [None if not np.isfinite(v) else float(v) for v in arr]
 
 
@@ -63,7 +61,7 @@ def _layout(fig: go.Figure, title: str, height_in: float, *, margin: dict | None
 def _error(s) -> dict | None:
     if s.lo is None or s.hi is None:
         return None
-    y, lo, hi = _floats(s.y), _floats(s.lo), _floats(s.hi)
+    y, lo, hi = floats(s.y), floats(s.lo), floats(s.hi)
     plus, minus = np.clip(hi - y, 0, None), np.clip(y - lo, 0, None)
     return {"type": "data", "array": _list(plus), "arrayminus": _list(minus), "thickness": 1.2, "width": 3}
 
@@ -76,7 +74,7 @@ def _line(chart: LineChart) -> go.Figure:
                 go.Scatter(x=_list(s.x), y=_list(s.y), mode="lines", name=s.name, line={"color": "grey", "dash": "dash", "width": 1}, hoverinfo="skip")
             )
             continue
-        x = list(s.x) if not np.isfinite(_floats(s.x)).any() else _list(s.x)
+        x = list(s.x) if not np.isfinite(floats(s.x)).any() else _list(s.x)
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -243,151 +241,3 @@ def to_plotly(chart: Chart) -> go.Figure:
     if isinstance(chart, TokenChart):
         return _tokens(chart)
     raise TypeError(f"cannot draw {type(chart).__name__}")
-
-
-# ---------------------------------------------------------------------------- public figures
-# performance
-
-
-def reliability_figure(performance) -> go.Figure:
-    """Reliability diagram of a ``PerformanceResult``: accuracy against mean confidence per bin."""
-    return to_plotly(c.reliability_chart(performance))
-
-
-def confusion_figure(performance, class_names: list[str]) -> go.Figure:
-    """Confusion matrix of a ``PerformanceResult`` as shares of each true class, with counts."""
-    return to_plotly(c.confusion_chart(performance, class_names))
-
-
-def per_class_figure(performance) -> go.Figure:
-    """Precision, recall and F1 per class of a ``PerformanceResult``."""
-    return to_plotly(c.per_class_chart(performance))
-
-
-# explanations
-
-
-def attribution_gallery_figure(results: list, samples, class_names: list[str], *, rows: list[int] | None = None, signed: bool = True) -> go.Figure:
-    """Image ``AttributionResult`` s of several methods over the report's ``ExplainedSamples``: input, then one overlay per method."""
-    return to_plotly(c.attribution_gallery_chart(results, samples, class_names, rows=rows, signed=signed))
-
-
-def global_importance_figure(results: list, *, top_k: int = 12) -> go.Figure:
-    """Tabular ``AttributionResult`` s: mean |attribution| per raw feature, one bar per method."""
-    return to_plotly(c.global_importance_chart(results, top_k=top_k))
-
-
-def tabular_sample_figure(result, row: int, samples=None, class_names: list[str] | None = None, *, top_k: int = 10) -> go.Figure:
-    """One explained row of a tabular ``AttributionResult``: signed contributions with the raw values."""
-    return to_plotly(c.tabular_sample_chart(result, row, samples, class_names, top_k=top_k))
-
-
-def token_figure(results: list, samples, class_names: list[str], *, max_rows: int = 6) -> go.Figure:
-    """Text ``AttributionResult`` s: each explained text's tokens coloured by attribution."""
-    return to_plotly(c.token_chart(results, samples, class_names, max_rows=max_rows))
-
-
-# robustness
-
-
-def attack_curve_figure(results: list) -> go.Figure:
-    """``AttackResult`` s (FGSM, PGD, ...): robust accuracy against epsilon, one line per attack."""
-    return to_plotly(c.attack_curve_chart(results))
-
-
-def attack_group_figure(result) -> go.Figure:
-    """One ``AttackResult``: robust accuracy per sensitive group against epsilon."""
-    return to_plotly(c.attack_group_chart(result))
-
-
-def adversarial_examples_figure(result, class_names: list[str], value_range=(0.0, 1.0)) -> go.Figure:
-    """The examples of an ``AttackResult``: clean image, perturbation, adversarial image."""
-    return to_plotly(c.adversarial_examples_chart(result, class_names, value_range))
-
-
-def corruption_figure(result) -> go.Figure:
-    """``CorruptionResult``: accuracy against severity, one line per corruption."""
-    return to_plotly(c.corruption_chart(result))
-
-
-def corruption_group_figure(result) -> go.Figure:
-    """``CorruptionResult``: accuracy per sensitive group against severity (mean over corruptions)."""
-    return to_plotly(c.corruption_group_chart(result))
-
-
-def corruption_examples_figure(result, example: int = 0) -> go.Figure:
-    """``CorruptionResult`` examples: one image under every corruption and severity."""
-    return to_plotly(c.corruption_examples_chart(result, example))
-
-
-def calibration_reliability_figure(result) -> go.Figure:
-    """``CalibrationResult``: reliability curves on clean data and under each shift strength."""
-    return to_plotly(c.calibration_reliability_chart(result))
-
-
-def calibration_shift_figure(result) -> go.Figure:
-    """``CalibrationResult``: accuracy, confidence and ECE against the shift strength."""
-    return to_plotly(c.calibration_shift_chart(result))
-
-
-def tabular_perturbation_figure(result) -> go.Figure:
-    """``TabularPerturbationResult``: decision flip rate against perturbation strength."""
-    return to_plotly(c.tabular_perturbation_chart(result))
-
-
-def tabular_fragility_figure(result) -> go.Figure:
-    """``TabularPerturbationResult``: per-feature fragility (flip rate of one-feature changes)."""
-    return to_plotly(c.tabular_fragility_chart(result))
-
-
-def tabular_adversarial_figure(result) -> go.Figure:
-    """``TabularAdversarialResult``: share of decisions one feature can flip, per feature."""
-    return to_plotly(c.tabular_adversarial_chart(result))
-
-
-def text_robustness_figure(result) -> go.Figure:
-    """``TextRobustnessResult``: accuracy and flip rate against perturbation severity."""
-    return to_plotly(c.text_robustness_chart(result))
-
-
-# fairness
-
-
-def group_metric_figure(result, grouping: str, metrics: list[str] | None = None) -> go.Figure:
-    """``GroupMetricsResult``: metrics per group of one grouping with bootstrap intervals."""
-    return to_plotly(c.group_metric_chart(result, grouping, metrics))
-
-
-def disparity_figure(result, groupings: list[str] | None = None, metrics: list[str] | None = None) -> go.Figure:
-    """``GroupMetricsResult``: max - min difference per metric and grouping with intervals."""
-    return to_plotly(c.disparity_chart(result, groupings, metrics))
-
-
-def four_fifths_figure(result, threshold: float = 0.8) -> go.Figure:
-    """``GroupMetricsResult`` (binary): selection-rate ratio per grouping against the 0.8 line."""
-    return to_plotly(c.four_fifths_chart(result, threshold))
-
-
-def counterfactual_figure(result) -> go.Figure:
-    """``CounterfactualFlipResult``: flip rate per attribute and group with intervals."""
-    return to_plotly(c.counterfactual_chart(result))
-
-
-def proxy_figure(result) -> go.Figure:
-    """``ProxyFeaturesResult``: normalized mutual information of the top features per attribute."""
-    return to_plotly(c.proxy_chart(result))
-
-
-def mitigation_figure(result, attribute: str) -> go.Figure:
-    """``MitigationPreviewResult``: accuracy against demographic-parity difference for one attribute."""
-    return to_plotly(c.mitigation_chart(result, attribute))
-
-
-def attribution_disparity_figure(result) -> go.Figure:
-    """``AttributionDisparityResult``: divergence of attribution shares per group vs chance."""
-    return to_plotly(c.attribution_disparity_chart(result))
-
-
-def identity_term_figure(result) -> go.Figure:
-    """``IdentityTermResult``: mean score shift per identity group."""
-    return to_plotly(c.identity_term_chart(result))

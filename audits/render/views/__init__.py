@@ -1,0 +1,10 @@
+"""One view per result family: its chart descriptions and document blocks in one module.
+
+Importing this package registers every view with ``audits.render.registry``.
+"""
+
+from __future__ import annotations
+
+from audits.render.views import attribution, fairness, performance, robustness
+
+__all__ = ["attribution", "fairness", "performance", "robustness"]
