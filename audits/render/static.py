@@ -7,9 +7,7 @@ axis labels with units and a legend wherever more than one series is drawn.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import pickle
 import textwrap
 import threading
 from collections import OrderedDict
@@ -23,7 +21,7 @@ from matplotlib import cm  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, floats, mosaic  # noqa: E402
+from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, fingerprint, floats, mosaic  # noqa: E402
 
 PAGE_WIDTH_IN = 6.8
 POSITIVE, NEGATIVE = "#c0392b", "#2471a3"
@@ -306,11 +304,6 @@ def chart_png(chart: Chart, dpi: int = DPI) -> bytes:
 # same charts (the attribution galleries), and a figure is the slowest part of an export.
 _DRAWN: OrderedDict[bytes, bytes] = OrderedDict()
 _DRAWN_MAX = 64
-
-
-def fingerprint(chart: Chart, dpi: int = DPI) -> bytes:
-    """A digest of what ``chart`` shows (two equal descriptions have the same one)."""
-    return hashlib.blake2b(pickle.dumps((chart, dpi), protocol=5), digest_size=20).digest()
 
 
 def remember(chart: Chart, png: bytes, dpi: int = DPI) -> None:

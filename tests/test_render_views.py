@@ -1,0 +1,164 @@
+"""Views keyed by result class, chart descriptions drawn by both backends, figures drawn once, rendering without torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+
+from audits.render import catalog, registry, static
+from audits.render.blocks import Figure, KeyValues, RenderContext, Table
+from audits.render.charts import fingerprint
+from audits.render.document import build_document
+from audits.render.export import write_figures
+from audits.render.pdf import render_pdf
+from audits.render.plotly_backend import to_plotly, to_plotly_dict
+from audits.results import Measurement, ProbeResult
+
+from .report_fixtures import saved, zoo_report
+
+RENDER = Path(__file__).resolve().parents[1] / "audits" / "render"
+
+
+def _results(report) -> list:
+    return [report.performance, *report.explanations, *report.robustness, *report.fairness]
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
+def test_every_result_of_a_zoo_report_has_a_view_of_its_own(name):
+    for result in _results(zoo_report(name)):
+        assert registry.view_for(result) is not registry.generic_view, type(result)
+
+
+def test_a_subclass_without_a_view_is_shown_by_its_base_class_view():
+    report = zoo_report("digits-cnn")
+    attack = next(r for r in report.robustness if r.method == "fgsm")
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class TunedAttack(type(attack)):
+        tuning: str = "none"
+
+    tuned = TunedAttack(**{f.name: getattr(attack, f.name) for f in dataclasses.fields(attack)})
+    ctx = RenderContext.of(report)
+    assert registry.view_for(tuned) is registry.view_for(attack)
+    assert [c.title for c in registry.charts_for(tuned, ctx)] == [c.title for c in registry.charts_for(attack, ctx)]
+
+
+def test_a_result_type_without_a_view_shows_what_it_measured():
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class DriftResult(ProbeResult):
+        drift: float
+
+        def measurements(self) -> Iterator[Measurement]:
+            yield Measurement(name="drift", subject="feature=age", value=self.drift, interval=[0.1, 0.3], direction="lower_is_better", n=120)
+
+    ctx = RenderContext.of(zoo_report("adult-mlp"))
+    blocks = registry.view_for(DriftResult(method="drift", drift=0.2))(DriftResult(method="drift", drift=0.2), ctx)
+    (table,) = blocks
+    assert isinstance(table, Table)
+    assert table.rows == [["drift", "feature=age", "0.2000", "[0.1000, 0.3000]", "lower is better", "120"]]
+
+
+def test_a_result_type_without_a_view_or_measurements_shows_its_fields():
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Plain(ProbeResult):
+        score: float
+
+    blocks = registry.generic_view(Plain(method="plain", score=0.5), RenderContext.of(zoo_report("adult-mlp")))
+    assert blocks == [KeyValues([("score", "0.500")], caption="Figures")]
+
+
+def test_no_lookup_of_a_result_type_by_name_in_the_render_package():
+    for path in RENDER.rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"importlib\.import_module\(\s*[\"']audits\.(explain|robustness|fairness)", text), path
+        assert not re.search(r"type\([^)]*\)\.__name__\s*[!=]=", text), path
+        assert "except (ModuleNotFoundError, AttributeError)" not in text, path
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
+def test_charts_for_a_result_are_the_figures_of_its_section(name):
+    report = zoo_report(name)
+    document = build_document(report)
+    ctx = RenderContext.of(report)
+    for kind in ("robustness", "fairness"):
+        section = next(s for s in document.sections if s.anchor == kind)
+        for result, sub in zip(getattr(report, kind), section.children, strict=True):
+            shown = [fingerprint(b.chart) for b in sub.blocks if isinstance(b, Figure)]
+            assert [fingerprint(c) for c in registry.charts_for(result, ctx)] == shown
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
+def test_plotly_dicts_of_every_report_figure_are_valid_figures(name):
+    # The HTML writes these dicts unvalidated (for speed); plotly's validation must accept every one.
+    for figure in build_document(zoo_report(name)).figures():
+        spec = to_plotly_dict(figure.chart)
+        fig = go.Figure(spec)
+        assert fig.layout.title.text == spec["layout"]["title"]["text"]
+        assert len(fig.data) == len(spec["data"]) >= 1
+    assert isinstance(to_plotly(figure.chart), go.Figure)
+
+
+def test_a_static_image_is_drawn_once_and_reused(monkeypatch):
+    report = zoo_report("digits-cnn")
+    drawn = []
+    real = static.chart_png
+    monkeypatch.setattr(static, "chart_png", lambda chart, dpi=static.DPI: drawn.append(chart.title) or real(chart, dpi))
+    static._DRAWN.clear()
+    render_pdf(report)
+    assert len(drawn) == len(build_document(report).figures())
+    again = build_document(report).figures()[0].chart  # an equal description built anew
+    assert static.to_image(again).startswith(b"\x89PNG")
+    assert len(drawn) == len(build_document(report).figures())
+
+
+def test_cli_figures_reuse_the_pdf_drawings(tmp_path, monkeypatch):
+    report = zoo_report("digits-cnn")
+    static._DRAWN.clear()
+    render_pdf(report)
+    drawn = []
+    real = static.chart_png
+    monkeypatch.setattr(static, "chart_png", lambda chart, dpi=static.DPI: drawn.append(chart.title) or real(chart, dpi))
+    paths = write_figures(report, tmp_path, max_samples=8)
+    assert [p.name for p in paths] == ["samples_000.png"]  # the four explained samples in one gallery, as in the PDF
+    assert paths[0].read_bytes().startswith(b"\x89PNG") and drawn == []
+
+
+def test_cli_figures_of_a_tabular_report(tmp_path):
+    report = zoo_report("adult-mlp")
+    paths = write_figures(report, tmp_path, max_samples=2)
+    first = next((r for r in report.explanations if r.method == "kernel_shap"), report.explanations[0])
+    expected = ["global_importance.png"] + [f"sample_{int(i):05d}_{first.method}.png" for i in first.sample_indices[:2]]
+    assert [p.name for p in paths] == expected
+    assert all(p.parent == tmp_path / "attributions" and p.read_bytes().startswith(b"\x89PNG") for p in paths)
+    assert write_figures(dataclasses.replace(report, explanations=[]), tmp_path / "none") == []
+
+
+def test_the_probe_catalogue_is_current():
+    assert catalog.CATALOG.read_text(encoding="utf-8") == catalog.render_catalog(), "regenerate it: python -m audits.render.catalog"
+
+
+@pytest.mark.xfail(strict=True, reason="result classes still live in the probe packages (torch) until they move to audits.results")
+def test_rendering_a_stored_report_does_not_import_torch(tmp_path):
+    source = saved("digits-cnn", tmp_path)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from audits.render.export import write_outputs
+        from audits.report import AuditReport
+
+        write_outputs(AuditReport.load({str(source)!r}), html_path={str(tmp_path / "r.html")!r}, pdf_path={str(tmp_path / "r.pdf")!r})
+        print(sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "captum"))))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "r.pdf").stat().st_size > 0 and (tmp_path / "r.html").stat().st_size > 0
