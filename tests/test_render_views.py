@@ -145,7 +145,6 @@ def test_the_probe_catalogue_is_current():
     assert catalog.CATALOG.read_text(encoding="utf-8") == catalog.render_catalog(), "regenerate it: python -m audits.render.catalog"
 
 
-@pytest.mark.xfail(strict=True, reason="result classes still live in the probe packages (torch) until they move to audits.results")
 def test_rendering_a_stored_report_does_not_import_torch(tmp_path):
     source = saved("digits-cnn", tmp_path)
     script = textwrap.dedent(

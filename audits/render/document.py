@@ -35,7 +35,7 @@ from audits.render.charts import pretty
 from audits.render.registry import generic_view, view_for
 from audits.render.views.attribution import overview_blocks
 from audits.render.views.robustness import attack_curve_chart
-from audits.robustness.base import AttackResult
+from audits.results.robustness import AttackResult
 
 if TYPE_CHECKING:
     from audits.report import AuditReport

@@ -69,6 +69,8 @@ def write_outputs(
         return written
     document = build_document(report)
     figures = document.figures() if pdf_path is not None else []
+    if figures:
+        import audits.render.static  # noqa: F401  (before the fork: workers inherit matplotlib instead of each importing it)
     pool = _pool(workers, len(figures))
     with warnings.catch_warnings():  # Python 3.12+ warns about fork() in a threaded process; the workers only draw
         warnings.simplefilter("ignore", DeprecationWarning)

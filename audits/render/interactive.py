@@ -16,8 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from audits.explain.base import AttributionResult
 from audits.results import Cost
+from audits.results.attribution import AttributionResult
 
 Mode = Literal["signed", "absolute"]
 # Offered colour scales: diverging ones for signed maps (red raises the explained class),

@@ -11,12 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from audits.explain.attention_maps import AttentionMapsResult
-from audits.explain.base import AttributionResult
-from audits.explain.text_attention import TextAttentionResult
 from audits.render.blocks import Paragraph, RenderContext, Table, chunks, figure
 from audits.render.charts import BarChart, Chart, HeatmapChart, ImageCell, ImageGrid, RefLine, Series, TokenChart, class_name, grey_or_rgb, pretty, scaled
 from audits.render.registry import view
+from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 
 # ---------------------------------------------------------------------------- charts
 

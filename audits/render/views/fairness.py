@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from audits.fairness.attribution_disparity import AttributionDisparityResult
-from audits.fairness.counterfactual import CounterfactualFlipResult
-from audits.fairness.group_metrics import GroupMetricsResult
-from audits.fairness.identity_terms import IdentityTermResult
-from audits.fairness.mitigation import MitigationPreviewResult
-from audits.fairness.proxies import ProxyFeaturesResult
 from audits.render.blocks import MAX_TABLE_ROWS, Paragraph, RenderContext, Table, chunks, ci, figure, frame_table, num
 from audits.render.charts import BarChart, LineChart, RefLine, Series, pretty
 from audits.render.registry import view
+from audits.results.fairness import (
+    AttributionDisparityResult,
+    CounterfactualFlipResult,
+    GroupMetricsResult,
+    IdentityTermResult,
+    MitigationPreviewResult,
+    ProxyFeaturesResult,
+)
 
 # ---------------------------------------------------------------------------- charts
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from audits.performance import PerformanceResult
 from audits.render.blocks import KeyValues, RenderContext, ci, figure, frame_table, num
 from audits.render.charts import REFERENCE, BarChart, HeatmapChart, LineChart, Series, pretty
 from audits.render.registry import view
+from audits.results.performance import PerformanceResult
 from audits.stats import wilson
 
 # ---------------------------------------------------------------------------- charts

@@ -9,8 +9,14 @@ import numpy as np
 from audits.render.blocks import KeyValues, RenderContext, figure, frame_table, num, pct
 from audits.render.charts import REFERENCE, BarChart, ImageCell, ImageGrid, LineChart, RefLine, Series, class_name, grey_or_rgb, pretty, scaled
 from audits.render.registry import view
-from audits.robustness.base import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
-from audits.robustness.text_perturbations import TextRobustnessResult
+from audits.results.robustness import (
+    AttackResult,
+    CalibrationResult,
+    CorruptionResult,
+    TabularAdversarialResult,
+    TabularPerturbationResult,
+    TextRobustnessResult,
+)
 
 # ---------------------------------------------------------------------------- charts
 
