@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
 
@@ -11,10 +13,8 @@ def wilson_interval(k, n, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     The bounds are exactly 0 when k = 0 and exactly 1 when k = n (the formula gives them
     only up to rounding, e.g. 3e-18, which would read as "not quite zero" in a report).
     """
-    from scipy.stats import norm
-
     k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    z = float(norm.ppf(0.5 + ci / 2.0))
+    z = NormalDist().inv_cdf(0.5 + ci / 2.0)  # the standard library's quantile: importing scipy.stats for it cost 0.8 s of a re-render
     safe = np.maximum(n, 1.0)
     p = k / safe
     denom = 1.0 + z * z / safe

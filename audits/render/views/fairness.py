@@ -172,6 +172,7 @@ def _group_table(r, grouping: str, metrics: list[str]) -> Table:
 
 @view(GroupMetricsResult)
 def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
+    """Per-group tables and charts per grouping, disparities, fairness criteria, the four-fifths rule and intersectional groups."""
     singles = [g for g in r.groupings if " x " not in g]
     inter = [g for g in r.groupings if " x " in g]
     metrics = [m for m in r.metrics if f"{m}_lo" in r.groups]
@@ -252,6 +253,7 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
 
 @view(CounterfactualFlipResult)
 def counterfactual_view(r: CounterfactualFlipResult, ctx: RenderContext) -> list:
+    """Flip rates when only the sensitive input changes, per attribute and per original and counterfactual value."""
     blocks: list = []
     if r.summary.empty:
         blocks.append(Paragraph("No sensitive attribute is a model input, so there is nothing to flip; see the proxy analysis for indirect use.", "note"))
@@ -280,6 +282,7 @@ def counterfactual_view(r: CounterfactualFlipResult, ctx: RenderContext) -> list
 
 @view(ProxyFeaturesResult)
 def proxy_features_view(r: ProxyFeaturesResult, ctx: RenderContext) -> list:
+    """How well the other inputs predict each sensitive attribute, and the features that carry it."""
     blocks = frame_table(
         r.probe_models,
         columns=["attribute", "auc", "accuracy", "majority_baseline", "balanced_accuracy", "chance_balanced_accuracy"],
@@ -294,6 +297,7 @@ def proxy_features_view(r: ProxyFeaturesResult, ctx: RenderContext) -> list:
 
 @view(MitigationPreviewResult)
 def mitigation_view(r: MitigationPreviewResult, ctx: RenderContext) -> list:
+    """The accuracy / demographic-parity trade-off of post-processing, per attribute (a preview: the model is unchanged)."""
     blocks: list = [Paragraph(r.label + ". Thresholds are fitted on one half of the evaluation data and judged on the other.", "warning")]
     for attr in r.attributes:
         blocks += figure(mitigation_chart(r, attr))
@@ -329,6 +333,7 @@ def mitigation_view(r: MitigationPreviewResult, ctx: RenderContext) -> list:
 
 @view(AttributionDisparityResult)
 def attribution_disparity_view(r: AttributionDisparityResult, ctx: RenderContext) -> list:
+    """How far each group's attribution shares diverge from the rest, against chance."""
     ok = r.summary[r.summary["status"] == "ok"] if not r.summary.empty else r.summary
     if ok.empty:
         return [
@@ -344,6 +349,7 @@ def attribution_disparity_view(r: AttributionDisparityResult, ctx: RenderContext
 
 @view(IdentityTermResult)
 def identity_terms_view(r: IdentityTermResult, ctx: RenderContext) -> list:
+    """Score shifts when only the identity term of a text changes, with the largest examples."""
     blocks = frame_table(r.summary, caption="Identity-term swaps per source and category")
     blocks += figure(identity_term_chart(r))
     if not r.examples.empty:

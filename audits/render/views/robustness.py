@@ -226,6 +226,7 @@ def text_robustness_chart(result) -> LineChart:
 
 @view(AttackResult)
 def attack_view(r: AttackResult, ctx: RenderContext) -> list:
+    """Robust accuracy per epsilon, per group, and adversarial examples (image models)."""
     curve = r.curve.copy()
     blocks: list = [
         KeyValues(
@@ -249,6 +250,7 @@ def attack_view(r: AttackResult, ctx: RenderContext) -> list:
 
 @view(CorruptionResult)
 def corruption_view(r: CorruptionResult, ctx: RenderContext) -> list:
+    """Accuracy per corruption and severity, per group, and one image under every corruption."""
     t = r.table
     pivot = t.pivot_table(index="corruption", columns="severity", values="accuracy", sort=False)
     pivot.columns = [f"sev. {int(s)}" for s in pivot.columns]
@@ -275,6 +277,7 @@ def corruption_view(r: CorruptionResult, ctx: RenderContext) -> list:
 
 @view(CalibrationResult)
 def calibration_view(r: CalibrationResult, ctx: RenderContext) -> list:
+    """Accuracy, confidence and ECE under a shift, reliability curves, and clean calibration per group."""
     blocks = frame_table(r.conditions, caption=f"Calibration on clean data and under {pretty(r.shift)}")
     blocks += figure(calibration_shift_chart(r))
     blocks += figure(calibration_reliability_chart(r))
@@ -286,6 +289,7 @@ def calibration_view(r: CalibrationResult, ctx: RenderContext) -> list:
 
 @view(TabularPerturbationResult)
 def tabular_perturbation_view(r: TabularPerturbationResult, ctx: RenderContext) -> list:
+    """Decision flips under perturbations of every feature, and the fragility of each feature alone."""
     t = r.table[r.table["feature"] == "*"]
     blocks: list = [KeyValues([("Rows", f"{len(r.rows):,}"), ("Clean accuracy", num(r.clean_accuracy)), ("Missing-value policy", r.missing_policy)])]
     blocks += frame_table(t, columns=["perturbation", "strength", "accuracy", "flip_rate", "refused", "n"], caption="Every feature perturbed at once")
@@ -296,6 +300,7 @@ def tabular_perturbation_view(r: TabularPerturbationResult, ctx: RenderContext) 
 
 @view(TabularAdversarialResult)
 def tabular_adversarial_view(r: TabularAdversarialResult, ctx: RenderContext) -> list:
+    """Decisions flippable within the observed ranges, by one feature and jointly, overall and per group."""
     blocks: list = [
         KeyValues(
             [
@@ -315,6 +320,7 @@ def tabular_adversarial_view(r: TabularAdversarialResult, ctx: RenderContext) ->
 
 @view(TextRobustnessResult)
 def text_robustness_view(r: TextRobustnessResult, ctx: RenderContext) -> list:
+    """Accuracy and flips per text perturbation and severity, with examples."""
     blocks = frame_table(r.table, caption="Accuracy and flips per perturbation and severity")
     blocks += figure(text_robustness_chart(r))
     if not r.examples.empty:
