@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 
@@ -20,6 +21,7 @@ from audits.render.document import build_document
 from audits.render.export import write_figures
 from audits.render.pdf import render_pdf
 from audits.render.plotly_backend import to_plotly, to_plotly_dict
+from audits.render.views.attribution import figure_charts
 from audits.results import Measurement, ProbeResult
 
 from .report_fixtures import saved, zoo_report
@@ -161,3 +163,28 @@ def test_rendering_a_stored_report_does_not_import_torch(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert (tmp_path / "r.pdf").stat().st_size > 0 and (tmp_path / "r.html").stat().st_size > 0
+
+
+def test_cli_figures_of_a_text_report_are_token_rows_and_attention_maps(tmp_path):
+    from audits.results.attribution import AttributionResult, TextAttentionResult
+
+    tokens = [["[CLS]", "the", "mat", "[SEP]"], ["[CLS]", "a", "cat", "sat", "[SEP]"]]
+    common = dict(modality="text", output="probability", sample_indices=np.array([3, 7]), targets=np.array([1, 0]), tokens=tokens)
+    ig = AttributionResult(method="layer_integrated_gradients", attributions=np.array([[0.0, 0.2, -0.6, 5.0, 0.0], [0.0, 0.1, 0.3, -0.1, 0.0]]), **common)
+    roll = np.tile(np.eye(5) * 0.5 + 0.1, (2, 1, 1))
+    attention = TextAttentionResult(
+        method="text_attention", attributions=roll[:, 0, :], layer_attention=np.stack([roll, roll], axis=1), rollout=roll, n_tokens=5, **common
+    )
+    report = dataclasses.replace(
+        zoo_report("adult-mlp"),
+        explanations=[ig, attention],
+        data_summary=dataclasses.replace(zoo_report("adult-mlp").data_summary, modality="text", class_names=["ok", "toxic"]),
+    )
+    charts = dict(figure_charts(report, max_samples=1))
+    assert list(charts) == ["text_00003", "attention_00003_last_layer", "attention_00003_rollout"]
+    text = charts["text_00003"]
+    assert text.row_labels == ["layer integrated gradients", "text attention"] and text.tokens[0] == tokens[0]
+    np.testing.assert_allclose(text.values[0], [0.0, 1 / 3, -1.0, 0.0])  # scaled by the largest |value| of a non-special token; [SEP] shown as 0
+    assert charts["attention_00003_rollout"].values.shape == (4, 4) and charts["attention_00003_rollout"].x_labels == tokens[0]
+    paths = write_figures(report, tmp_path, max_samples=2)
+    assert [p.name for p in paths] == [f"{stem}.png" for stem in dict(figure_charts(report, max_samples=2))]
