@@ -13,9 +13,9 @@ import pytest
 from pypdf import PdfReader
 
 from audits.cli import main
-from audits.render.pdf import render_pdf
 from audits.render.blocks import num
 from audits.render.document import build_document
+from audits.render.pdf import render_pdf
 from audits.report import write_atomic
 from audits.results import ProbeResult
 
