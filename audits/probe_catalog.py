@@ -1,7 +1,8 @@
 """The probe tables of ``docs/probes.md``, generated from the registry.
 
 ``python -m audits.probe_catalog`` rewrites the block between the markers in
-``docs/probes.md``; a test fails when the committed tables differ from the registry, so the
+``docs/probes.md`` and the render catalogue (``audits/render/probes.json``, the probes' titles
+readable without importing torch); a test fails when the committed tables differ from the registry, so the
 documentation cannot drift from the code (like the report schema's currency test).
 """
 
@@ -61,8 +62,12 @@ def render_doc(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Rewrite every file generated from the registry: the docs' tables and the render catalogue."""
+    from audits.render.catalog import CATALOG, render_catalog
+
     DOC_PATH.write_text(render_doc(DOC_PATH.read_text()))
-    print(f"wrote {DOC_PATH}")
+    CATALOG.write_text(render_catalog(), encoding="utf-8")
+    print(f"wrote {DOC_PATH} and {CATALOG}")
     return 0
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import importlib
 import inspect
+import pkgutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -121,12 +122,21 @@ def register(cls: type[Probe]) -> type[Probe]:
 
 
 def _load_builtin() -> None:
+    """Import every probe package and every public module in it: a new probe file registers itself.
+
+    A package's ``__init__`` imports its modules in report order first; modules it does not list
+    (a probe just added) are imported after them, so adding a probe touches no list.
+    """
     for package in _PROBE_PACKAGES:
         try:
-            importlib.import_module(package)
+            imported = importlib.import_module(package)
         except ModuleNotFoundError as exc:
             if exc.name != package:
                 raise
+            continue
+        for module in pkgutil.iter_modules(imported.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{package}.{module.name}")
 
 
 def registered_probes() -> dict[str, type[Probe]]:
