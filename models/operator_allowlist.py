@@ -18,13 +18,12 @@ ALLOWED_NAMESPACES = ("aten", "prim")
 # Graph nodes the TorchScript compiler emits for control flow and objects: they have no schema in
 # the operator registry but run no operator of their own.
 _STRUCTURAL = frozenset(
-    {
-        "prim::Constant", "prim::If", "prim::Loop", "prim::GetAttr", "prim::SetAttr", "prim::ListConstruct", "prim::ListUnpack",
-        "prim::TupleConstruct", "prim::TupleUnpack", "prim::TupleIndex", "prim::DictConstruct", "prim::CreateObject", "prim::Enter",
-        "prim::Exit", "prim::CallFunction", "prim::CallMethod", "prim::unchecked_cast", "prim::isinstance", "prim::Uninitialized",
-        "prim::RaiseException", "prim::NumToTensor", "prim::ModuleContainerIndex", "prim::EnumName", "prim::EnumValue", "prim::tolist",
-        "prim::unchecked_unwrap_optional", "prim::Return", "prim::Param",
-    }
+    f"prim::{name}"
+    for name in (
+        "Constant If Loop GetAttr SetAttr ListConstruct ListUnpack TupleConstruct TupleUnpack TupleIndex DictConstruct CreateObject Enter Exit "
+        "CallFunction CallMethod unchecked_cast isinstance Uninitialized RaiseException NumToTensor ModuleContainerIndex EnumName EnumValue "
+        "tolist unchecked_unwrap_optional Return Param"
+    ).split()
 )
 
 # Exact names refused with the reason the message gives.
@@ -97,9 +96,9 @@ def operator_refusal(name: str) -> str | None:
 # functions on symbolic sizes; the deserializer resolves any other ``torch.*`` / ``_operator.*`` /
 # ``math.*`` name by attribute lookup, so everything outside this list is refused.
 _EXPORT_PYTHON_TARGETS = frozenset(
-    {f"_operator.{op}" for op in ("getitem", "add", "sub", "mul", "truediv", "floordiv", "mod", "neg", "pos", "pow", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "lshift", "rshift")}
-    | {"math.trunc", "math.floor", "math.ceil", "math.sqrt"}
-    | {f"torch.{op}" for op in ("sym_int", "sym_float", "sym_max", "sym_min", "sym_ite", "sym_not", "_sym_sqrt")}
+    [f"_operator.{op}" for op in "getitem add sub mul truediv floordiv mod neg pos pow eq ne lt le gt ge and_ or_ lshift rshift".split()]
+    + [f"math.{op}" for op in ("trunc", "floor", "ceil", "sqrt")]
+    + [f"torch.{op}" for op in ("sym_int", "sym_float", "sym_max", "sym_min", "sym_ite", "sym_not", "_sym_sqrt")]
 )
 _EXPORT_OP = re.compile(r"^torch\.ops\.(?P<ns>[A-Za-z0-9_]+)\.(?P<op>[A-Za-z0-9_]+)(\.[A-Za-z0-9_]+)?$")
 

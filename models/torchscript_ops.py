@@ -51,7 +51,9 @@ def refuse_load_hooks(path: Path) -> None:
                     continue
                 total += info.file_size
                 if total > _MAX_CODE_BYTES:
-                    raise ModelLoadError(f"{path.name} holds more than {_MAX_CODE_BYTES >> 20} MB of TorchScript code.", fix="Save the model again with torch.jit.save.")
+                    raise ModelLoadError(
+                        f"{path.name} holds more than {_MAX_CODE_BYTES >> 20} MB of TorchScript code.", fix="Save the model again with torch.jit.save."
+                    )
                 with archive.open(info) as fh:
                     code = fh.read(_MAX_CODE_BYTES + 1)
                 if _LOAD_HOOK.search(code):
