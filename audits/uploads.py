@@ -86,6 +86,7 @@ class ModelUploads:
             With the problem and the fix; nothing is kept.
         """
         from models.card import parse_card
+        from models.sandbox import validate_in_sandbox
 
         files = [f for f in (card, weights, data, attributes) if f is not None]
         for f in files:
@@ -125,7 +126,7 @@ class ModelUploads:
                 if f is not None:
                     (staging / _safe_name(f.name)).write_bytes(f.content)
             (staging / "card.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-            _validate_loads(parsed, device)
+            validate_in_sandbox(staging / "card.yaml")  # a separate, confined process: models.sandbox
             target = self.models_dir / parsed.name
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
