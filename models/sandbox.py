@@ -204,8 +204,15 @@ def validate_in_sandbox(card_path: Path, *, limits: SandboxLimits | None = None)
     )
 
 
-def _memory_error(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or "allocate memory" in str(exc) or "std::bad_alloc" in str(exc)
+def _memory_error(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it was raised from (the loader rewords dry-run failures), is an allocation failure."""
+    seen = 0
+    while exc is not None and seen < 10:
+        text = str(exc)
+        if isinstance(exc, MemoryError) or "allocate memory" in text or "std::bad_alloc" in text:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _main(argv: list[str]) -> int:
