@@ -30,6 +30,7 @@ import json
 import pickletools
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO
 
@@ -184,50 +185,54 @@ def inspect_export_archive(path: Path) -> None:
         When the file is not a ``torch.export.save`` archive at all.
     """
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelLoadError(f"{path.name} is not a loadable torch.export archive ({exc}).", fix=_FIX) from None
-    with archive:
-        infos = [info for info in archive.infolist() if not info.is_dir()]
-        if not infos or len(infos) > _MAX_ENTRIES:
-            raise ModelLoadError(f"{path.name} holds {len(infos)} entries; a torch.export archive holds between 1 and {_MAX_ENTRIES}.", fix=_FIX)
-        names = [info.filename for info in infos]
-        if len(names) != len(set(names)):
-            duplicate = next(n for n in names if names.count(n) > 1)
-            raise _refuse(path, f"it holds the entry {duplicate!r} twice (readers disagree on which copy counts).")
-        root = names[0].split("/", 1)[0]
-        entries: dict[str, zipfile.ZipInfo] = {}
-        for info in infos:
-            head, _, rest = info.filename.partition("/")
-            if head != root or not rest:
-                raise _refuse(path, f"its entry {info.filename!r} lies outside the archive's root folder {root}/.")
-            if rest not in _FIXED_ENTRIES and not _ENTRY.match(rest):
-                what = "compiled native code (AOTInductor)" if rest.startswith("data/aotinductor/") else "not part of what torch.export.save writes"
-                raise _refuse(path, f"its entry {info.filename!r} is {what}.")
-            entries[rest] = info
-        models = [m["model"] for rest in entries if (m := _ENTRY.match(rest)) and m["model"]]
-        if not models or "archive_format" not in entries:
-            raise ModelLoadError(f"{path.name} holds no torch.export program (no models/<name>.json).", fix=_FIX)
-        for model in models:
-            for kind in ("weights", "constants"):
-                entry = f"data/{kind}/{model}_{kind}_config.json"
-                if entry in entries:
-                    _check_payload_config(_read_json(archive, entries[entry], path, entry), kind, path, entry)
-            entry = f"models/{model}.json"
-            _check_program(_read_json(archive, entries[entry], path, entry), path, entry)
-        sample_inputs = {f"data/sample_inputs/{model}.pt" for model in models}
-        for rest, info in entries.items():
+        with zipfile.ZipFile(path) as archive:
+            _inspect(archive, path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:
+        # Damaged, encrypted or oddly compressed entries: zipfile's own errors, not torch's.
+        raise ModelLoadError(f"{path.name} is not a readable torch.export archive ({exc}).", fix=_FIX) from None
+
+
+def _inspect(archive: zipfile.ZipFile, path: Path) -> None:
+    infos = [info for info in archive.infolist() if not info.is_dir()]
+    if not infos or len(infos) > _MAX_ENTRIES:
+        raise ModelLoadError(f"{path.name} holds {len(infos)} entries; a torch.export archive holds between 1 and {_MAX_ENTRIES}.", fix=_FIX)
+    names = [info.filename for info in infos]
+    if len(names) != len(set(names)):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise _refuse(path, f"it holds the entry {duplicate!r} twice (readers disagree on which copy counts).")
+    root = names[0].split("/", 1)[0]
+    entries: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        head, _, rest = info.filename.partition("/")
+        if head != root or not rest:
+            raise _refuse(path, f"its entry {info.filename!r} lies outside the archive's root folder {root}/.")
+        if rest not in _FIXED_ENTRIES and not _ENTRY.match(rest):
+            what = "compiled native code (AOTInductor)" if rest.startswith("data/aotinductor/") else "not part of what torch.export.save writes"
+            raise _refuse(path, f"its entry {info.filename!r} is {what}.")
+        entries[rest] = info
+    models = [m["model"] for rest in entries if (m := _ENTRY.match(rest)) and m["model"]]
+    if not models or "archive_format" not in entries:
+        raise ModelLoadError(f"{path.name} holds no torch.export program (no models/<name>.json).", fix=_FIX)
+    for model in models:
+        for kind in ("weights", "constants"):
+            entry = f"data/{kind}/{model}_{kind}_config.json"
+            if entry in entries:
+                _check_payload_config(_read_json(archive, entries[entry], path, entry), kind, path, entry)
+        entry = f"models/{model}.json"
+        _check_program(_read_json(archive, entries[entry], path, entry), path, entry)
+    sample_inputs = {f"data/sample_inputs/{model}.pt" for model in models}
+    for rest, info in entries.items():
+        with archive.open(info) as fh:
+            head = fh.read(4)
+        if rest in sample_inputs:
+            if info.file_size > _MAX_JSON_BYTES:
+                raise ModelLoadError(f"{path.name}: {info.filename} is larger than {_MAX_JSON_BYTES >> 20} MB.", fix=_FIX)
+            if info.file_size:
+                _check_sample_inputs(path, info.filename, archive.read(info))
+            continue
+        if head == b"PK\x03\x04":
+            raise _refuse(path, f"its entry {info.filename!r} is an archive inside the archive (torch.save writes pickles this way).")
+        if _PICKLE_HEAD.match(head) or not rest.endswith(".json"):
             with archive.open(info) as fh:
-                head = fh.read(4)
-            if rest in sample_inputs:
-                if info.file_size > _MAX_JSON_BYTES:
-                    raise ModelLoadError(f"{path.name}: {info.filename} is larger than {_MAX_JSON_BYTES >> 20} MB.", fix=_FIX)
-                if info.file_size:
-                    _check_sample_inputs(path, info.filename, archive.read(info))
-                continue
-            if head.startswith(b"PK"):
-                raise _refuse(path, f"its entry {info.filename!r} is an archive inside the archive (torch.save writes pickles this way).")
-            if _PICKLE_HEAD.match(head) or not rest.endswith(".json"):
-                with archive.open(info) as fh:
-                    if _is_pickle(fh, info.file_size):
-                        raise _refuse(path, f"its entry {info.filename!r} is a pickle stream.")
+                if _is_pickle(fh, info.file_size):
+                    raise _refuse(path, f"its entry {info.filename!r} is a pickle stream.")
