@@ -87,28 +87,36 @@ def _is_pickle(stream: IO[bytes], size: int) -> bool:
     return False
 
 
-def _pickle_globals(data: bytes) -> list[str]:
-    """The callables a pickle names, read opcode by opcode; refuses opcodes whose callable cannot be read statically."""
-    names: list[str] = []
+def pickle_globals(data: bytes) -> list[tuple[str, str]]:
+    """The ``(module, name)`` of every callable or class a pickle names, read opcode by opcode without executing it.
+
+    Raises
+    ------
+    ValueError
+        When the pickle is malformed, or names a callable in a way that cannot be read statically
+        (``STACK_GLOBAL`` on computed strings, ``OBJ``, the extension registry).
+    """
+    names: list[tuple[str, str]] = []
     recent: list[tuple[str, object]] = []
     for opcode, arg, _pos in pickletools.genops(data):
         if opcode.name in ("GLOBAL", "INST"):
             module, _, name = str(arg).partition(" ")
-            names.append(f"{module}.{name}")
-            if (module, name) not in _SAFE_GLOBALS and not (module == "torch" and _SAFE_STORAGE.match(name)):
-                raise ValueError(f"it names {module}.{name}")
+            names.append((module, name))
         elif opcode.name == "STACK_GLOBAL":
             pushes = [r for r in recent if r[0] not in _NO_STACK_EFFECT][-2:]
             if len(pushes) < 2 or any(kind not in _STRING_PUSH for kind, _ in pushes):
                 raise ValueError("it builds the name of a callable at run time")
-            module, name = str(pushes[0][1]), str(pushes[1][1])
-            names.append(f"{module}.{name}")
-            if (module, name) not in _SAFE_GLOBALS and not (module == "torch" and _SAFE_STORAGE.match(name)):
-                raise ValueError(f"it names {module}.{name}")
+            names.append((str(pushes[0][1]), str(pushes[1][1])))
         elif opcode.name in ("OBJ", "EXT1", "EXT2", "EXT4"):
             raise ValueError(f"it uses the {opcode.name} opcode")
         recent = [*recent[-7:], (opcode.name, arg)]
     return names
+
+
+def _check_tensor_pickle(data: bytes) -> None:
+    for module, name in pickle_globals(data):
+        if (module, name) not in _SAFE_GLOBALS and not (module == "torch" and _SAFE_STORAGE.match(name)):
+            raise ValueError(f"it names {module}.{name}")
 
 
 def _check_sample_inputs(path: Path, entry: str, content: bytes) -> None:
@@ -118,7 +126,7 @@ def _check_sample_inputs(path: Path, entry: str, content: bytes) -> None:
             pickles = [n for n in inner.namelist() if n.endswith(".pkl")]
             if len(pickles) != 1 or not pickles[0].endswith("/data.pkl"):
                 raise _refuse(path, f"its sample inputs {entry} hold {len(pickles)} pickles where torch.save writes one data.pkl.")
-            _pickle_globals(inner.read(pickles[0]))
+            _check_tensor_pickle(inner.read(pickles[0]))
     except zipfile.BadZipFile:
         raise _refuse(path, f"its sample inputs {entry} are a bare pickle, not what torch.export.save writes.") from None
     except ValueError as exc:

@@ -3,7 +3,9 @@
 ``torch.jit.load`` compiles the archive's code and, for every object whose class defines
 ``__setstate__``, runs that method while loading; ``forward`` runs on the dry run. So:
 
-1. before loading, the archive's code files are read as text and any ``__setstate__`` is refused;
+1. before loading, the archive's code and pickles are read as bytes: any ``__setstate__`` in the
+   code, and any TorchBind class (``torch.classes.*``: C++ objects such as process groups, NNAPI
+   compilations or quantized packed weights, whose own ``__setstate__`` runs while loading), is refused;
 2. the archive is compiled into a compilation unit of its own, and every function in it (every
    method of every module and class, whether ``forward`` calls it or not) is checked against the
    operator allowlist of :mod:`models.operator_allowlist`, blocks and subgraphs included;
@@ -19,14 +21,24 @@ from pathlib import Path
 import torch
 
 from audits.errors import ModelLoadError, UnsafeModelError
+from models.archive_inspection import pickle_globals
 from models.operator_allowlist import REFUSAL_FIX, operator_refusal
 
 _LOAD_HOOK = re.compile(rb"__setstate__")
+_TORCHBIND = re.compile(rb"torch\.classes\.")
 _MAX_CODE_BYTES = 64 << 20  # TorchScript code of the largest real models is a few MB
 
 
+def _names_torchbind(pickle_bytes: bytes) -> bool:
+    """Whether a TorchScript pickle names a TorchBind class, or names classes in a way that cannot be read."""
+    try:
+        return any("torch.classes" in f"{module}.{name}" for module, name in pickle_globals(pickle_bytes))
+    except ValueError:
+        return True
+
+
 def refuse_load_hooks(path: Path) -> None:
-    """Refuse an archive whose code defines ``__setstate__`` (it would run inside ``torch.jit.load``).
+    """Refuse an archive whose code defines ``__setstate__`` or that holds TorchBind objects (both run inside ``torch.jit.load``).
 
     Raises
     ------
@@ -47,16 +59,23 @@ def refuse_load_hooks(path: Path) -> None:
                 )
             total = 0
             for info in infos:
-                if not info.filename.endswith(".py"):
+                if not info.filename.endswith((".py", ".pkl")):
                     continue
                 total += info.file_size
                 if total > _MAX_CODE_BYTES:
                     raise ModelLoadError(
-                        f"{path.name} holds more than {_MAX_CODE_BYTES >> 20} MB of TorchScript code.", fix="Save the model again with torch.jit.save."
+                        f"{path.name} holds more than {_MAX_CODE_BYTES >> 20} MB of TorchScript code and pickles.",
+                        fix="Save the model again with torch.jit.save.",
                     )
                 with archive.open(info) as fh:
                     code = fh.read(_MAX_CODE_BYTES + 1)
-                if _LOAD_HOOK.search(code):
+                if _TORCHBIND.search(code) or (info.filename.endswith(".pkl") and _names_torchbind(code)):
+                    raise UnsafeModelError(
+                        f"{path.name} uses a TorchBind class (torch.classes.*) in {info.filename}: C++ objects outside the model's code, "
+                        "some of which run while loading. The model is refused.",
+                        fix="Export a float model without quantized packed parameters or other torch.classes objects.",
+                    )
+                if info.filename.endswith(".py") and _LOAD_HOOK.search(code):
                     raise UnsafeModelError(
                         f"{path.name} defines __setstate__ in {info.filename}: torch.jit.load would run it while loading, before any check. The model is refused.",
                         fix="Remove __setstate__ from the model's modules and classes (keep state in tensors and plain attributes) and save it again.",

@@ -14,6 +14,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -291,6 +292,17 @@ def test_a_torchscript_setstate_that_runs_during_torch_jit_load_is_refused_unloa
     result = _cli_run(_image_card(image_bundle, "onload-ts", "torchscript", weights), tmp_path / "out")
     assert result.returncode == 2 and "defines __setstate__" in result.stderr, result.stderr[-2000:]
     assert not marker.exists()
+
+
+def test_a_torchscript_archive_holding_torchbind_objects_is_refused_unloaded(tmp_path):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    with warnings.catch_warnings():  # torch deprecates eager quantization in favour of torchao
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8)
+    path = tmp_path / "quantized.ts"
+    torch.jit.save(torch.jit.script(quantized), str(path))
+    with pytest.raises(UnsafeModelError, match=r"uses a TorchBind class \(torch\.classes\.\*\)"):
+        load_torchscript(path, torch.device("cpu"))
 
 
 def test_operator_allowlist():
