@@ -234,23 +234,24 @@ def test_pt2_pickle_content_native_code_and_foreign_targets_are_refused(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("net", "example"),
+    ("build", "example"),
     [
-        (DigitsCNN(in_channels=1, n_classes=10, width=4), torch.zeros(2, 1, 8, 8)),
-        (TabularMLP(in_features=7, n_classes=2, hidden=[8]), torch.zeros(2, 7)),
-        (DigitsViT(), torch.zeros(2, 1, 8, 8)),
+        (lambda: DigitsCNN(in_channels=1, n_classes=10, width=4), torch.zeros(2, 1, 8, 8)),
+        (lambda: TabularMLP(in_features=7, n_classes=2, hidden=[8]), torch.zeros(2, 7)),
+        (DigitsViT, torch.zeros(2, 1, 8, 8)),
     ],
     ids=["cnn", "mlp", "vit"],
 )
-def test_the_zoo_architectures_pass_both_checks(tmp_path, net, example):
-    net = net.eval()
+def test_the_zoo_architectures_pass_both_checks(tmp_path, build, example):
+    torch.manual_seed(0)
+    net = build().eval()
     exported = tmp_path / "model.pt2"
     torch.export.save(torch.export.export(net, (example,)), str(exported))
     inspect_export_archive(exported)
     scripted = tmp_path / "model.ts"
     torch.jit.save(torch.jit.script(net), str(scripted))
     loaded = load_torchscript(scripted, torch.device("cpu"))
-    torch.testing.assert_close(loaded(example), net(example))
+    torch.testing.assert_close(loaded(example), net(example), rtol=1e-4, atol=1e-5)  # scripted kernels may reorder sums
 
 
 # --- TorchScript ----------------------------------------------------------------------------
@@ -327,7 +328,7 @@ def _scripted_card(bundle: dict, module: nn.Module, name: str) -> Path:
 def test_uploads_that_exhaust_memory_or_time_are_stopped_with_a_clear_message(image_bundle):
     card = _scripted_card(image_bundle, HugeAllocation(), "huge")
     with pytest.raises(ModelLoadError, match="more than its memory limit of 3072 MiB") as info:
-        validate_in_sandbox(card, limits=SandboxLimits(memory_mb=3072, timeout_s=300))
+        validate_in_sandbox(card, limits=SandboxLimits(memory_mb=3072, timeout_s=900))
     assert "AUDITS_UPLOAD_MEMORY_MB" in info.value.fix
 
     card = _scripted_card(image_bundle, SlowLoop(), "slow")
