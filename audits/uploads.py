@@ -80,6 +80,9 @@ class ModelUploads:
     ) -> Path:
         """Validate an uploaded model (card, weights, evaluation data) and keep it; returns its card path.
 
+        Validation runs in a confined child process on the CPU (``models.sandbox``), whatever
+        ``device`` says: it is kept for callers that pass it.
+
         Raises
         ------
         UploadError, CardError, ModelLoadError, DataError
@@ -196,11 +199,3 @@ def _check_architecture(card) -> None:
             f"The card's architecture {card.architecture.target!r} is not one of this project's (models.*).",
             fix="Upload a whole-model export (TorchScript .pt or torch.export .pt2) instead, or use an architecture from models.architectures; other classes can be audited with the CLI.",
         )
-
-
-def _validate_loads(card, device: str | None) -> None:
-    from audits.data import load_data
-    from models.loader import load_model
-
-    load_model(card, device=device)
-    load_data(card)

@@ -24,7 +24,7 @@ import yaml
 from torch import nn
 
 from audits.errors import ModelLoadError, UnsafeModelError
-from audits.store import AuditStore, UploadedFile
+from audits.uploads import ModelUploads, UploadedFile
 from models.architectures import DigitsCNN, DigitsViT, TabularMLP
 from models.archive_inspection import inspect_export_archive
 from models.operator_allowlist import export_target_refusal, operator_refusal
@@ -153,7 +153,7 @@ def _image_card(bundle: dict, name: str, fmt: str, weights: Path) -> Path:
     return write_card(weights.parent, card)
 
 
-def _upload(store: AuditStore, bundle: dict, card_path: Path, weights: Path) -> None:
+def _upload(store: ModelUploads, bundle: dict, card_path: Path, weights: Path) -> None:
     folder = bundle["dir"]
     store.register_model(
         UploadedFile("card.yaml", card_path.read_bytes()),
@@ -163,7 +163,7 @@ def _upload(store: AuditStore, bundle: dict, card_path: Path, weights: Path) -> 
     )
 
 
-def _assert_nothing_registered(store: AuditStore) -> None:
+def _assert_nothing_registered(store: ModelUploads) -> None:
     assert store.model_card_paths() == {}
     assert not any((store.root / ".incoming").glob("*/*"))
 
@@ -187,7 +187,7 @@ def test_pickle_flagged_pt2_runs_its_payload_in_torch_but_is_refused_by_the_cli_
     assert "Traceback" not in result.stderr
     assert not marker.exists() and not (tmp_path / "out" / "report.json").exists()
 
-    store = AuditStore(tmp_path / "store")
+    store = ModelUploads(tmp_path / "store")
     with pytest.raises(UnsafeModelError, match="as pickled"):
         _upload(store, image_bundle, card_path, hostile)
     assert not marker.exists()
@@ -273,7 +273,7 @@ def test_a_torchscript_model_that_writes_a_file_runs_in_torch_but_is_refused_bef
     assert "Traceback" not in result.stderr
     assert not marker.exists() and not (tmp_path / "out" / "report.json").exists()
 
-    store = AuditStore(tmp_path / "store")
+    store = ModelUploads(tmp_path / "store")
     with pytest.raises(UnsafeModelError, match="aten::from_file"):
         _upload(store, image_bundle, card_path, weights)
     assert not marker.exists()
@@ -376,7 +376,7 @@ def test_a_valid_upload_still_registers_through_the_sandbox(tmp_path, image_bund
     weights = image_bundle["dir"] / "model.ts"
     torch.jit.save(torch.jit.trace(image_bundle["net"], torch.zeros(1, 1, 8, 8)), str(weights))
     card_path = _image_card(image_bundle, "traced-upload", "torchscript", weights)
-    store = AuditStore(tmp_path / "store")
+    store = ModelUploads(tmp_path / "store")
     _upload(store, image_bundle, card_path, weights)
     assert list(store.model_card_paths()) == ["traced-upload"]
     assert yaml.safe_load(store.model_card_paths()["traced-upload"].read_text())["weights"] == "model.ts"
