@@ -80,12 +80,16 @@ class ModelUploads:
     ) -> Path:
         """Validate an uploaded model (card, weights, evaluation data) and keep it; returns its card path.
 
+        Validation runs in a confined child process on the CPU (``models.sandbox``), whatever
+        ``device`` says: it is kept for callers that pass it.
+
         Raises
         ------
         UploadError, CardError, ModelLoadError, DataError
             With the problem and the fix; nothing is kept.
         """
         from models.card import parse_card
+        from models.sandbox import validate_in_sandbox
 
         files = [f for f in (card, weights, data, attributes) if f is not None]
         for f in files:
@@ -125,7 +129,7 @@ class ModelUploads:
                 if f is not None:
                     (staging / _safe_name(f.name)).write_bytes(f.content)
             (staging / "card.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-            _validate_loads(parsed, device)
+            validate_in_sandbox(staging / "card.yaml")  # a separate, confined process: models.sandbox
             target = self.models_dir / parsed.name
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
@@ -195,11 +199,3 @@ def _check_architecture(card) -> None:
             f"The card's architecture {card.architecture.target!r} is not one of this project's (models.*).",
             fix="Upload a whole-model export (TorchScript .pt or torch.export .pt2) instead, or use an architecture from models.architectures; other classes can be audited with the CLI.",
         )
-
-
-def _validate_loads(card, device: str | None) -> None:
-    from audits.data import load_data
-    from models.loader import load_model
-
-    load_model(card, device=device)
-    load_data(card)

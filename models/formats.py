@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 
 from audits.errors import ModelLoadError, UnsafeModelError
+from models.archive_inspection import inspect_export_archive
+from models.torchscript_ops import load_torchscript
 
 PICKLE_FIX = (
     "Export the model without pickle: save its state_dict with safetensors "
@@ -109,7 +111,7 @@ def read_torchscript(path: Path) -> torch.jit.ScriptModule:
     """A TorchScript module (``torch.jit.save``) on the CPU; a pickle under that name is refused unread."""
     _require_zip(path, "torchscript", "Save it with torch.jit.save.")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        return load_torchscript(path, torch.device("cpu"))  # checks its code before any of it runs
     except (RuntimeError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(
             f"{path.name} is not a loadable TorchScript archive ({str(exc).splitlines()[0]}).",
@@ -120,6 +122,7 @@ def read_torchscript(path: Path) -> torch.jit.ScriptModule:
 def read_exported_program(path: Path) -> torch.export.ExportedProgram:
     """A ``torch.export`` program (``torch.export.save``); a pickle under that name is refused unread."""
     _require_zip(path, "torch_export", "Save it with torch.export.save.")
+    inspect_export_archive(path)  # refuses pickled entries, native code and foreign graph targets unread
     try:
         return torch.export.load(str(path))
     except Exception as exc:  # torch.export raises several unrelated types on bad archives
