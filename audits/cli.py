@@ -33,7 +33,7 @@ def _progress_bar(label: str):
 def _audit_one(
     model_ref: str, *, spec_path: str | None, out: Path, device: str | None, data_path: str | None, samples: int | None, seed: int | None, figures: int, quiet: bool,
     policy_path: str | None = None, pdf: bool = True, html: bool = True, store_url: str | None = None,
-) -> int:  # fmt: skip
+):  # fmt: skip
     from audits.data import load_data
     from audits.engine import run_audit
     from audits.policy import apply_policy, load_policy
@@ -68,7 +68,7 @@ def _audit_one(
         print(f"  rendered {', '.join(str(p) for p in written[1:])}")
     if store is not None:
         print(f"  recorded run {store_commands.record_cli_run(store, report, written, started_at).run_id} in {store.location}")
-    return 0
+    return report
 
 
 def _print_summary(report, report_path: Path, figures: list[Path], elapsed: float) -> None:
@@ -95,10 +95,20 @@ def _print_summary(report, report_path: Path, figures: list[Path], elapsed: floa
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _audit_one(
-        args.model, spec_path=args.spec, out=Path(args.out), device=args.device, data_path=args.data, samples=args.samples, seed=args.seed, figures=args.figures, quiet=args.quiet,
-        policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html, store_url=args.store,
-    )  # fmt: skip
+    from audits.commands.scan_commands import EXIT_CRASH, run_exit_code
+    from audits.findings import overall_verdict
+
+    try:
+        report = _audit_one(
+            args.model, spec_path=args.spec, out=Path(args.out), device=args.device, data_path=args.data, samples=args.samples, seed=args.seed, figures=args.figures, quiet=args.quiet,
+            policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html, store_url=args.store,
+        )  # fmt: skip
+    except (AuditError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # the audit crashed: exit 3 (as audits scan), not 1, which means 'a policy fails'
+        print(f"error: the audit crashed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_CRASH
+    return run_exit_code(overall_verdict(report.findings), args.fail_on)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -206,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-pdf", action="store_true", help="do not render report.pdf")
     run.add_argument("--no-html", action="store_true", help="do not render report.html")
     run.add_argument("--store", help="also record the run in this store (URL or folder; see audits verify --help)")
+    run.add_argument("--fail-on", choices=("fail", "warn", "never"), default="never", help="exit 1 when the verdict is fail, fail or warn, or never (default); bad input exits 2")
     common(run)
     run.set_defaults(func=_cmd_run)
 
@@ -230,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     dashboard.set_defaults(func=_cmd_dashboard)
     store_commands.add_parsers(sub)  # verify, history, import, diff, store
+
+    from audits.commands import scan_commands
+
+    scan_commands.add_parsers(sub)
     return parser
 
 
