@@ -77,7 +77,12 @@ def test_a_crashed_audit_fails_its_own_run_not_the_plan(tmp_path, capsys, tabula
     broken = broken_card(tabular_bundle, tmp_path / "broken")
     plan = write_plan(
         tmp_path,
-        {"name": "p", "spec": FAST_TABULAR_SPEC, "policy": PASSING, "models": [{"card": str(broken)}, {"card": str(tabular_bundle["card_path"]), "policy": FAILING}]},
+        {
+            "name": "p",
+            "spec": FAST_TABULAR_SPEC,
+            "policy": PASSING,
+            "models": [{"card": str(broken)}, {"card": str(tabular_bundle["card_path"]), "policy": FAILING}],
+        },
     )
     code, out, err = _scan(capsys, "--plan", str(plan), "--store", url, "--junit", str(tmp_path / "junit.xml"))
     assert code == 3  # a crash outranks the failing policy of the other model

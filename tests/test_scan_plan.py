@@ -43,7 +43,11 @@ def test_cards_globs_shorthands_and_per_model_policies_resolve(tmp_path, tabular
         },
     )
     targets = resolve_targets(load_plan(path))
-    assert [(t.model_name, t.policy.name, t.spec.samples) for t in targets] == [("digits-cnn", "all", None), ("tiny-mlp", "all", None), ("tiny-cnn", "strict", 3)]
+    assert [(t.model_name, t.policy.name, t.spec.samples) for t in targets] == [
+        ("digits-cnn", "all", None),
+        ("tiny-mlp", "all", None),
+        ("tiny-cnn", "strict", 3),
+    ]
     assert targets[1].card_path == tabular_bundle["card_path"].resolve()
     again = type(targets[2]).from_dict(json.loads(json.dumps(targets[2].to_dict())))  # what a Ray worker receives
     assert again == targets[2]
@@ -55,7 +59,10 @@ def test_cards_globs_shorthands_and_per_model_policies_resolve(tmp_path, tabular
         ({"name": "p", "models": ["no-such-model"]}, ["models[0].zoo: unknown model 'no-such-model'", "adult-mlp"]),
         ({"name": "p", "models": ["adult-mlp"], "schedule": {"cron": "61 * * * *"}}, ["schedule", "cron '61 * * * *' is invalid", "0 2 * * *"]),
         ({"name": "p", "models": ["adult-mlp"], "schedule": {"cron": "0 2 * *"}}, ["schedule", "has 4 fields"]),
-        ({"name": "p", "models": ["adult-mlp"], "schedule": {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}}, ["schedule.timezone", "unknown time zone 'Mars/Olympus'"]),
+        (
+            {"name": "p", "models": ["adult-mlp"], "schedule": {"cron": "0 2 * * *", "timezone": "Mars/Olympus"}},
+            ["schedule.timezone", "unknown time zone 'Mars/Olympus'"],
+        ),
         ({"name": "p", "models": [{"zoo": "adult-mlp", "card": "x.yaml"}]}, ["models.0", "exactly one of zoo, card or glob"]),
         ({"name": "p", "models": ["adult-mlp"], "notify": {"webhooks": [{"url": "ftp://x"}]}}, ["notify.webhooks.0.url", "http:// or https://"]),
         ({"name": "p", "models": [], "extra": 1}, ["models: List should have at least 1 item", "extra: Extra inputs are not permitted"]),

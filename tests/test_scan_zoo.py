@@ -14,7 +14,11 @@ from audits.store import open_store
 
 ZOO = ["adult-mlp", "digits-cnn", "digits-vit", "toxicity-minilm"]
 # Small sample budgets: every model still gets its forward pass, attributions, calibration and group metrics.
-FAST_SPEC = {"samples": 1, "max_rows": 64, "exclude": ["kernel_shap_image", "lime_image", "kernel_shap_text", "lime_text", "identity_terms", "text_robustness", "occlusion", "corruptions"]}
+FAST_SPEC = {
+    "samples": 1,
+    "max_rows": 64,
+    "exclude": ["kernel_shap_image", "lime_image", "kernel_shap_text", "lime_text", "identity_terms", "text_robustness", "occlusion", "corruptions"],
+}
 LENIENT = {"name": "lenient", "checks": [{"id": "accuracy", "check": "min_accuracy", "threshold": 0.5}]}
 STRICT = {"name": "strict", "checks": [{"id": "accuracy", "check": "min_accuracy", "threshold": 0.99}]}  # adult-mlp is ~85% accurate
 
@@ -28,7 +32,19 @@ def zoo_scans(tmp_path_factory) -> dict:
     url = f"sqlite:///{folder / 'store.db'}"
     out = {"folder": folder, "url": url, "codes": []}
     for i, fail_on in enumerate(("fail", "never")):
-        argv = ["scan", "--plan", str(plan), "--store", url, "--fail-on", fail_on, "--junit", str(folder / f"junit{i}.xml"), "--summary", str(folder / f"summary{i}.md")]
+        argv = [
+            "scan",
+            "--plan",
+            str(plan),
+            "--store",
+            url,
+            "--fail-on",
+            fail_on,
+            "--junit",
+            str(folder / f"junit{i}.xml"),
+            "--summary",
+            str(folder / f"summary{i}.md"),
+        ]
         out["codes"].append(main(argv))
     return out
 
@@ -94,7 +110,20 @@ def test_audits_run_fail_on_gives_the_same_exit_codes(tmp_path, tabular_bundle):
     spec.write_text("samples: 1\nprobes: [{name: calibration}]\n")
     strict = tmp_path / "strict.yaml"
     strict.write_text(yaml.safe_dump(STRICT))
-    base = ["run", "--model", str(tabular_bundle["card_path"]), "--spec", str(spec), "--policy", str(strict), "--quiet", "--no-pdf", "--no-html", "--figures", "0"]
+    base = [
+        "run",
+        "--model",
+        str(tabular_bundle["card_path"]),
+        "--spec",
+        str(spec),
+        "--policy",
+        str(strict),
+        "--quiet",
+        "--no-pdf",
+        "--no-html",
+        "--figures",
+        "0",
+    ]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0  # default: never
     assert main([*base, "--out", str(tmp_path / "b"), "--fail-on", "fail"]) == 1
     lenient = tmp_path / "lenient.yaml"

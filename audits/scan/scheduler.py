@@ -126,9 +126,9 @@ class PlanScheduler:
         self.store = open_plan_store(self.store_url)
         self.schedule = schedule
         self.trigger = cron_trigger(schedule.cron, schedule.timezone)
-        jobstore = SafeSQLAlchemyJobStore(engine=self.store.engine, tablename=JOB_TABLE)
+        self.jobstore = SafeSQLAlchemyJobStore(engine=self.store.engine, tablename=JOB_TABLE)
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": jobstore},
+            jobstores={"default": self.jobstore},
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": schedule.misfire_grace_s},
             timezone=self.trigger.timezone,
@@ -150,7 +150,12 @@ class PlanScheduler:
                 fix="Check the store URL; a job row it refuses can be deleted from the audits_scheduler_jobs table.",
             ) from None
         args = [self.plan_path, self.store_url]
-        job = self.scheduler.get_job(self.job_id)
+        try:
+            job = self.scheduler.get_job(self.job_id)
+        except pickle.UnpicklingError as exc:  # a row someone wrote by hand: never run it, replace it
+            log.warning("plan %s: the stored scheduler job was refused (%s); replacing it with the plan's schedule", self.loaded.name, exc)
+            self.jobstore.remove_job(self.job_id)
+            job = None
         if job is None or repr(job.trigger) != repr(self.trigger) or list(job.args) != args or job.misfire_grace_time != self.schedule.misfire_grace_s:
             self.scheduler.add_job(
                 scheduled_scan, self.trigger, args=args, id=self.job_id, name=f"audits scan {self.loaded.name}", replace_existing=True,
