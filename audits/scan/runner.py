@@ -110,20 +110,38 @@ def previous_run(store, model: str, plan: str):
     return next((r for r in store.runs(model=model, plan=plan) if r.status == "completed"), None)  # newest first
 
 
+def _stored_statuses(store, run_id: str) -> dict[str, tuple[str, float | None]]:
+    """Finding key -> (status, measured) of a stored run, from the findings table (no report to load and parse)."""
+    out = {}
+    for row in store.findings(run_id).to_dict("records"):
+        key = f"{row['check_id']}/{row['subject']}" if row["subject"] else row["check_id"]  # as Finding.key
+        measured = row["measured"]
+        out[key] = (row["status"], None if measured is None or measured != measured else float(measured))  # NaN from pandas: missing
+    return out
+
+
 def regressions_since(store, previous, outcome: AuditOutcome) -> list[dict]:
-    """Findings that got worse since ``previous`` (``audits.diff``), as plain data for alerts and summaries."""
+    """Findings whose status got worse since ``previous`` (``audits.diff.FindingChange.is_regression``), as plain data."""
     if previous is None or outcome.report is None:
         return []
-    from audits.diff import diff_reports
+    from audits.diff import FindingChange
 
-    diff = diff_reports(store.load_report(previous.run_id), outcome.report)
-    return [
-        {
-            "key": c.key, "title": c.title, "kind": c.kind, "old_status": c.old_status, "new_status": c.new_status,
-            "old_value": c.old_value, "new_value": c.new_value, "threshold": c.threshold, "previous_run_id": previous.run_id,
-        }
-        for c in diff.regressions
-    ]  # fmt: skip
+    old = _stored_statuses(store, previous.run_id)
+    out = []
+    for new in outcome.report.findings:
+        before_status, before_value = old.get(new.key, (None, None))
+        change = FindingChange(
+            key=new.key, title=new.title, old_status=before_status, new_status=new.status,
+            old_value=before_value, new_value=new.measured, threshold=f"{new.direction} {new.threshold:g}",
+        )  # fmt: skip
+        if change.is_regression:
+            out.append(
+                {
+                    "key": change.key, "title": change.title, "kind": change.kind, "old_status": change.old_status, "new_status": change.new_status,
+                    "old_value": change.old_value, "new_value": change.new_value, "threshold": change.threshold, "previous_run_id": previous.run_id,
+                }
+            )  # fmt: skip
+    return out
 
 
 def record_outcome(store, loaded: LoadedPlan, outcome: AuditOutcome, *, user: str) -> ModelScan:
