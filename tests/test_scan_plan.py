@@ -129,3 +129,26 @@ def test_the_published_schema_is_current_and_accepts_the_example():
 )
 def test_exit_codes(verdicts, fail_on, code):
     assert exit_code_for(verdicts, fail_on) == code
+
+
+def test_the_deployment_and_ci_recipes_parse_and_their_plans_validate():
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    manifests = list(yaml.safe_load_all((docs / "deploy" / "kubernetes-cronjob.yaml").read_text()))
+    assert [m["kind"] for m in manifests] == ["Secret", "ConfigMap", "CronJob"]
+    plan = parse_plan(yaml.safe_load(manifests[1]["data"]["scan.yaml"]), source="ConfigMap")
+    assert [t.model_name for t in resolve_targets(plan)] == ["adult-mlp", "digits-cnn", "digits-vit", "toxicity-minilm"]
+    cron = manifests[2]["spec"]
+    cron_trigger(cron["schedule"], cron["timeZone"])
+    assert cron["concurrencyPolicy"] == "Forbid"
+    command = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:4] == ["audits", "scan", "--plan", "/plan/scan.yaml"]
+    workflow = yaml.safe_load((docs / "ci" / "github-actions.yml").read_text())
+    steps = " ".join(s.get("run", "") for s in workflow["jobs"]["scan"]["steps"])
+    assert "audits scan --plan examples/scan.yaml" in steps and "$GITHUB_STEP_SUMMARY" in steps
+    gitlab = yaml.safe_load((docs / "ci" / "gitlab-ci.yml").read_text())
+    assert gitlab["audit-scan"]["artifacts"]["reports"]["junit"] == "audit-junit.xml"
+    # every CLI flag the recipes use exists
+    from audits.cli import build_parser
+
+    build_parser().parse_args(command[1:])
+    build_parser().parse_args(["scan", "--plan", "p.yaml", "--fail-on", "fail", "--junit", "j.xml", "--summary", "s.md"])
