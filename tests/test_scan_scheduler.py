@@ -251,3 +251,39 @@ def test_a_plan_without_a_schedule_is_refused(tmp_path, tabular_bundle):
     path = write_plan(tmp_path, {"name": "p", "models": [{"card": str(tabular_bundle["card_path"])}]})
     with pytest.raises(PlanError, match="has no schedule"):
         PlanScheduler(path, store_url=f"sqlite:///{tmp_path / 'store.db'}")
+
+
+def test_audits_schedule_runs_on_its_cron_and_stops_cleanly_on_sigterm(tmp_path, tabular_bundle):
+    """The real command in a subprocess, on the real clock: a cron every 2 seconds, SIGTERM after the first run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    raw = {
+        "name": "hourly",
+        "spec": FAST_TABULAR_SPEC,
+        "policy": PASSING,
+        "models": [{"card": str(tabular_bundle["card_path"])}],
+        "schedule": {"cron": "*/2 * * * * *"},
+    }
+    path = write_plan(tmp_path, raw)
+    env = {**os.environ, "AUDITS_USER": "scheduler-test", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "audits", "schedule", "--plan", str(path), "--store", url], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(lambda: proc.poll() is not None or (tmp_path / "store.db").exists() and len(_runs(url)) >= 1, timeout=180)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Scheduling plan hourly: cron '*/2 * * * * *' (UTC)" in out
+    runs = _runs(url)
+    assert runs and {r.user for r in runs} == {"scheduler-test"} and {r.status for r in runs} == {"completed"}
+    assert "stopping after the running scan" in err
