@@ -52,7 +52,14 @@ def webhook_server(hook: Hook) -> Iterator[Hook]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            hook.received.append({"body": json.loads(body), "content_type": self.headers.get("Content-Type"), "at": time.monotonic()})
+            hook.received.append(
+                {
+                    "body": json.loads(body),
+                    "content_type": self.headers.get("Content-Type"),
+                    "authorization": self.headers.get("Authorization"),
+                    "at": time.monotonic(),
+                }
+            )
             if hook.delay_s:
                 time.sleep(hook.delay_s)
             try:

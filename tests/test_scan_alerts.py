@@ -17,7 +17,7 @@ def _plan(folder, bundle, hook_url: str, policy: dict, **hook) -> object:
         "spec": FAST_TABULAR_SPEC,
         "policy": policy,
         "models": [{"card": str(bundle["card_path"])}],
-        "notify": {"webhooks": [{"url": hook_url, **hook}], "run_url": "https://audits.example.org/history?run={run_id}"},
+        "notify": {"webhooks": [{"url": hook_url, **hook}], "run_url": "https://audits.example.org/history?model={model}&run={run_id}"},
     }
     return load_plan(write_plan(folder, raw))
 
@@ -38,7 +38,7 @@ def test_a_failing_verdict_and_a_regression_post_the_documented_payload(tmp_path
         "model": "tiny-mlp",
         "run_id": scan.run_id,
         "verdict": "fail",
-        "link": f"https://audits.example.org/history?run={scan.run_id}",
+        "link": f"https://audits.example.org/history?model=tiny-mlp&run={scan.run_id}",
     }
     # The accuracy check went from pass to fail against the previous run of the plan.
     assert [(r["key"], r["kind"], r["old_status"], r["new_status"], r["previous_run_id"]) for r in body["regressions"]] == [
@@ -81,3 +81,14 @@ def test_a_hanging_endpoint_delays_nothing_beyond_its_timeout(tmp_path, tabular_
 def test_an_unreachable_endpoint_fails_fast_and_keeps_the_run(tmp_path):
     delivery = deliver(Webhook(url="http://127.0.0.1:9/hook", timeout_s=1, retries=1), {"ping": 1})
     assert not delivery.ok and delivery.attempts == 2 and "refused" in delivery.error.lower()
+
+
+def test_header_values_name_environment_variables_read_when_sent(monkeypatch):
+    hook = Webhook(url="http://127.0.0.1:9/hook", headers={"Authorization": "Bearer ${AUDITS_TEST_TOKEN}"})
+    monkeypatch.delenv("AUDITS_TEST_TOKEN", raising=False)
+    missing = deliver(hook, {"ping": 1})
+    assert (missing.ok, missing.attempts, missing.error) == (False, 0, "environment variable AUDITS_TEST_TOKEN (named in a webhook header) is not set")
+    monkeypatch.setenv("AUDITS_TEST_TOKEN", "s3cret")
+    with webhook_server(Hook()) as server:
+        delivered = deliver(hook.model_copy(update={"url": server.url}), {"ping": 1})
+    assert delivered.ok and server.received[0]["authorization"] == "Bearer s3cret"

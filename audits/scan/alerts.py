@@ -8,6 +8,8 @@ the backoff, and never loses the run, which is recorded before any alert is sent
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -44,8 +46,23 @@ def should_alert(verdict: str, regressions: list[dict], *, on_warn: bool) -> boo
     return verdict in ("fail", "crashed") or (on_warn and verdict == "warn") or bool(regressions)
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: str) -> str:
+    """``${NAME}`` in a header value is read from the environment at send time, so tokens stay out of plan files."""
+
+    def lookup(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise LookupError(f"environment variable {name} (named in a webhook header) is not set")
+        return os.environ[name]
+
+    return _ENV_REF.sub(lookup, value)
+
+
 def _post_once(hook: Webhook, body: bytes) -> None:
-    headers = {"Content-Type": "application/json", "User-Agent": f"audits/{__version__}", **hook.headers}
+    headers = {"Content-Type": "application/json", "User-Agent": f"audits/{__version__}", **{k: _expand(v) for k, v in hook.headers.items()}}
     request = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=hook.timeout_s) as response:  # noqa: S310 (the URL is http(s), checked by the plan)
         response.read(65536)
@@ -57,6 +74,10 @@ def deliver(hook: Webhook, payload: dict) -> AlertDelivery:
     """POST ``payload`` to one webhook; retried on any error or non-2xx answer, ``hook.retries`` times at most."""
     body = json.dumps(payload, sort_keys=True).encode()
     error = ""
+    try:
+        {k: _expand(v) for k, v in hook.headers.items()}
+    except LookupError as exc:  # a configuration error: retrying cannot help
+        return AlertDelivery(target=hook.url, ok=False, attempts=0, error=str(exc))
     for attempt in range(1, hook.retries + 2):
         try:
             _post_once(hook, body)

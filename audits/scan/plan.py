@@ -69,7 +69,7 @@ class Webhook(_Strict):
     url: str = Field(description="http(s) URL the alert is POSTed to")
     timeout_s: Annotated[float, Field(gt=0, le=60)] = Field(5.0, description="seconds one attempt may take")
     retries: Annotated[int, Field(ge=0, le=5)] = Field(2, description="further attempts after a failed one")
-    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (e.g. an authorization token)")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers; ${NAME} in a value is read from the environment when sent")
 
     @field_validator("url")
     @classmethod
@@ -84,7 +84,9 @@ class Notify(_Strict):
 
     webhooks: list[Webhook] = Field(default_factory=list)
     on_warn: bool = Field(False, description="also alert when the verdict is warn")
-    run_url: str = Field("http://localhost:8501/history?run={run_id}", description="link to a run; {run_id} is replaced")
+    run_url: str = Field(
+        "http://localhost:8501/history?model={model}&run={run_id}", description="link to a run in alerts; {run_id}, {model} and {plan} are replaced"
+    )
 
 
 class ModelEntry(_Strict):

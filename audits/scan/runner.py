@@ -144,6 +144,13 @@ def regressions_since(store, previous, outcome: AuditOutcome) -> list[dict]:
     return out
 
 
+def run_link(template: str, *, run_id: str, model: str, plan: str) -> str:
+    """The plan's ``notify.run_url`` with ``{run_id}``, ``{model}`` and ``{plan}`` filled in (URL-quoted)."""
+    from urllib.parse import quote
+
+    return template.replace("{run_id}", quote(run_id)).replace("{model}", quote(model)).replace("{plan}", quote(plan))
+
+
 def record_outcome(store, loaded: LoadedPlan, outcome: AuditOutcome, *, user: str) -> ModelScan:
     """Record one model's outcome, then alert when it fails or regressed (each delivery recorded too)."""
     plan = loaded.plan
@@ -158,7 +165,7 @@ def record_outcome(store, loaded: LoadedPlan, outcome: AuditOutcome, *, user: st
     if hooks and should_alert(scan.verdict, regressions, on_warn=plan.notify.on_warn):
         payload = alert_payload(
             plan=plan.name, model=outcome.model_name, run_id=record.run_id, verdict=scan.verdict, regressions=regressions,
-            link=plan.notify.run_url.replace("{run_id}", record.run_id), failing=_failing(outcome.report.findings) if outcome.report else [], error=outcome.error,
+            link=run_link(plan.notify.run_url, run_id=record.run_id, model=outcome.model_name, plan=plan.name), failing=_failing(outcome.report.findings) if outcome.report else [], error=outcome.error,
         )  # fmt: skip
         deliveries = deliver_all(hooks, payload)
         for d in deliveries:
