@@ -35,10 +35,12 @@ class AuditOutcome:
 
     @property
     def crashed(self) -> bool:
+        """True when the audit raised instead of producing a report."""
         return self.report is None
 
     @property
     def audit_seconds(self) -> float:
+        """Wall time of the audit (load, run, policy)."""
         return (self.ended_at - self.started_at).total_seconds()
 
 
@@ -63,6 +65,7 @@ class ModelScan:
 
     @property
     def model_name(self) -> str:
+        """The audited model's name."""
         return self.outcome.model_name
 
     @property

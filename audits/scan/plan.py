@@ -153,6 +153,7 @@ class ScanTarget:
 
     @classmethod
     def from_dict(cls, raw: dict) -> ScanTarget:
+        """The target :meth:`to_dict` described, its spec and policy validated again."""
         return cls(
             model_name=raw["model_name"],
             card_path=Path(raw["card_path"]),
@@ -171,6 +172,7 @@ class LoadedPlan:
 
     @property
     def name(self) -> str:
+        """The plan's name."""
         return self.plan.name
 
 

@@ -71,6 +71,7 @@ JOB_FUNC = "audits.scan.scheduler:scheduled_scan"
 
 
 def job_id(plan: str) -> str:
+    """The scheduler job id of ``plan`` in the job table (one job per plan)."""
     return f"audits-scan:{plan}"
 
 
@@ -136,6 +137,7 @@ class PlanScheduler:
 
     @property
     def job_id(self) -> str:
+        """This plan's job id."""
         return job_id(self.loaded.name)
 
     def start(self) -> None:
@@ -165,6 +167,7 @@ class PlanScheduler:
         self.scheduler.resume()
 
     def next_run_time(self):
+        """When the plan runs next (from the job store), or None when it has no job."""
         job = self.scheduler.get_job(self.job_id)
         return job.next_run_time if job is not None else None
 
@@ -173,6 +176,7 @@ class PlanScheduler:
         self.scheduler.wakeup()
 
     def shutdown(self, wait: bool = True) -> None:
+        """Stop the scheduler; with ``wait`` the running scan finishes first."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
 

@@ -22,6 +22,7 @@ def plan_json_schema() -> dict:
 
 
 def plan_schema_text() -> str:
+    """The schema as the committed file's text (sorted keys, two-space indent)."""
     return json.dumps(plan_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
