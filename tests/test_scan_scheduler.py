@@ -21,6 +21,7 @@ from audits.scan.plan import PlanError
 from audits.scan.scheduler import JOB_TABLE, PlanScheduler, scheduled_scan
 from audits.store import open_store
 from tests.scan_support import FAST_TABULAR_SPEC, PASSING, write_plan
+from tests.store_support import postgres_session
 
 START = datetime(2030, 1, 1, 1, 59, 59, tzinfo=UTC)
 
@@ -105,6 +106,22 @@ def plan(tmp_path, tabular_bundle):
     return make
 
 
+@pytest.fixture(scope="module")
+def pg_server():
+    yield from postgres_session()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store_url(request, tmp_path) -> str:
+    """A fresh store on SQLite, and on a throwaway PostgreSQL server (skipped, with the reason, where none can start)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server = request.getfixturevalue("pg_server")
+    if isinstance(server, tuple):
+        pytest.skip(server[1])
+    return server.create_database()
+
+
 def _wait_for(predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -114,7 +131,11 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
 
 
 def _runs(url: str) -> list:
-    return open_store(url).runs(plan="hourly")
+    store = open_store(url)
+    try:
+        return store.runs(plan="hourly")
+    finally:
+        store.close()
 
 
 def test_a_scheduler_down_across_three_due_times_catches_up_once(tmp_path, clock, audits, plan):
@@ -181,8 +202,8 @@ def test_a_slow_scan_never_overlaps_the_next_due_time(tmp_path, clock, audits, p
         scheduler.shutdown()
 
 
-def test_two_schedulers_on_one_store_run_each_due_time_once(tmp_path, clock, audits, plan):
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def test_two_schedulers_on_one_store_run_each_due_time_once(any_store_url, clock, audits, plan):
+    url = any_store_url
     path = plan()
     one, two = PlanScheduler(path, store_url=url), PlanScheduler(path, store_url=url)
     one.start()
@@ -200,9 +221,9 @@ def test_two_schedulers_on_one_store_run_each_due_time_once(tmp_path, clock, aud
         two.shutdown()
 
 
-def test_the_job_itself_skips_a_due_time_that_is_locked_or_already_served(tmp_path, clock, audits, plan):
+def test_the_job_itself_skips_a_due_time_that_is_locked_or_already_served(any_store_url, clock, audits, plan):
     """Two schedulers firing the same due time at once: the lock, then the store's record, stop the second."""
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    url = any_store_url
     path = str(plan())
     clock.at(2)
     audits.release.clear()
@@ -233,7 +254,7 @@ def test_a_job_row_that_would_run_code_is_refused(tmp_path, clock, audits, plan,
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url)  # a hand-written row, as someone with write access to the database could
     with engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {JOB_TABLE} SET job_state = :state"), {"state": pickle.dumps({"func": Evil()})})
     engine.dispose()

@@ -195,7 +195,8 @@ def run_plan(
     """
     targets = resolve_targets(loaded)  # every bad card, spec or policy fails here, before anything is recorded
     runner = make_executor(executor, address=address, device=device)
-    if store is None:
+    owned = store is None
+    if owned:
         store = open_plan_store(store_url or loaded.plan.store)
     user = user or current_user()
     ttl = lock_ttl_s or (loaded.plan.schedule.lock_ttl_s if loaded.plan.schedule else DEFAULT_LOCK_TTL_S)
@@ -209,14 +210,18 @@ def run_plan(
             if on_model is not None:
                 on_model(scan)
 
-    if lock_held:
-        scan_all()
-    else:
-        with plan_lock(store, loaded.name, ttl) as acquired:
-            if not acquired:
-                raise PlanBusy(
-                    f"Plan {loaded.name!r} is being scanned by another process (its lock is held in the store).",
-                    fix=f"Wait for that scan to finish; a lock left by a crashed process expires after {ttl:.0f} s.",
-                )
+    try:
+        if lock_held:
             scan_all()
+        else:
+            with plan_lock(store, loaded.name, ttl) as acquired:
+                if not acquired:
+                    raise PlanBusy(
+                        f"Plan {loaded.name!r} is being scanned by another process (its lock is held in the store).",
+                        fix=f"Wait for that scan to finish; a lock left by a crashed process expires after {ttl:.0f} s.",
+                    )
+                scan_all()
+    finally:
+        if owned:
+            store.close()
     return ScanResult(plan=loaded.name, models=[scans[t.model_name] for t in targets], started_at=started, ended_at=clock.utcnow())

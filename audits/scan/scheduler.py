@@ -93,16 +93,19 @@ def scheduled_scan(plan_path: str, store_url: str | None = None) -> str:
     schedule = loaded.plan.schedule
     if schedule is None:
         raise PlanError(f"Scan plan {plan_path} has no schedule.", fix="Add 'schedule: {cron: ..., timezone: ...}' to the plan.")
-    store = open_plan_store(store_url or loaded.plan.store)
     trigger = cron_trigger(schedule.cron, schedule.timezone)
-    with plan_lock(store, loaded.name, schedule.lock_ttl_s) as acquired:
-        if not acquired:
-            log.info("plan %s: skipped, another scheduler or scan holds its lock", loaded.name)
-            return "locked"
-        if due_time_served(store, loaded, trigger):
-            log.info("plan %s: skipped, this due time was already served", loaded.name)
-            return "served"
-        result = run_plan(loaded, store=store, lock_held=True)
+    store = open_plan_store(store_url or loaded.plan.store)
+    try:
+        with plan_lock(store, loaded.name, schedule.lock_ttl_s) as acquired:
+            if not acquired:
+                log.info("plan %s: skipped, another scheduler or scan holds its lock", loaded.name)
+                return "locked"
+            if due_time_served(store, loaded, trigger):
+                log.info("plan %s: skipped, this due time was already served", loaded.name)
+                return "served"
+            result = run_plan(loaded, store=store, lock_held=True)
+    finally:
+        store.close()
     log.info("plan %s: %s", loaded.name, ", ".join(f"{m.model_name} {m.verdict} (run {m.run_id})" for m in result.models))
     return "ran"
 
@@ -179,6 +182,7 @@ class PlanScheduler:
         """Stop the scheduler; with ``wait`` the running scan finishes first."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
+        self.store.close()
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         """Start, then block until ``stop`` is set (the CLI sets it on SIGINT and SIGTERM); finish the running scan."""
