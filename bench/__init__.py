@@ -21,7 +21,7 @@ CASES = {
     "B5": "bench.b5_fairness",
     "B6": "bench.b6_end_to_end",
     "B7": "bench.b7_store",
-    "B9": "bench.b9_scan_overhead",
+    "B8": "bench.b8_scan_overhead",
 }
 
 

@@ -1,4 +1,4 @@
-"""B9: what a scan adds to the audits it runs: store writes, hashing, regression diffs, JUnit and Markdown.
+"""B8: what a scan adds to the audits it runs: store writes, hashing, regression diffs, JUnit and Markdown.
 
 The zoo plan of ``examples/scan.yaml`` (quick: two models with tiny budgets) is scanned twice
 into a fresh SQLite store; the second scan is the steady state (each model has a previous
@@ -19,7 +19,7 @@ from audits.scan.runner import run_plan
 from audits.scan.summary import write_summary
 from bench.harness import CaseResult, Check, Config, PeakRSS, Row
 
-CASE = "B9"
+CASE = "B8"
 TITLE = "Scan overhead: store, hashing, regression diff and JUnit against the audits' own time (zoo plan, SQLite)"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "scan.yaml"
 QUICK_SPEC = {"samples": 1, "max_rows": 64, "exclude": ["kernel_shap_image", "lime_image", "occlusion", "corruptions", "lime", "kernel_shap"]}
@@ -27,7 +27,7 @@ QUICK_SPEC = {"samples": 1, "max_rows": 64, "exclude": ["kernel_shap_image", "li
 
 def _plan(config: Config):
     if config.quick:
-        return parse_plan({"name": "bench-quick", "spec": QUICK_SPEC, "models": ["adult-mlp", "digits-cnn"]}, source="B9 quick plan")
+        return parse_plan({"name": "bench-quick", "spec": QUICK_SPEC, "models": ["adult-mlp", "digits-cnn"]}, source="B8 quick plan")
     return load_plan(EXAMPLE)
 
 
