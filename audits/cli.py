@@ -35,22 +35,24 @@ def _audit_one(
     policy_path: str | None = None, pdf: bool = True, html: bool = True, store_url: str | None = None,
 ):  # fmt: skip
     from audits.data import load_data
-    from audits.engine import run_audit
+    from audits.engine import check_torch_version, run_audit
+    from audits.output_folder import replaced_folder
     from audits.policy import apply_policy, load_policy
     from audits.render.export import write_figures, write_outputs
-    from audits.spec import AuditSpec, load_spec
+    from audits.spec import AuditSpec, load_spec, parse_spec
     from models.loader import load_model
     from models.registry import resolve_card
 
     started = time.perf_counter()
+    check_torch_version()  # before any model file is opened
     started_at = datetime.now().astimezone()
     store = store_commands.open_cli_store(store_url) if store_url else None  # an unreachable store fails before the audit
     policy = load_policy(policy_path)  # a bad policy fails before the audit, not after
     card = resolve_card(model_ref)
     spec = load_spec(spec_path) if spec_path else AuditSpec()
     overrides = {k: v for k, v in (("samples", samples), ("seed", seed)) if v is not None}
-    if overrides:
-        spec = spec.model_copy(update=overrides)
+    if overrides:  # through the parser, so --samples 0 is refused like samples: 0 in a spec file
+        spec = parse_spec({**spec.model_dump(exclude_unset=True), **overrides}, source=f"{spec_path or '(defaults)'} with {' and '.join(f'--{k} {v}' for k, v in overrides.items())}")
     handle = load_model(card, device=device)
     data = load_data(card, data_path)
     update, close = _progress_bar(card.name) if not quiet else (None, lambda: None)
@@ -58,11 +60,13 @@ def _audit_one(
         report = run_audit(handle, data, spec, progress=update)
     finally:
         close()
-    out.mkdir(parents=True, exist_ok=True)
     report = apply_policy(report, policy)
-    written = write_outputs(report, json_path=out / "report.json", html_path=out / "report.html" if html else None, pdf_path=out / "report.pdf" if pdf else None, workers=2)
+    with replaced_folder(out) as stage:  # all outputs at once: a killed run leaves the earlier audit whole
+        staged = write_outputs(report, json_path=stage / "report.json", html_path=stage / "report.html" if html else None, pdf_path=stage / "report.pdf" if pdf else None, workers=2)
+        staged_figures = write_figures(report, stage, figures)
+    written = [out / p.relative_to(stage) for p in staged]
+    figures_written = [out / p.relative_to(stage) for p in staged_figures]
     report_path = written[0]
-    figures_written = write_figures(report, out, figures)
     _print_summary(report, report_path, figures_written, time.perf_counter() - started)
     if len(written) > 1:
         print(f"  rendered {', '.join(str(p) for p in written[1:])}")
@@ -119,7 +123,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     source = Path(args.report)
-    report = AuditReport.load(source)
+    report = AuditReport.load(source, verify=True)  # an edited report is refused, not re-rendered
+    if not report.content_sha256:
+        print(f"warning: {source} records no content hash (written by an older version): edits to it cannot be detected.", file=sys.stderr)
     if args.policy:
         report = apply_policy(report, load_policy(args.policy))
     pdf, html = args.pdf, args.html

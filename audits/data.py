@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -105,23 +109,127 @@ def _check_sensitive(frame: pd.DataFrame, sensitive: list[str], source: str) -> 
     missing = [c for c in sensitive if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{source} lacks the sensitive column(s) {missing} that the card declares (columns present: {list(frame.columns)[:12]}).",
+            f"{source} lacks the sensitive column(s) {missing} that the card declares (columns present: {_file_columns(frame)[:12]}).",
             fix="Add the columns to the data, or remove them from data.sensitive in the card.",
         )
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+# Limits on evaluation tables: far above any real evaluation set (the zoo's widest has 14
+# columns, its longest line ~400 characters), low enough that a hostile file is refused before it
+# is parsed: an 84 MB CSV with a million unused columns cost 3 GB of memory when read whole.
+MAX_COLUMNS = 10_000
+MAX_LINE_BYTES = 1 << 20
+
+
+class _LineLimitedReader(io.RawIOBase):
+    """A byte stream that fails once any line runs past ``limit`` bytes (checked as pandas reads it)."""
+
+    def __init__(self, raw: BinaryIO, limit: int, source: str) -> None:
+        self._raw, self._limit, self._source, self._line = raw, limit, source, 0
+        self.line_number = 1
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]  # io's buffer protocol
+        chunk = self._raw.read(len(buffer))
+        n = len(chunk)
+        buffer[:n] = chunk
+        if self._line + n > self._limit:  # only then can a line in this chunk run past the limit
+            start, carried = 0, self._line
+            end = chunk.find(b"\n")
+            while end >= 0:
+                self._check(carried + end - start)
+                carried, start = 0, end + 1
+                self.line_number += 1
+                end = chunk.find(b"\n", start)
+            self._line = carried + n - start
+        else:
+            last = chunk.rfind(b"\n")
+            self.line_number += chunk.count(b"\n")
+            self._line = self._line + n if last < 0 else n - last - 1
+        self._check(self._line)
+        return n
+
+    def _check(self, length: int) -> None:
+        if length > self._limit:
+            raise DataError(
+                f"Data file {self._source} has a line longer than {self._limit // 2**20} MB (line {self.line_number}).",
+                fix="Keep one record per line with only the columns the card needs (features, label, sensitive attributes).",
+            )
+
+
+def _open_bytes(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115  # closed by the caller
+
+
+def _csv_header(path: Path, skip_spaces: bool) -> list[str]:
+    """The column names of a CSV, reading at most ``MAX_LINE_BYTES`` of it."""
+    with _open_bytes(path) as fh:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+    if len(line) > MAX_LINE_BYTES:
+        raise DataError(
+            f"Data file {path} has a header line longer than {MAX_LINE_BYTES // 2**20} MB.",
+            fix=f"Keep only the columns the card needs (at most {MAX_COLUMNS:,}): features, label and sensitive attributes.",
+        )
+    try:
+        names = next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")], skipinitialspace=skip_spaces), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"Data file {path} cannot be read: its header is not UTF-8 CSV ({exc}).", fix="Save the data as UTF-8 CSV with a header row.") from None
+    return names
+
+
+def _check_width(path: Path, columns: list[str]) -> None:
+    if len(columns) > MAX_COLUMNS:
+        raise DataError(
+            f"Data file {path} has {len(columns):,} columns; evaluation data is limited to {MAX_COLUMNS:,}.",
+            fix="Keep only the columns the card needs: features, label and sensitive attributes.",
+        )
+
+
+def _read_table(path: Path, columns: list[str] | None = None, *, text_column: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file, only its ``columns`` that exist (all when None), within the limits above.
+
+    ``text_column`` (text data) is read verbatim: 'NA' and 'null' stay text, and only empty cells
+    of the other columns count as missing. The returned frame's ``attrs["file_columns"]`` lists every
+    column of the file, for messages about absent ones.
+    """
     if not path.is_file():
         raise DataError(f"Data file {path} does not exist.", fix="Correct data.path in the card (relative paths resolve against the card's folder).")
     name = path.name.lower()
     try:
-        if name.endswith(".parquet") or name.endswith(".pq"):
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path, skipinitialspace=True)
-    except Exception as exc:  # pandas raises many parser error types
+        if name.endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            file_columns = list(pq.read_schema(path).names)
+            _check_width(path, file_columns)
+            wanted = file_columns if columns is None else [c for c in file_columns if c in set(columns)]
+            frame = pd.read_parquet(path, columns=wanted)
+        elif name.endswith((".csv", ".csv.gz")):
+            file_columns = _csv_header(path, skip_spaces=text_column is None)
+            _check_width(path, file_columns)
+            wanted = None if columns is None else [c for c in file_columns if c in set(columns)]
+            options: dict = {"keep_default_na": False, "dtype": {text_column: str}} if text_column else {"skipinitialspace": True}
+            with _open_bytes(path) as raw, io.BufferedReader(_LineLimitedReader(raw, MAX_LINE_BYTES, str(path))) as fh:
+                frame = pd.read_csv(fh, usecols=wanted, **options)
+            if text_column:  # empty cells are missing values, except in the text column
+                for column in frame.columns:
+                    if column != text_column and pd.api.types.is_string_dtype(frame[column].dtype):
+                        frame[column] = frame[column].mask(frame[column] == "")
+        else:
+            raise DataError(f"Data file {path} has an unsupported extension.", fix="Use .csv, .csv.gz or .parquet for tabular data.")
+    except DataError:
+        raise
+    except Exception as exc:  # pandas and pyarrow raise many parser error types
         raise DataError(f"Data file {path} cannot be read: {exc}.", fix="Provide a valid CSV or Parquet file.") from None
-    raise DataError(f"Data file {path} has an unsupported extension.", fix="Use .csv, .csv.gz or .parquet for tabular data.")
+    if len(frame) == 0:
+        raise DataError(f"Data file {path} has no rows (only a header).", fix="Provide the evaluation rows: at least one per class, ideally hundreds.")
+    frame.attrs["file_columns"] = file_columns
+    return frame
+
+
+def _file_columns(frame: pd.DataFrame) -> list[str]:
+    return list(frame.attrs.get("file_columns", frame.columns))
 
 
 def _load_image(card: ModelCard, path: Path) -> AuditData:
@@ -138,6 +246,8 @@ def _load_image(card: ModelCard, path: Path) -> AuditData:
         raise DataError(f"{path.name} is not a readable .npz without pickles ({exc}).", fix="Save plain numeric arrays with np.savez.") from None
     if x.ndim != 4 or tuple(x.shape[1:]) != spec.shape:
         raise DataError(f"{path.name}: x has shape {x.shape}, the card expects N x {spec.channels} x {spec.height} x {spec.width}.", fix="Store images as N x C x H x W matching the card's input spec.")
+    if len(x) == 0:
+        raise DataError(f"{path.name} holds no images (x has shape {x.shape}).", fix="Provide the evaluation images: at least one per class, ideally hundreds.")
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         bad = np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))
@@ -152,7 +262,7 @@ def _load_image(card: ModelCard, path: Path) -> AuditData:
     data_card = card.data
     if data_card is not None and data_card.attributes_path:
         attr_path = card.resolve(data_card.attributes_path)
-        attributes = _read_table(attr_path)
+        attributes = _read_table(attr_path, list(data_card.sensitive))
         files.append(attr_path)
         if len(attributes) != len(x):
             raise DataError(f"{attr_path.name} has {len(attributes)} rows but {path.name} has {len(x)} images.", fix="Give exactly one attribute row per image, in the same order.")
@@ -175,39 +285,23 @@ def _check_attribute_values(frame: pd.DataFrame, sensitive: list[str], source: s
 
 
 def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
-    frame = _read_table(path)
-    if label_column not in frame.columns:
-        raise DataError(f"{path.name} has no label column {label_column!r} (columns: {list(frame.columns)[:12]}).", fix="Set data.label_column in the card to the label's column name.")
     encoder = TabularEncoder(card.input)  # type: ignore[arg-type]
-    encoder.validate(frame, source=path.name)
     sensitive = list(card.data.sensitive) if card.data else []
+    frame = _read_table(path, [*encoder.feature_names, label_column, *sensitive])
+    if label_column not in frame.columns:
+        raise DataError(f"{path.name} has no label column {label_column!r} (columns: {_file_columns(frame)[:12]}).", fix="Set data.label_column in the card to the label's column name.")
+    encoder.validate(frame, source=path.name)
     _check_sensitive(frame, sensitive, path.name)
     _check_attribute_values(frame, sensitive, path.name)
     labels = _labels(frame[label_column], card.class_names, path.name)
     raw = frame[encoder.feature_names].reset_index(drop=True)
-    extra = [c for c in frame.columns if c not in encoder.feature_names and c != label_column]
-    attributes = frame[list(dict.fromkeys(sensitive + extra))].reset_index(drop=True)
+    attributes = frame[list(dict.fromkeys(sensitive))].reset_index(drop=True)
     return AuditData(
         modality="tabular", x=encoder.encode(raw), y=labels, class_names=card.class_names,
         attributes=attributes,
         sensitive=sensitive, source=str(path), sha256=_sha256(path), raw=raw,
         feature_names=encoder.feature_names, feature_groups=encoder.groups,
     )
-
-
-def _read_text_table(path: Path, text_column: str) -> pd.DataFrame:
-    """A CSV or Parquet table whose text column is read verbatim ('NA' and 'null' stay text)."""
-    name = path.name.lower()
-    if not path.is_file() or not name.endswith((".csv", ".csv.gz")):
-        return _read_table(path)
-    try:
-        frame = pd.read_csv(path, keep_default_na=False, dtype={text_column: str})
-    except Exception as exc:  # pandas raises many parser error types
-        raise DataError(f"Data file {path} cannot be read: {exc}.", fix="Provide a valid CSV or Parquet file.") from None
-    for column in frame.columns:  # empty cells are missing values, except in the text column
-        if column != text_column and pd.api.types.is_string_dtype(frame[column].dtype):
-            frame[column] = frame[column].mask(frame[column] == "")
-    return frame
 
 
 def _check_texts(values: pd.Series, source: str, column: str) -> list[str]:
@@ -229,21 +323,20 @@ def _load_text(card: ModelCard, path: Path, label_column: str) -> AuditData:
 
     spec = card.input
     assert isinstance(spec, TextInput)
-    frame = _read_text_table(path, spec.text_column)
+    sensitive = list(card.data.sensitive) if card.data else []
+    frame = _read_table(path, [spec.text_column, label_column, *sensitive], text_column=spec.text_column)
     for column, what in ((spec.text_column, "text"), (label_column, "label")):
         if column not in frame.columns:
             key = "input.text_column" if what == "text" else "data.label_column"
-            raise DataError(f"{path.name} has no {what} column {column!r} (columns: {list(frame.columns)[:12]}).", fix=f"Set {key} in the card to the {what}'s column name.")
+            raise DataError(f"{path.name} has no {what} column {column!r} (columns: {_file_columns(frame)[:12]}).", fix=f"Set {key} in the card to the {what}'s column name.")
     texts = _check_texts(frame[spec.text_column], path.name, spec.text_column)
-    sensitive = list(card.data.sensitive) if card.data else []
     _check_sensitive(frame, sensitive, path.name)
     _check_attribute_values(frame, sensitive, path.name)
     labels = _labels(frame[label_column], card.class_names, path.name)
     tokenizer = load_tokenizer(card.tokenizer_path)
-    extra = [c for c in frame.columns if c not in (spec.text_column, label_column)]
     return AuditData(
         modality="text", x=encode_texts(tokenizer, texts, spec.max_length), y=labels, class_names=card.class_names,
-        attributes=frame[list(dict.fromkeys(sensitive + extra))].reset_index(drop=True),
+        attributes=frame[list(dict.fromkeys(sensitive))].reset_index(drop=True),
         sensitive=sensitive, source=str(path), sha256=_sha256(path), raw=frame[[spec.text_column]].reset_index(drop=True),
     )  # fmt: skip
 

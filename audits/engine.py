@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import platform
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +38,49 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+# torch.load's weights_only default, and the safety of the readers this tool relies on, hold from here.
+MIN_TORCH = (2, 10)
+
+
+def check_torch_version(version: str | None = None) -> None:
+    """Refuse a torch older than ``MIN_TORCH`` (the install pin can be bypassed; the run cannot).
+
+    Raises
+    ------
+    AuditError
+        Naming the installed version and the fix.
+    """
+    version = str(torch.__version__ if version is None else version)
+    try:
+        found = tuple(int(part) for part in version.split("+")[0].split(".")[:2])
+    except ValueError:
+        return  # a development build with an unparsable version: nothing to compare
+    if found < MIN_TORCH:
+        raise AuditError(
+            f"torch {version} is installed; audits needs torch {MIN_TORCH[0]}.{MIN_TORCH[1]} or newer (older versions load model files less safely).",
+            fix="pip install 'torch>=2.10' (the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu).",
+        )
+
+
+def _user_name() -> str:
+    """The OS user running the process (the CLI's user); a uid when the system has no name for it."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _tool_version() -> str:
+    try:
+        return metadata.version("audits")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def select_samples(y: np.ndarray, n: int, how: str, rng: np.random.Generator) -> np.ndarray:
     """Indices of the samples to explain: spread over classes ('stratified'), random, or the first n."""
     n = min(n, len(y))
@@ -65,12 +111,16 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None, *, progress: ProgressFn | None = None) -> AuditReport:
+def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None, *, progress: ProgressFn | None = None, user: str | None = None) -> AuditReport:
     """Audit ``model`` on ``data`` as ``spec`` says and return the report.
 
     A probe that does not apply is recorded in ``skipped`` with its reason; a probe that
-    fails is recorded in ``failures`` and the audit goes on.
+    fails is recorded in ``failures`` and the audit goes on. ``user`` is recorded in the
+    provenance as who ran the audit (the dashboard passes the signed-in identity); None
+    records the operating-system user of this process.
     """
+    check_torch_version()
+    started_at = _now()
     spec = spec or AuditSpec()
     spec.validate_probes()
     started = time.perf_counter()
@@ -147,6 +197,11 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         model_calls=calls,
         rows_evaluated=rows,
         sample_budgets={"explained_samples": int(len(sample_idx)), "evaluation_rows": int(len(data)), "probes": budgets},
+        started_at=started_at,
+        ended_at=_now(),
+        user=user if user is not None else _user_name(),
+        tool_version=_tool_version(),
+        host=socket.gethostname(),
     )
     summary = DataSummary(
         modality=data.modality,

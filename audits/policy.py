@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from audits.checks import EVALUATORS, located
 from audits.checks import result_anchor as result_anchor
+from audits.config_files import parse_yaml
 from audits.errors import AuditError
 from audits.findings import SEVERITY, STATUSES, Finding, Status, overall_verdict, status_counts  # noqa: F401  (re-exported)
 from audits.stats import wilson as wilson
@@ -244,7 +245,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
     if not path.is_file():
         raise PolicyError(f"Policy file {path} does not exist.", fix="Pass the path of a policy YAML file (or leave --policy out for the default policy).")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse_yaml(path.read_bytes(), source=str(path), error=PolicyError, what="policy file")  # safe, alias-free, size-capped
     except yaml.YAMLError as exc:
         raise PolicyError(f"Policy file {path} is not valid YAML: {exc}", fix="Fix the YAML syntax.") from None
     return parse_policy(raw, source=str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -52,6 +53,13 @@ class Provenance:
     model_calls: int = 0
     rows_evaluated: int = 0
     sample_budgets: dict = field(default_factory=dict)
+    # Record keeping (EU AI Act Art. 12): when the audit ran (UTC, ISO 8601), for whom, with which
+    # tool and where. Empty in reports written before these were recorded.
+    started_at: str = ""
+    ended_at: str = ""
+    user: str = ""
+    tool_version: str = ""
+    host: str = ""
 
 
 @serializable
@@ -131,6 +139,9 @@ class AuditReport:
     # The explained samples' inputs (for galleries) and the policy the findings come from.
     samples: ExplainedSamples | None = None
     policy: dict = field(default_factory=dict)
+    # sha256 of the canonical JSON of everything else, set when the report is written
+    # (see ``content_sha256``); re-rendering refuses a report whose content no longer matches.
+    content_sha256: str = ""
 
     def explanation(self, method: str) -> AttributionResult | None:
         return next((r for r in self.explanations if r.method == method), None)
@@ -144,7 +155,10 @@ class AuditReport:
         return out
 
     def to_dict(self) -> dict:
-        return to_jsonable(self)
+        """The report as JSON-ready data, carrying the sha256 of its own canonical content."""
+        raw = to_jsonable(self)
+        raw["content_sha256"] = content_sha256(raw)
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict) -> AuditReport:
@@ -184,11 +198,21 @@ class AuditReport:
         return write_atomic(Path(path), self.to_json().encode())
 
     @classmethod
-    def load(cls, path: str | Path) -> AuditReport:
+    def load(cls, path: str | Path, *, verify: bool = False) -> AuditReport:
+        """Read a report.json; with ``verify``, refuse one whose content does not match its recorded sha256."""
         path = Path(path)
         if not path.is_file():
             raise ReportError(f"Report {path} does not exist.", fix="Pass the path of a report.json.")
-        return cls.from_json(path.read_text())
+        text = path.read_text()
+        if verify:
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ReportError(f"The report is not valid JSON: {exc}.", fix="Pass an intact report.json.") from None
+            if isinstance(raw, dict):
+                verify_content(raw, source=str(path))
+                return cls.from_dict(raw)
+        return cls.from_json(text)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -198,8 +222,45 @@ def _version_key(version: str) -> tuple[int, ...]:
         return (-1,)
 
 
+def content_sha256(raw: dict) -> str:
+    """sha256 of a report dict's canonical JSON (sorted keys, no spaces), leaving out ``content_sha256`` itself."""
+    body = {k: v for k, v in raw.items() if k != "content_sha256"}
+    # Through JSON once first, so the hash is the same before writing and after reading (int keys become strings).
+    body = json.loads(json.dumps(body, allow_nan=False))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def verify_content(raw: dict, *, source: str = "the report") -> bool:
+    """Check a report dict against its recorded content hash.
+
+    Returns
+    -------
+    bool
+        True when it matches, False when the report records none (written before hashes were).
+
+    Raises
+    ------
+    ReportError
+        When the content no longer matches the recorded hash: the file was edited after it was written.
+    """
+    recorded = raw.get("content_sha256")
+    if not recorded:
+        return False
+    if content_sha256(raw) != recorded:
+        raise ReportError(
+            f"{source} was changed after it was written: its content no longer matches its sha256 ({str(recorded)[:12]}...).",
+            fix="Use the report as the audit wrote it (from its store or a backup), or re-run the audit; an edited report cannot be re-rendered.",
+        )
+    return True
+
+
 def write_atomic(path: Path, payload: bytes) -> Path:
-    """Write to a temporary file beside ``path``, then rename: a killed write leaves no partial file."""
+    """Write to a temporary file beside ``path``, then rename: a killed write leaves no partial file.
+
+    The file and then its folder are fsynced, so after a power loss the new name points at the
+    complete new content (a rename is durable only once the directory entry is on disk).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -213,4 +274,9 @@ def write_atomic(path: Path, payload: bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return path

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from audits.config_files import format_validation_errors, load_yaml_file
 from audits.errors import SpecError
 from audits.probes import default_probe_names, make_probe, registered_probes
 
@@ -53,23 +53,20 @@ class AuditSpec(BaseModel):
 
 
 def parse_spec(raw: dict | None, *, source: str = "spec") -> AuditSpec:
+    """Validate a spec mapping (unknown keys, probes and parameters are errors naming the field and the fix)."""
     try:
         spec = AuditSpec.model_validate(raw or {})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(spec)'}: {e['msg']}" for e in exc.errors())
-        raise SpecError(f"Audit spec {source} is invalid: {problems}.", fix="Correct the named fields (see the README's 'Audit spec' section).") from None
+        raise SpecError(
+            f"Audit spec {source} is invalid: {format_validation_errors(exc, raw, root='(spec)')}.", fix="Correct the named fields (see the README's 'Audit spec' section)."
+        ) from None
     spec.validate_probes()
     return spec
 
 
 def load_spec(path: str | Path) -> AuditSpec:
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"Spec file {path} does not exist.", fix="Pass the path of a spec YAML file.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"Spec file {path} is not valid YAML: {exc}", fix="Fix the YAML syntax.") from None
+    raw = load_yaml_file(path, error=SpecError, what="spec file", missing_fix="Pass the path of a spec YAML file.")
     if raw is not None and not isinstance(raw, dict):
         raise SpecError(f"Spec file {path} must be a YAML mapping.", fix="See the README's 'Audit spec' section.")
     return parse_spec(raw, source=str(path))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from audits.errors import AuditError, CardError
+from audits.errors import AuditError
 
 STORE_ENV = "AUDITS_STORE"
 DEFAULT_ROOT = "audit-store"
@@ -120,7 +120,7 @@ class ModelUploads:
         staging = self.root / ".incoming" / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
-            parsed = parse_card(raw, base_dir=staging, source=card.name)
+            parsed = parse_card(raw, base_dir=staging, source=card.name, confine=True)  # no path outside the upload
             _check_architecture(parsed)
             taken = set(reserved_names) | set(self.model_card_paths())
             if parsed.name in taken:
@@ -152,15 +152,9 @@ def _safe_name(name: str) -> str:
 def _read_card(card: UploadedFile) -> dict:
     if not card.name.lower().endswith((".yaml", ".yml")):
         raise UploadError(f"The card {card.name} is not a YAML file.", fix="Upload the model card as card.yaml (see the README's 'Model cards').")
-    try:
-        raw = yaml.safe_load(card.content.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CardError(f"The card {card.name} is not UTF-8 text.", fix="Save the card as UTF-8 YAML.") from None
-    except yaml.YAMLError as exc:
-        raise CardError(f"The card {card.name} is not valid YAML: {exc}", fix="Fix the YAML syntax.") from None
-    if not isinstance(raw, dict):
-        raise CardError(f"The card {card.name} must be a YAML mapping.", fix="See models/zoo/*/card.yaml for examples.")
-    return raw
+    from models.card import parse_card_text
+
+    return parse_card_text(card.content, source=card.name)  # safe, alias-free, size-capped
 
 
 def _check_weights(weights: UploadedFile, fmt: object) -> None:

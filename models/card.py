@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from audits.config_files import bounded_size, format_validation_errors, load_yaml_file, parse_yaml
 from audits.errors import CardError
+
+# The card's free-form notes are copied into every report; the zoo's longest are ~2,000 characters.
+MAX_NOTES_CHARS = 64_000
 
 Modality = Literal["image", "tabular", "text"]
 ModelFormat = Literal["safetensors", "pytorch_state_dict", "torchscript", "torch_export", "huggingface"]
@@ -76,6 +79,15 @@ class CategoricalFeature(_Strict):
     name: str
     type: Literal["categorical"] = "categorical"
     levels: list[str]
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _whole_numbers_as_text(cls, value: object) -> object:
+        # YAML reads `levels: [0, 1, 2]` as integers; the data's codes compare as text ("0"), so
+        # integers are taken as written. Floats and booleans (`yes` -> True) are ambiguous: refused.
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> CategoricalFeature:
@@ -171,6 +183,14 @@ class ModelCard(_Strict):
     # Set by load_card: the folder the card came from; relative paths resolve here.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("notes", mode="before")
+    @classmethod
+    def _bounded_notes(cls, value: object) -> object:
+        size = bounded_size(value, MAX_NOTES_CHARS)
+        if size > MAX_NOTES_CHARS:
+            raise ValueError(f"notes hold more than {MAX_NOTES_CHARS:,} characters; keep them to a short provenance record (link longer documents)")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ModelCard:
         if len(self.class_names) < 2:
@@ -216,25 +236,60 @@ class ModelCard(_Strict):
 def load_card(path: str | Path) -> ModelCard:
     """Read and validate a YAML model card; errors name the field and the fix."""
     path = Path(path)
-    if not path.is_file():
-        raise CardError(f"Model card {path} does not exist.", fix="Pass the path of a card YAML file or a zoo model name.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise CardError(f"Model card {path} is not valid YAML: {exc}", fix="Fix the YAML syntax.") from None
+    raw = load_yaml_file(path, error=CardError, what="model card", missing_fix="Pass the path of a card YAML file or a zoo model name.")
     if not isinstance(raw, dict):
         raise CardError(f"Model card {path} must be a YAML mapping.", fix="See models/zoo/*/card.yaml for examples.")
     return parse_card(raw, base_dir=path.parent.resolve(), source=str(path))
 
 
-def parse_card(raw: dict, *, base_dir: Path, source: str = "card") -> ModelCard:
+def parse_card_text(text: str | bytes, *, source: str) -> dict:
+    """The mapping in an uploaded card's YAML text (safe, alias-free, size-capped), not yet validated."""
+    raw = parse_yaml(text, source=source, error=CardError, what="model card")
+    if not isinstance(raw, dict):
+        raise CardError(f"The model card {source} must be a YAML mapping.", fix="See models/zoo/*/card.yaml for examples.")
+    return raw
+
+
+def parse_card(raw: dict, *, base_dir: Path, source: str = "card", confine: bool = False) -> ModelCard:
+    """Validate a card mapping; relative paths resolve against ``base_dir``.
+
+    With ``confine`` (uploaded cards), every path the card names must stay inside ``base_dir``.
+    """
     try:
-        return ModelCard.model_validate({**raw, "base_dir": base_dir})
+        card = ModelCard.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(card)'}: {err['msg']}" for err in exc.errors()
-        )
         raise CardError(
-            f"Model card {source} is invalid: {problems}.",
+            f"Model card {source} is invalid: {format_validation_errors(exc, raw, root='(card)')}.",
             fix="Correct the named fields (see models/zoo/*/card.yaml and the README's 'Model cards' section).",
         ) from None
+    if confine:
+        check_confined(card, source=source)
+    return card
+
+
+def card_paths(card: ModelCard) -> dict[str, str]:
+    """Every path the card names, by its field (``weights``, ``data.path``, ``input.tokenizer``, ...)."""
+    paths = {"weights": card.weights}
+    if card.data is not None:
+        paths["data.path"] = card.data.path
+        if card.data.attributes_path:
+            paths["data.attributes_path"] = card.data.attributes_path
+    if isinstance(card.input, TextInput) and card.input.tokenizer:
+        paths["input.tokenizer"] = card.input.tokenizer
+    return paths
+
+
+def check_confined(card: ModelCard, *, source: str = "card") -> None:
+    """Refuse a card naming a path outside its own folder (absolute, ``..``, or through a symlink).
+
+    An uploaded card is untrusted: a tokenizer at ``/srv/other-model/tokenizer`` or
+    ``../../secrets`` would make the server read files the uploader has no claim to.
+    """
+    root = card.base_dir.resolve()
+    for field_name, value in card_paths(card).items():
+        target = card.resolve(value).resolve()
+        if not target.is_relative_to(root):
+            raise CardError(
+                f"Model card {source}: {field_name} {value!r} points outside the card's own folder.",
+                fix=f"Upload the file(s) with the card and name them relative to it (e.g. {field_name}: {Path(value).name or 'name'}).",
+            )
