@@ -96,3 +96,22 @@ def test_engine_does_not_import_the_ui():
     for path in (REPO / "audits").rglob("*.py"):
         text = path.read_text()
         assert "import streamlit" not in text and "from streamlit" not in text, path
+
+
+@pytest.mark.parametrize("samples", ["0", "-5"])
+def test_samples_override_goes_through_the_spec_parser(tmp_path, tabular_bundle, capsys, samples):
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(tabular_bundle["card_path"]), "--out", str(out), "--quiet", "--samples", samples]) == 2
+    err = capsys.readouterr().err
+    assert f"--samples {samples}" in err and "samples: Input should be greater than or equal to 1" in err
+    assert not out.exists()
+
+
+def test_seed_override_keeps_the_spec_file(tmp_path, tabular_bundle):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("samples: 2\nprobes: [{name: integrated_gradients}]\n")
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(tabular_bundle["card_path"]), "--spec", str(spec), "--out", str(out), "--quiet", "--seed", "7", "--no-pdf", "--no-html"]) == 0
+    report = AuditReport.load(out / "report.json")
+    assert report.provenance.seed == 7 and report.provenance.spec["samples"] == 2
+    assert [r.method for r in report.explanations] == ["integrated_gradients"]

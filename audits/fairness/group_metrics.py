@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 MissingPolicy = Literal["error", "group"]
 MISSING_GROUP = "(missing)"
 FOUR_FIFTHS = 0.8
+# From this many eligible groups a grouping's max-min gap gets a chance check (permutation test).
+CARDINALITY_WARNING = 20
+CHANCE_PERMUTATIONS = 200
 _MEASURES = ("difference", "ratio", "difference_to_overall", "ratio_to_overall")
 
 
@@ -205,6 +208,7 @@ class GroupMetrics(Probe):
         overall = {m: v[:, 0] for m, v in compute(overall_stats).items()}
         overall_table = _overall_table(overall, names, self.ci)
         group_rows, disparity_rows, criteria_rows, fifths_rows, notes = [], [], [], [], []
+        chance: dict[str, dict] = {}
         for g in groupings:
             gstats: GroupStats = stats.grouped(g.group_of_cell, len(g.labels))
             values = compute(gstats)
@@ -219,6 +223,10 @@ class GroupMetrics(Probe):
             criteria_rows += _criteria_rows(g, disp, self.ci, binary=pos is not None)
             if pos is not None:
                 fifths_rows.append(_four_fifths_row(g, disp["selection_rate"], self.ci))
+            if int(eligible.sum()) >= CARDINALITY_WARNING:
+                check = chance_gap(context.proba, data.y, g.group_of_cell[cell], eligible, pos, context.rng(f"{self.name}/{g.name}/chance"))
+                chance[g.name] = check
+                notes.append(_cardinality_note(g.name, check))
         if pos is None:
             notes.append(
                 f"Multiclass model ({len(data.class_names)} classes): selection rate, TPR, FPR and precision are not defined "
@@ -245,8 +253,58 @@ class GroupMetrics(Probe):
             ci=self.ci,
             min_group_size=self.min_group_size,
             notes=notes,
-            quality={"n_rows": int(len(data)), "n_cells": int(n_cells)},
+            quality={"n_rows": int(len(data)), "n_cells": int(n_cells), **({"chance_gaps": chance} if chance else {})},
         )
+
+
+def chance_gap(proba: np.ndarray, y: np.ndarray, group: np.ndarray, eligible: np.ndarray, positive_class: int | None, rng: np.random.Generator, n_perm: int = CHANCE_PERMUTATIONS) -> dict:
+    """The largest gap between eligible groups, against the gaps of random groupings of the same sizes.
+
+    The metric is the selection rate (binary: the positive class predicted) or else accuracy. With k
+    groups there are k(k-1)/2 pairs, so the max-min gap grows by chance alone; shuffling the group
+    labels over the rows (a permutation test) gives the gap that chance produces for these sizes.
+
+    Returns
+    -------
+    dict
+        ``n_groups``, ``metric``, ``gap`` (observed), ``chance_p95`` (95th percentile of the shuffled
+        gaps) and ``p_value`` (share of shuffles with a gap at least as large, with the +1 correction).
+    """
+    pred = proba.argmax(axis=1)
+    hit = (pred == positive_class) if positive_class is not None else (pred == y)
+    keep = eligible[group]
+    codes = np.unique(group[keep], return_inverse=True)[1].reshape(-1)
+    values = hit[keep].astype(np.float64)
+    k = int(codes.max()) + 1
+    sizes = np.bincount(codes, minlength=k)
+
+    def gap(labels: np.ndarray) -> float:
+        rates = np.bincount(labels, weights=values, minlength=k) / sizes
+        return float(rates.max() - rates.min())
+
+    observed = gap(codes)
+    shuffled = np.array([gap(rng.permutation(codes)) for _ in range(n_perm)])
+    return {
+        "n_groups": k,
+        "metric": "selection_rate" if positive_class is not None else "accuracy",
+        "gap": observed,
+        "chance_p95": float(np.quantile(shuffled, 0.95)),
+        "p_value": float((1 + np.sum(shuffled >= observed)) / (1 + n_perm)),
+    }
+
+
+def _cardinality_note(grouping: str, c: dict) -> str:
+    metric = c["metric"].replace("_", " ")
+    verdict = (
+        "the gap is within what random groupings give: treat it as noise, not as a disparity"
+        if c["p_value"] > 0.05
+        else "the gap exceeds what random groupings give"
+    )
+    return (
+        f"Cardinality warning: {grouping} has {c['n_groups']} groups. With {c['n_groups'] * (c['n_groups'] - 1) // 2} pairs the largest gap "
+        f"grows by chance alone (multiple comparisons): the {metric} gap {c['gap']:.3f} against {c['chance_p95']:.3f} at the 95th percentile "
+        f"of random groupings of the same sizes (permutation p = {c['p_value']:.2f}); {verdict}. Merge small levels or audit fewer groups."
+    )
 
 
 def _interval(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
