@@ -29,9 +29,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]  # PyYAML's own signature
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, f"found the alias *{event.anchor}; aliases (and '<<' merge keys) are not accepted", event.start_mark
-            )
+            raise yaml.composer.ComposerError(None, None, f"found the alias *{event.anchor}; aliases (and '<<' merge keys) are not accepted", event.start_mark)
         return super().compose_node(parent, index)
 
 
@@ -74,7 +72,9 @@ def parse_yaml(text: str | bytes, *, source: str, error: type[AuditError], what:
             fix="Write each value out in full instead of referring to an anchor (&name / *name)." if alias else "Fix the YAML syntax.",
         ) from None
     except RecursionError:
-        raise error(f"The {what} {source} is nested too deeply to read.", fix="Flatten the structure; cards, specs and policies need only a few levels.") from None
+        raise error(
+            f"The {what} {source} is nested too deeply to read.", fix="Flatten the structure; cards, specs and policies need only a few levels."
+        ) from None
 
 
 def load_yaml_file(path: str | Path, *, error: type[AuditError], what: str, missing_fix: str) -> Any:

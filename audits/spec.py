@@ -58,7 +58,8 @@ def parse_spec(raw: dict | None, *, source: str = "spec") -> AuditSpec:
         spec = AuditSpec.model_validate(raw or {})
     except ValidationError as exc:
         raise SpecError(
-            f"Audit spec {source} is invalid: {format_validation_errors(exc, raw, root='(spec)')}.", fix="Correct the named fields (see the README's 'Audit spec' section)."
+            f"Audit spec {source} is invalid: {format_validation_errors(exc, raw, root='(spec)')}.",
+            fix="Correct the named fields (see the README's 'Audit spec' section).",
         ) from None
     spec.validate_probes()
     return spec

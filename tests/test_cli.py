@@ -111,7 +111,10 @@ def test_seed_override_keeps_the_spec_file(tmp_path, tabular_bundle):
     spec = tmp_path / "spec.yaml"
     spec.write_text("samples: 2\nprobes: [{name: integrated_gradients}]\n")
     out = tmp_path / "out"
-    assert main(["run", "--model", str(tabular_bundle["card_path"]), "--spec", str(spec), "--out", str(out), "--quiet", "--seed", "7", "--no-pdf", "--no-html"]) == 0
+    assert (
+        main(["run", "--model", str(tabular_bundle["card_path"]), "--spec", str(spec), "--out", str(out), "--quiet", "--seed", "7", "--no-pdf", "--no-html"])
+        == 0
+    )
     report = AuditReport.load(out / "report.json")
     assert report.provenance.seed == 7 and report.provenance.spec["samples"] == 2
     assert [r.method for r in report.explanations] == ["integrated_gradients"]

@@ -189,7 +189,9 @@ def test_a_million_unused_columns_are_refused_in_bounded_memory(tabular_bundle):
     path = tabular_bundle["dir"] / "eval.csv"
     _wide_csv(path, 1_000_000, 40, tabular_bundle["frame"])
     assert path.stat().st_size > 80e6
-    growth, proc = _peak_mb_of(f"from audits.data import load_data\nfrom models.card import load_card\nload_data(load_card({str(tabular_bundle['card_path'])!r}))")
+    growth, proc = _peak_mb_of(
+        f"from audits.data import load_data\nfrom models.card import load_card\nload_data(load_card({str(tabular_bundle['card_path'])!r}))"
+    )
     assert "DataError" in proc.stderr and "header line longer than 1 MB" in proc.stderr, proc.stderr[-2000:]
     assert growth < 50, growth
 
@@ -360,7 +362,9 @@ def test_an_edited_report_is_refused_by_re_rendering(tmp_path, tabular_bundle):
     # A report from before content hashes still re-renders, with a warning that edits cannot be detected.
     raw.pop("content_sha256")
     path.write_text(json.dumps(raw))
-    proc = subprocess.run([sys.executable, "-m", "audits", "report", str(path), "--html", str(tmp_path / "old.html")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "audits", "report", str(path), "--html", str(tmp_path / "old.html")], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert proc.returncode == 0 and "records no content hash" in proc.stderr
 
 

@@ -257,7 +257,15 @@ class GroupMetrics(Probe):
         )
 
 
-def chance_gap(proba: np.ndarray, y: np.ndarray, group: np.ndarray, eligible: np.ndarray, positive_class: int | None, rng: np.random.Generator, n_perm: int = CHANCE_PERMUTATIONS) -> dict:
+def chance_gap(
+    proba: np.ndarray,
+    y: np.ndarray,
+    group: np.ndarray,
+    eligible: np.ndarray,
+    positive_class: int | None,
+    rng: np.random.Generator,
+    n_perm: int = CHANCE_PERMUTATIONS,
+) -> dict:
     """The largest gap between eligible groups, against the gaps of random groupings of the same sizes.
 
     The metric is the selection rate (binary: the positive class predicted) or else accuracy. With k
