@@ -204,14 +204,14 @@ def _read_table(path: Path, columns: list[str] | None = None, *, text_column: st
             file_columns = list(pq.read_schema(path).names)
             _check_width(path, file_columns)
             wanted = file_columns if columns is None else [c for c in file_columns if c in set(columns)]
-            frame = pd.read_parquet(path, columns=wanted)
+            frame = pd.read_parquet(path, columns=wanted or file_columns[:1])  # one column at least, for the row count
         elif name.endswith((".csv", ".csv.gz")):
             file_columns = _csv_header(path, skip_spaces=text_column is None)
             _check_width(path, file_columns)
             wanted = None if columns is None else [c for c in file_columns if c in set(columns)]
             options: dict = {"keep_default_na": False, "dtype": {text_column: str}} if text_column else {"skipinitialspace": True}
             with _open_bytes(path) as raw, io.BufferedReader(_LineLimitedReader(raw, MAX_LINE_BYTES, str(path))) as fh:
-                frame = pd.read_csv(fh, usecols=wanted, **options)
+                frame = pd.read_csv(fh, usecols=None if wanted is None else (wanted or file_columns[:1]), **options)
             if text_column:  # empty cells are missing values, except in the text column
                 for column in frame.columns:
                     if column != text_column and pd.api.types.is_string_dtype(frame[column].dtype):
@@ -222,6 +222,8 @@ def _read_table(path: Path, columns: list[str] | None = None, *, text_column: st
         raise
     except Exception as exc:  # pandas and pyarrow raise many parser error types
         raise DataError(f"Data file {path} cannot be read: {exc}.", fix="Provide a valid CSV or Parquet file.") from None
+    if columns is not None:  # drop the column read only to count rows
+        frame = frame[[c for c in frame.columns if c in set(columns)]]
     if len(frame) == 0:
         raise DataError(f"Data file {path} has no rows (only a header).", fix="Provide the evaluation rows: at least one per class, ideally hundreds.")
     frame.attrs["file_columns"] = file_columns

@@ -8,7 +8,7 @@ audit's ``report.html``/``report.pdf``. Here every output is written into a stag
 - ``DIR`` absent, or holding only an earlier audit's outputs: the staging folder and ``DIR`` are
   exchanged atomically (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames, with a window
   of two system calls in which ``DIR`` is absent but nothing is mixed), so ``DIR`` is all-old or all-new;
-- ``DIR`` holding other files too (say ``--out .``): those are left alone; the earlier audit's outputs
+- ``DIR`` holding other files too (say ``--out .``), or a symbolic link: other files are left alone; the earlier audit's outputs
   are removed first and the new ones moved in after, so old and new never sit side by side.
 """
 
@@ -77,7 +77,7 @@ def _fsync_dir(path: Path) -> None:
 def _publish(stage: Path, out: Path) -> None:
     if not out.exists():
         stage.rename(out)
-    elif out.is_dir() and {p.name for p in out.iterdir()} <= AUDIT_OUTPUTS:
+    elif out.is_dir() and not out.is_symlink() and {p.name for p in out.iterdir()} <= AUDIT_OUTPUTS:
         if _exchange(stage, out):
             shutil.rmtree(stage)  # now holds the earlier audit
         else:
@@ -95,7 +95,7 @@ def _publish(stage: Path, out: Path) -> None:
             else:
                 old.unlink(missing_ok=True)
         for item in stage.iterdir():
-            item.rename(out / item.name)
+            shutil.move(item, out / item.name)  # a move, not a rename: a symlinked OUT may lie on another file system
         stage.rmdir()
     _fsync_dir(out.parent)
 

@@ -419,3 +419,24 @@ def test_many_small_random_levels_get_a_cardinality_warning_not_a_bare_gap():
     # Few groups: no warning.
     data, proba = binary_case(2000, {"a": 0.3, "b": 0.5}, seed=3)
     assert "chance_gaps" not in run(data, proba, n_boot=0).quality
+
+
+def test_an_attributes_file_without_sensitive_columns_still_counts_its_rows(image_bundle):
+    card = {**image_bundle["card"], "data": {**image_bundle["card"]["data"], "sensitive": []}}
+    data = load_data(load_card(write_card(image_bundle["dir"], card)))
+    assert len(data) == 40 and list(data.attributes.columns) == []
+    pd.DataFrame({"site": ["A"] * 39}).to_csv(image_bundle["dir"] / "attrs.csv", index=False)
+    with pytest.raises(DataError, match="39 rows"):
+        load_data(load_card(image_bundle["card_path"]))
+
+
+def test_a_symlinked_out_folder_stays_a_link(tmp_path, tabular_bundle):
+    from audits.cli import main
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "report.json").write_text("{}")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert main(["run", "--model", str(tabular_bundle["card_path"]), "--out", str(link), "--quiet", "--figures", "0", "--no-pdf", "--no-html"]) == 0
+    assert link.is_symlink() and json.loads((real / "report.json").read_text())["provenance"]["model_name"] == "tiny-mlp"
