@@ -96,12 +96,12 @@ def test_yaml_bomb_in_card_notes_is_refused_at_parse_in_bounded_memory(tmp_path,
 
 
 def test_yaml_bomb_in_an_uploaded_card_is_refused(tmp_path, image_bundle):
-    from audits.store import AuditStore, UploadedFile
+    from audits.uploads import ModelUploads, UploadedFile
 
     folder = image_bundle["dir"]
     bomb = UploadedFile("card.yaml", (yaml.safe_dump(image_bundle["card"]) + BILLION_LAUGHS).encode())
     files = [UploadedFile(n, (folder / n).read_bytes()) for n in ("weights.safetensors", "eval.npz", "attrs.csv")]
-    store = AuditStore(tmp_path / "store")
+    store = ModelUploads(tmp_path / "store")
     with pytest.raises(CardError, match="alias"):
         store.register_model(bomb, *files)
     assert not store.model_card_paths()
@@ -250,11 +250,11 @@ def test_an_uploaded_card_may_not_point_outside_its_folder(tmp_path, text_bundle
 
 
 def test_the_upload_path_refuses_a_tokenizer_outside_the_upload(tmp_path, text_bundle):
-    from audits.store import AuditStore, UploadedFile
+    from audits.uploads import ModelUploads, UploadedFile
 
     card = {**text_bundle["card"], "format": "safetensors", "weights": "w.safetensors", "architecture": {"target": "models.text_architectures:x"}}
     card["input"] = {**card["input"], "tokenizer": str(text_bundle["dir"] / "model")}
-    store = AuditStore(tmp_path / "store")
+    store = ModelUploads(tmp_path / "store")
     upload = [UploadedFile("card.yaml", yaml.safe_dump(card).encode()), UploadedFile("w.safetensors", b"{}"), UploadedFile("eval.csv", b"text,label\nx,0\n")]
     with pytest.raises(CardError, match="input.tokenizer .* points outside"):
         store.register_model(*upload)
