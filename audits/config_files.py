@@ -23,13 +23,19 @@ MAX_YAML_BYTES = 1 << 20
 MAX_LISTED_PROBLEMS = 8
 
 
+class _AliasRefused(yaml.YAMLError):
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(f"alias *{anchor} on line {line}")
+        self.anchor, self.line = anchor, line
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """PyYAML's safe loader refusing aliases at composition, before anything is built from them."""
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]  # PyYAML's own signature
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, f"found the alias *{event.anchor}; aliases (and '<<' merge keys) are not accepted", event.start_mark)
+            raise _AliasRefused(str(event.anchor), event.start_mark.line + 1)
         return super().compose_node(parent, index)
 
 
@@ -65,12 +71,14 @@ def parse_yaml(text: str | bytes, *, source: str, error: type[AuditError], what:
             raise error(f"The {what} {source} is not UTF-8 text.", fix="Save it as UTF-8 YAML.") from None
     try:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        alias = "alias" in str(exc)
+    except _AliasRefused as exc:
         raise error(
-            f"The {what} {source} is not valid YAML: {exc}",
-            fix="Write each value out in full instead of referring to an anchor (&name / *name)." if alias else "Fix the YAML syntax.",
+            f"The {what} {source} uses the YAML alias *{exc.anchor} (line {exc.line}); aliases and '<<' merge keys are not accepted "
+            "(a few hundred bytes of nested aliases expand to gigabytes).",
+            fix="Write each value out in full instead of referring to an anchor (&name / *name).",
         ) from None
+    except yaml.YAMLError as exc:
+        raise error(f"The {what} {source} is not valid YAML: {exc}", fix="Fix the YAML syntax.") from None
     except RecursionError:
         raise error(
             f"The {what} {source} is nested too deeply to read.", fix="Flatten the structure; cards, specs and policies need only a few levels."
