@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-pdf", action="store_true", help="do not render report.pdf")
     run.add_argument("--no-html", action="store_true", help="do not render report.html")
     run.add_argument("--store", help="also record the run in this store (URL or folder; see audits verify --help)")
-    run.add_argument("--fail-on", choices=("fail", "warn", "never"), default="never", help="exit 1 when the verdict is fail, fail or warn, or never (default); bad input exits 2")
+    run.add_argument("--fail-on", choices=("fail", "warn", "never"), default="fail", help="exit 1 when the verdict is fail (default), fail or warn, or never; bad input exits 2, a crashed audit 3")
     common(run)
     run.set_defaults(func=_cmd_run)
 

@@ -26,7 +26,7 @@ def zoo_reports(tmp_path_factory) -> dict[str, tuple[Path, AuditReport]]:
     out = {}
     for name in ("digits-cnn", "adult-mlp"):
         folder = tmp_path_factory.mktemp(name)
-        assert main(["run", "--model", name, "--out", str(folder), "--quiet", "--figures", "4"]) == 0
+        assert main(["run", "--model", name, "--out", str(folder), "--quiet", "--figures", "4", "--fail-on", "never"]) == 0
         out[name] = (folder, AuditReport.load(folder / "report.json"))
     return out
 
@@ -71,7 +71,7 @@ def test_a_torchscript_model_outside_the_zoo_audits_the_same_way(tmp_path, image
     out = tmp_path / "out"
     spec = tmp_path / "spec.yaml"
     spec.write_text("samples: 2\nexclude: [lime_image, kernel_shap_image]\n")
-    assert main(["run", "--model", str(card_path), "--spec", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--model", str(card_path), "--spec", str(spec), "--out", str(out), "--quiet", "--fail-on", "never"]) == 0
     report = AuditReport.load(out / "report.json")
     assert report.provenance.model_format == "torchscript"
     assert {r.method for r in report.explanations} >= {"integrated_gradients", "saliency", "occlusion"}
@@ -112,9 +112,21 @@ def test_seed_override_keeps_the_spec_file(tmp_path, tabular_bundle):
     spec.write_text("samples: 2\nprobes: [{name: integrated_gradients}]\n")
     out = tmp_path / "out"
     assert (
-        main(["run", "--model", str(tabular_bundle["card_path"]), "--spec", str(spec), "--out", str(out), "--quiet", "--seed", "7", "--no-pdf", "--no-html"])
+        main(["run", "--model", str(tabular_bundle["card_path"]), "--spec", str(spec), "--out", str(out), "--quiet", "--seed", "7", "--no-pdf", "--no-html", "--fail-on", "never"])
         == 0
     )
     report = AuditReport.load(out / "report.json")
     assert report.provenance.seed == 7 and report.provenance.spec["samples"] == 2
     assert [r.method for r in report.explanations] == ["integrated_gradients"]
+
+
+def test_audits_run_exits_1_when_the_policy_fails_and_fail_on_changes_that(tmp_path, tabular_bundle):
+    # The tiny MLP has random weights: its accuracy fails the default policy's 0.8 bar.
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("samples: 2\nprobes: [{name: integrated_gradients, params: {n_steps: 4}}]\n")
+    argv = ["run", "--model", str(tabular_bundle["card_path"]), "--spec", str(spec), "--quiet", "--no-pdf", "--no-html", "--figures", "0"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 1
+    report = AuditReport.load(tmp_path / "a" / "report.json")
+    assert next(f for f in report.findings if f.check_id == "accuracy").status == "fail"
+    assert main([*argv, "--out", str(tmp_path / "b"), "--fail-on", "never"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "c"), "--fail-on", "warn"]) == 1
