@@ -18,6 +18,7 @@ import streamlit as st
 from audits.render import interactive
 from dashboard import state
 from dashboard.feedback import guarded
+from dashboard.markup import escape
 from dashboard.workspace import Workspace
 
 Drawer = Callable[[object, Workspace | None, str], None]
@@ -95,17 +96,6 @@ def draw_result(result, ws: Workspace | None, key: str) -> None:
     cost = getattr(result, "cost", None)
     if cost is not None:
         st.caption(f"Cost: {interactive.cost_line(cost)}")
-
-
-def escape(text: str) -> str:
-    """Neutralize the Markdown in text that came from data or files (group names, error messages).
-
-    Links, images, code, HTML-looking tags, LaTeX and tables are escaped; intraword
-    underscores are left alone (Markdown does not italicize them), so field names read right.
-    """
-    for ch in "\\`*[]<>|$~":
-        text = text.replace(ch, "\\" + ch)
-    return text
 
 
 def frames_of(result) -> dict[str, pd.DataFrame]:

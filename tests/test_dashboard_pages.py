@@ -58,7 +58,7 @@ def _app(model: str | None = None) -> AppTest:
 
 
 def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     return at
 
 

@@ -11,8 +11,10 @@ import streamlit as st
 from audits.render.history_figures import trend_figure, verdict_timeline_figure
 from audits.store.changes import run_changes
 from audits.store.history import history
-from dashboard import cache, state, views, workspace
+from dashboard import auth, cache, state, views, workspace
 from dashboard.feedback import guarded, show_error
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 # The chain is verified again when a run was added, on request, or after this many seconds.
 VERIFY_EVERY_S = 60.0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from audits.render import interactive
-from dashboard import cache, sections, state, views
+from dashboard import auth, cache, sections, state, views
 from dashboard.feedback import guarded
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 sections.register_all()
 st.title("Robustness")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import sections, views
+from dashboard import auth, sections, views
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 sections.register_all()
 st.title("Fairness")

@@ -8,8 +8,10 @@ import streamlit as st
 
 from audits.probes import registered_probes
 from audits.render import interactive
-from dashboard import cache, runs, sections, state, views, workspace
+from dashboard import auth, cache, runs, sections, state, views, workspace
 from dashboard.feedback import guarded, show_error
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 sections.register_all()
 st.title("Audit & reports")

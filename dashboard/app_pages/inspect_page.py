@@ -8,8 +8,10 @@ import streamlit as st
 
 from audits.probes import registered_probes
 from audits.render import interactive
-from dashboard import cache, state, views
+from dashboard import auth, cache, state, views
 from dashboard.feedback import show_error
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 DEFAULT_METHODS = {
     "image": ["grad_cam", "integrated_gradients", "occlusion"],
