@@ -12,17 +12,13 @@ from typing import Any
 
 import streamlit as st
 
-from audits.fairness.attribution_disparity import AttributionDisparityResult
-from audits.fairness.counterfactual import CounterfactualFlipResult
-from audits.fairness.group_metrics import GroupMetricsResult
-from audits.fairness.mitigation import MitigationPreviewResult
-from audits.fairness.proxies import ProxyFeaturesResult
 from audits.render import interactive
 from audits.render.charts import Chart
 from audits.render.plotly_backend import to_plotly
 from audits.render.views import fairness as fairness_view
 from audits.render.views import robustness as robustness_view
-from audits.robustness.base import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
+from audits.results.fairness import AttributionDisparityResult, CounterfactualFlipResult, GroupMetricsResult, MitigationPreviewResult, ProxyFeaturesResult
+from audits.results.robustness import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
 from dashboard.display import plot, show_table, table_height
 from dashboard.feedback import guarded
 from dashboard.markup import escape

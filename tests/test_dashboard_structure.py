@@ -85,3 +85,13 @@ def test_every_result_drawer_is_keyed_by_a_class():
     from dashboard.result_drawers import DRAWERS
 
     assert DRAWERS and all(isinstance(k, type) and callable(v) for k, v in DRAWERS.items())
+
+
+def test_result_classes_come_from_audits_results():
+    """The dashboard reads results through ``audits.results`` (no torch, no probe module), not through probe packages."""
+    offenders = []
+    for path in DASHBOARD.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("audits.explain", "audits.robustness", "audits.fairness")):
+                offenders += [f"{path.relative_to(DASHBOARD.parent)}: {node.module}.{a.name}" for a in node.names if a.name.endswith("Result")]
+    assert not offenders, offenders
