@@ -195,6 +195,11 @@ def _visit_each(url: str, paths: list[str]) -> dict[str, dict]:
                 page = context.new_page()
                 page.goto(f"{url}/{path}")
                 wait_idle(page)
+                try:  # the run's last element: the sign-in button, or the configuration error
+                    page.locator('[data-testid="stMain"] button, [data-testid="stAlertContentError"]').first.wait_for(timeout=30_000)
+                except sync_api.TimeoutError:  # neither came (a page of the app ran instead): what it showed is asserted below
+                    pass
+                wait_idle(page)
                 seen[path] = {
                     "text": page.inner_text("body"),
                     "content": {sel: page.locator(sel).count() for sel in CONTENT if page.locator(sel).count()},
