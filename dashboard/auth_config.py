@@ -97,7 +97,7 @@ def validate_auth(section: Any) -> dict[str, Any]:
         When it is not a table, or lacks a key that ``st.login`` would need.
     """
     if not isinstance(section, Mapping):
-        raise _refuse("The secrets' `auth` entry is not a table.", "Write it as an [auth] section (see the README's deployment notes).")
+        raise _refuse("The secrets' `auth` entry is not a table.", "Write it as an [auth] section (see docs/dashboard.md, Access and deployment).")
     auth = _plain(section)
     missing = [k for k in SECTION_KEYS if not auth.get(k)]
     named = {name: table for name, table in auth.items() if isinstance(table, dict)}
