@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, probe_catalog, result_view, stored_audits, workspace
+from dashboard import auth, probe_catalog, result_view, run_picker, workspace
 
 auth.require_signed_in()  # the gate again, however this script is reached
 
@@ -15,7 +15,7 @@ if not ws.data.sensitive:
     st.warning(
         f"{ws.name}'s card declares no sensitive attributes, so there are no groups to compare. Add `data.sensitive` to its card.", icon=":material/warning:"
     )
-picked = stored_audits.pick_report(ws, "fairness")
+picked = run_picker.pick_report(ws, "fairness")
 if picked is not None:
     entry, report = picked
     if not report.fairness:

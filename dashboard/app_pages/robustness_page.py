@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from audits.render import interactive
-from dashboard import auth, cache, display, probe_catalog, result_view, samples, state, stored_audits, workspace
+from dashboard import auth, cache, display, probe_catalog, result_view, run_picker, samples, state, workspace
 from dashboard.feedback import guarded
 
 auth.require_signed_in()  # the gate again, however this script is reached
@@ -33,7 +33,7 @@ if data.modality == "image":
         display.plot(interactive.corruption_gallery_figure(gallery, list(data.class_names)), key="robustness.gallery")
 
 st.subheader("Robustness probes of the audit")
-picked = stored_audits.pick_report(ws, "robustness")
+picked = run_picker.pick_report(ws, "robustness")
 if picked is not None:
     entry, report = picked
     if not report.robustness:

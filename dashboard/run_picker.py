@@ -1,4 +1,4 @@
-"""The stored audits a page shows: picking one of the selected model (these exact weights and
+"""Which recorded run a page shows: picking one of the selected model (these exact weights and
 data), or running the default audit right there when there is none."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from audits.report import AuditReport
-from audits.store import StoredAudit
 from dashboard import audit_runs, cache, state
 from dashboard.feedback import show_error
+from dashboard.stored_runs import StoredRun
 from dashboard.workspace import Workspace, store
 
 
@@ -33,12 +33,12 @@ def run_audit_here(ws: Workspace, key: str) -> None:
         st.success(f"Audit {stored.report_id} stored ({stored.summary.get('wall_time_s', 0):.0f} s).", icon=":material/check_circle:")
 
 
-def _audits_of(ws: Workspace) -> list[StoredAudit]:
+def _audits_of(ws: Workspace) -> list[StoredRun]:
     """The stored audits of the selected model's weights on its evaluation data, newest first."""
     return [e for e in store().list(ws.name) if e.summary.get("weights_sha256") == ws.model_hash and e.summary.get("data_sha256") == ws.data_hash]
 
 
-def pick_report(ws: Workspace, key: str) -> tuple[StoredAudit, AuditReport] | None:
+def pick_report(ws: Workspace, key: str) -> tuple[StoredRun, AuditReport] | None:
     """The stored audit of the selected model to show (newest by default): ``(entry, report)`` or None.
 
     Only audits of these exact weights and data are offered.
