@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from dashboard import navigation
 from models.registry import zoo_names
 from tests.dashboard_support import ADULT_SPEC, CHROMIUM, CHROMIUM_ARGS, DIGITS_SPEC, ROOT, serve_dashboard, store_audit, wait_idle
 
-NAV = ["Inspect", "Robustness", "Fairness", "Models", "Audit & reports"]
+NAV = [entry.title for entry in navigation.pages()]  # every page of the app, History included
 # Pages whose content depends on the model: visited again for the tabular model.
 PER_MODEL = ["Inspect", "Robustness", "Fairness"]
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
