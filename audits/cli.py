@@ -179,11 +179,6 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         raise AuditError(f"The dashboard is not installed ({app} is missing).", fix="Install the project with: pip install -e .")
     if find_spec("streamlit") is None:
         raise AuditError("Streamlit is not installed.", fix="Install the project's dependencies with: pip install -e .")
-    if not zoo_names():
-        print("The demo zoo is empty: training it first (about a minute on 2 cores)...", flush=True)
-        subprocess.run([sys.executable, "-m", "models.build_zoo"], check=True)
-    if args.host not in ("localhost", "127.0.0.1", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach it can use the dashboard unless sign-in is configured ([auth] in .streamlit/secrets.toml; see the README).", file=sys.stderr)
     settings = {
         "server.address": args.host,
         "server.port": str(args.port),
@@ -195,6 +190,16 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         "client.showErrorDetails": "none",
         "client.toolbarMode": "viewer",
     }
+    # Fail closed: secrets that do not parse or an incomplete [auth] section stop here, with the
+    # parse error, before the server starts (Streamlit alone would start without sign-in).
+    from dashboard.auth_config import auth_from_files, server_secrets_files
+
+    sign_in = auth_from_files(server_secrets_files(app, settings))
+    if args.host not in ("localhost", "127.0.0.1", "::1") and sign_in is None:
+        print(f"warning: listening on {args.host} without sign-in: anyone who can reach it can use the dashboard ([auth] in .streamlit/secrets.toml; see the README).", file=sys.stderr)
+    if not zoo_names():
+        print("The demo zoo is empty: training it first (about a minute on 2 cores)...", flush=True)
+        subprocess.run([sys.executable, "-m", "models.build_zoo"], check=True)
     command = [sys.executable, "-m", "streamlit", "run", str(app)] + [part for k, v in settings.items() for part in (f"--{k}", v)]
     print(f"Dashboard on http://{'localhost' if args.host in ('localhost', '127.0.0.1', '::1') else args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     if os.name == "posix":

@@ -122,7 +122,7 @@ def _page_seconds(root: Path) -> tuple[float, float, float] | None:
     try:
         at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=300).run()  # the sidebar loads its model once
         wall, cpu = time.perf_counter(), time.process_time()
-        at.switch_page("pages/history_page.py").run()
+        at.switch_page("app_pages/history_page.py").run()
         first, first_cpu = time.perf_counter() - wall, time.process_time() - cpu
         wall = time.perf_counter()
         at.run()

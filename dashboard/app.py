@@ -13,28 +13,20 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import auth, sidebar, state  # noqa: E402
-
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+from dashboard import auth, navigation, sidebar, state  # noqa: E402
+from dashboard.auth_config import SignInConfigError  # noqa: E402
 
 st.set_page_config(page_title="Model audits", page_icon=":material/fact_check:", layout="wide", initial_sidebar_state="expanded")
-state.init()
-if not auth.gate():
-    st.stop()
+# The gate comes before anything of the app, the navigation included: a visitor who may not
+# see the app gets a one-page app (sign-in, or the configuration problem) and nothing else.
+try:
+    access = auth.access()
+except SignInConfigError as problem:
+    auth.refuse(problem)
+if access == "signed_out":
+    auth.show_sign_in()
 
-navigation = st.navigation(
-    {
-        "Analyse": [
-            st.Page(PAGES_DIR / "inspect_page.py", title="Inspect", icon=":material/image_search:", url_path="inspect", default=True),
-            st.Page(PAGES_DIR / "robustness_page.py", title="Robustness", icon=":material/shield:", url_path="robustness"),
-            st.Page(PAGES_DIR / "fairness_page.py", title="Fairness", icon=":material/balance:", url_path="fairness"),
-        ],
-        "Manage": [
-            st.Page(PAGES_DIR / "models_page.py", title="Models", icon=":material/inventory_2:", url_path="models"),
-            st.Page(PAGES_DIR / "audit_page.py", title="Audit & reports", icon=":material/description:", url_path="audits"),
-            st.Page(PAGES_DIR / "history_page.py", title="History", icon=":material/history:", url_path="history"),
-        ],
-    }
-)
+state.init()
+pages = navigation.build()
 st.session_state["_workspace"] = sidebar.render()
-navigation.run()
+pages.run()

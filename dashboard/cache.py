@@ -26,9 +26,9 @@ import streamlit as st
 
 from audits.data import AuditData, load_data
 from audits.engine import build_context
-from audits.explain.base import AttributionResult
 from audits.probes import RunContext, make_probe
 from audits.report import AuditReport
+from audits.results.attribution import AttributionResult
 from models.card import ModelCard, load_card
 from models.loader import ModelHandle, load_model, resolve_device, sha256_file
 

@@ -8,12 +8,11 @@ from contextlib import contextmanager
 import streamlit as st
 
 from audits.errors import AuditError
+from dashboard.markup import escape
 
 
 def show_error(exc: BaseException, what: str = "") -> None:
     """An error box: an ``AuditError``'s problem and fix, or any other exception's message."""
-    from dashboard.views import escape
-
     if isinstance(exc, AuditError):
         text = escape(exc.problem) + (f"\n\n**Fix:** {escape(exc.fix)}" if exc.fix else "")
     else:

@@ -70,6 +70,12 @@ def get(key: str) -> Any:
     return st.session_state.get(key, DEFAULTS.get(key))
 
 
+def ensure(key: str, default: Any) -> None:
+    """Give a setting that has no entry in ``DEFAULTS`` (a probe's budget, say) its first value."""
+    if key not in st.session_state:
+        st.session_state[key] = default
+
+
 def put(key: str, value: Any) -> None:
     """Set a setting and the widget drawn for it (call from callbacks)."""
     st.session_state[key] = value

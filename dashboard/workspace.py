@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import streamlit as st
 
 from audits.data import AuditData
 from audits.probes import RunContext
@@ -102,6 +103,15 @@ def open_workspace(entry: Entry) -> Workspace:
     model_hash = loaded.handle.weights_sha256
     context = cache.shared_context(model_hash, data.sha256, loaded, data)
     return Workspace(entry=entry, loaded=loaded, data=data, context=context, model_hash=model_hash)
+
+
+def require() -> Workspace:
+    """The selected model's workspace (drawn by the sidebar), or a message and the end of the page."""
+    ws = st.session_state.get("_workspace")
+    if ws is None:
+        st.info("Pick a model in the sidebar (or fix the error shown there) to use this page.", icon=":material/info:")
+        st.stop()
+    return ws
 
 
 def current() -> Workspace | None:

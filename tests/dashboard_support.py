@@ -1,6 +1,17 @@
-"""Shared by the dashboard tests: small audits of the zoo models for the store the pages read."""
+"""Shared by the dashboard tests: small audits of the zoo models for the store the pages read, and a
+real dashboard server for the browser tests."""
 
 from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from models.registry import ZOO_DIR
 
@@ -48,3 +59,65 @@ def store_audit(name: str, spec: dict, root=None):
     except ImportError:  # the policy module ships with the report engine
         pass
     return RunStore.at(root).save(report)
+
+
+# --- a real dashboard server for the browser tests ---------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "dashboard" / "app.py"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_dashboard(*, cwd: Path, env: dict[str, str], log_path: Path, port: int | None = None, start_timeout_s: float = 90) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free localhost port from ``cwd``; yields its URL, stops it after.
+
+    ``cwd`` is where Streamlit looks for ``.streamlit/`` (config and secrets), so a test gives
+    each server its own; set ``HOME`` in ``env`` too, so no user-level secrets leak in.
+    """
+    port = port or free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address", "127.0.0.1"]
+    command += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    full_env = {**os.environ, "AUDITS_DEVICE": "cpu", "PYTHONPATH": str(ROOT), **env}
+    with open(log_path, "w+") as log:
+        proc = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.perf_counter() - started > start_timeout_s:
+                    log.seek(0)
+                    raise RuntimeError(f"the dashboard did not start:\n{log.read()[-3000:]}")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:  # a busy machine can stall the graceful stop
+                proc.kill()
+                proc.wait(timeout=20)
+
+
+def wait_idle(page, timeout_s: float = 90) -> None:
+    """Until the script run triggered by the last action has finished and charts have drawn."""
+    page.wait_for_timeout(250)
+    page.wait_for_function(
+        "() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+        " return a && a.getAttribute('data-test-script-state') === 'notRunning' && a.getAttribute('data-test-connection-state') === 'CONNECTED'; }",
+        timeout=timeout_s * 1000,
+    )
+    page.wait_for_timeout(600)  # plotly draws after the run ends

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from dashboard import navigation
 from models.registry import zoo_names
-from tests.dashboard_support import ADULT_SPEC, DIGITS_SPEC, store_audit
+from tests.dashboard_support import ADULT_SPEC, CHROMIUM, CHROMIUM_ARGS, DIGITS_SPEC, ROOT, serve_dashboard, store_audit, wait_idle
 
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
-NAV = ["Inspect", "Robustness", "Fairness", "Models", "Audit & reports"]
+NAV = [entry.title for entry in navigation.pages()]  # every page of the app, History included
 # Pages whose content depends on the model: visited again for the tabular model.
 PER_MODEL = ["Inspect", "Robustness", "Fairness"]
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
@@ -39,73 +34,16 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The dashboard on a free localhost port, over a store holding a small audit of each zoo model."""
     store = tmp_path_factory.mktemp("browser-store")
     for name, spec in (("digits-cnn", DIGITS_SPEC), ("adult-mlp", ADULT_SPEC)):
         store_audit(name, spec, root=store)
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")  # noqa: SIM115 - closed below
-    env = {**os.environ, "AUDITS_STORE": str(store), "AUDITS_DEVICE": "cpu"}
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "dashboard" / "app.py"),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    home = tmp_path_factory.mktemp("browser-home")  # no secrets: sign-in is off
     started = time.perf_counter()
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.perf_counter() - started > 90:
-                log.seek(0)
-                pytest.fail(f"the dashboard did not start:\n{log.read()[-3000:]}")
-            time.sleep(0.3)
+    with serve_dashboard(cwd=ROOT, env={"AUDITS_STORE": str(store), "HOME": str(home)}, log_path=home / "streamlit.log") as url:
         yield {"url": url, "ready_s": time.perf_counter() - started}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # a busy machine can stall the graceful stop
-            proc.kill()
-            proc.wait(timeout=20)
-        log.close()
-
-
-def _wait_idle(page, timeout_s: float = 90) -> None:
-    """Until the script run triggered by the last action has finished and charts have drawn."""
-    page.wait_for_timeout(250)
-    page.wait_for_function(
-        "() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
-        " return a && a.getAttribute('data-test-script-state') === 'notRunning' && a.getAttribute('data-test-connection-state') === 'CONNECTED'; }",
-        timeout=timeout_s * 1000,
-    )
-    page.wait_for_timeout(600)  # plotly draws after the run ends
 
 
 def _shoot(page, folder: Path, name: str) -> Path:
@@ -120,13 +58,13 @@ def _shoot(page, folder: Path, name: str) -> Path:
 
 def _visit(page, label: str) -> None:
     page.locator('[data-testid="stSidebarNav"] a').filter(has_text=label).first.click()
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _pick_model(page, name: str) -> None:
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name=name, exact=True).click()
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def test_every_page_in_a_real_browser(server, tmp_path):
@@ -136,13 +74,13 @@ def test_every_page_in_a_real_browser(server, tmp_path):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            args=CHROMIUM_ARGS,
         )
         try:
             page = browser.new_page(viewport=VIEWPORT)
             started = time.perf_counter()
             page.goto(server["url"])
-            _wait_idle(page)
+            wait_idle(page)
             timings.append(f"first page: {time.perf_counter() - started:.1f} s")
             for model in ("digits-cnn", "adult-mlp"):
                 if model != "digits-cnn":

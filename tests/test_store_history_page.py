@@ -17,7 +17,7 @@ from models.registry import zoo_names  # noqa: E402
 from tests.store_support import small_audit  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-PAGE = "pages/history_page.py"
+PAGE = "app_pages/history_page.py"
 
 pytestmark = pytest.mark.skipif(not zoo_names(), reason="the demo zoo is not built (python -m models.build_zoo): the sidebar needs a model")
 
@@ -84,7 +84,7 @@ def test_history_page_names_a_tampered_run(recorded):
 def test_audit_page_lists_and_opens_runs_recorded_by_the_cli(recorded):
     store, runs = recorded
     at = AppTest.from_file(str(APP), default_timeout=120).run()
-    at.switch_page("pages/audit_page.py").run()
+    at.switch_page("app_pages/audit_page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     listing = next(d.value for d in at.dataframe if "report id" in d.value.columns)
     completed = [r.run_id for r in reversed(runs) if r.status == "completed"]

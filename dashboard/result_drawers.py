@@ -1,53 +1,41 @@
-"""Section drawers per result type (registered in ``views``): charts from ``audits.render.views``
-(drawn by ``audits.render.plotly_backend``) and ``audits.render.interactive``, tables from the result's own fields."""
+"""How each result class is drawn on a page (``DRAWERS``, keyed by class): charts from
+``audits.render.views`` (drawn by ``audits.render.plotly_backend``) and ``audits.render.interactive``,
+tables from the result's own fields.
+
+``result_view.draw_result`` picks the drawer by the result's class hierarchy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
-from audits.fairness.attribution_disparity import AttributionDisparityResult
-from audits.fairness.counterfactual import CounterfactualFlipResult
-from audits.fairness.group_metrics import GroupMetricsResult
-from audits.fairness.mitigation import MitigationPreviewResult
-from audits.fairness.proxies import ProxyFeaturesResult
 from audits.render import interactive
 from audits.render.charts import Chart
 from audits.render.plotly_backend import to_plotly
 from audits.render.views import fairness as fairness_view
 from audits.render.views import robustness as robustness_view
-from audits.robustness.base import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
-from dashboard import views
+from audits.results.fairness import AttributionDisparityResult, CounterfactualFlipResult, GroupMetricsResult, MitigationPreviewResult, ProxyFeaturesResult
+from audits.results.robustness import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
+from dashboard.display import plot, show_table, table_height
 from dashboard.feedback import guarded
+from dashboard.markup import escape
+from dashboard.samples import value_range
 from dashboard.workspace import Workspace
+
+Drawer = Callable[[Any, Workspace | None, str], None]
 
 
 def _plot(make: Callable[[], Chart], key: str, what: str) -> None:
     """Draw one chart description (``audits.render.views``) with plotly; if it cannot be drawn, say so and keep going."""
     with guarded(f"Drawing {what}"):
-        views.plot(to_plotly(make()), key=key)
+        plot(to_plotly(make()), key=key)
 
 
 def _class_names(ws: Workspace | None, fallback: int = 0) -> list[str]:
     return list(ws.data.class_names) if ws is not None else [str(i) for i in range(fallback)]
-
-
-def register_all() -> None:
-    """Register every drawer with ``views`` (idempotent: the last registration of a type wins)."""
-    for result_type, draw in (
-        (AttackResult, _attack),
-        (CorruptionResult, _corruption),
-        (CalibrationResult, _calibration),
-        (TabularPerturbationResult, _tabular_perturbation),
-        (TabularAdversarialResult, _tabular_adversarial),
-        (GroupMetricsResult, _group_metrics),
-        (CounterfactualFlipResult, _counterfactual),
-        (ProxyFeaturesResult, _proxies),
-        (MitigationPreviewResult, _mitigation),
-        (AttributionDisparityResult, _attribution_disparity),
-    ):
-        views.drawer(result_type)(draw)
 
 
 # --- robustness ------------------------------------------------------------------------
@@ -60,9 +48,9 @@ def _attack(r, ws, key):
     with c2:
         _plot(lambda: robustness_view.attack_group_chart(r), f"{key}.groups", "the per-group curve")
     if r.examples is not None and ws is not None and ws.data.modality == "image":
-        _plot(lambda: robustness_view.adversarial_examples_chart(r, _class_names(ws), views.value_range(ws)), f"{key}.examples", "the adversarial examples")
+        _plot(lambda: robustness_view.adversarial_examples_chart(r, _class_names(ws), value_range(ws)), f"{key}.examples", "the adversarial examples")
     with st.expander("Robust accuracy per epsilon (table)"):
-        views.show_table(r.curve, key=f"{key}.table")
+        show_table(r.curve, key=f"{key}.table")
 
 
 def _corruption(r, ws, key):
@@ -72,7 +60,7 @@ def _corruption(r, ws, key):
     with c2:
         _plot(lambda: robustness_view.corruption_group_chart(r), f"{key}.groups", "the per-group corruption curve")
     with st.expander("Accuracy per corruption and severity (table)"):
-        views.show_table(r.table, key=f"{key}.table")
+        show_table(r.table, key=f"{key}.table")
 
 
 def _calibration(r, ws, key):
@@ -82,7 +70,7 @@ def _calibration(r, ws, key):
     with c2:
         _plot(lambda: robustness_view.calibration_shift_chart(r), f"{key}.shift", "the calibration under shift")
     with st.expander("Calibration per condition (table)"):
-        views.show_table(r.conditions, key=f"{key}.table")
+        show_table(r.conditions, key=f"{key}.table")
 
 
 def _tabular_perturbation(r, ws, key):
@@ -92,18 +80,18 @@ def _tabular_perturbation(r, ws, key):
     with c2:
         _plot(lambda: robustness_view.tabular_fragility_chart(r), f"{key}.fragility", "the feature fragility")
     with st.expander("Flip rate per perturbation (table)"):
-        views.show_table(r.table, key=f"{key}.table")
+        show_table(r.table, key=f"{key}.table")
     for note in r.notes:
-        st.caption(views.escape(str(note)))
+        st.caption(escape(str(note)))
 
 
 def _tabular_adversarial(r, ws, key):
     _plot(lambda: robustness_view.tabular_adversarial_chart(r), f"{key}.features", "the per-feature flip fractions")
     c1, c2 = st.columns(2)
     with c1, st.expander("Smallest flipping change per decision (table)"):
-        views.show_table(r.decisions, key=f"{key}.decisions")
+        show_table(r.decisions, key=f"{key}.decisions")
     with c2, st.expander("Flippable share per group (table)"):
-        views.show_table(r.by_group, key=f"{key}.groups")
+        show_table(r.by_group, key=f"{key}.groups")
 
 
 # --- fairness --------------------------------------------------------------------------
@@ -122,33 +110,33 @@ def _group_metrics(r, ws, key):
     st.markdown(
         f"**{grouping}: every metric per group**, as value [{int(r.ci * 100)}% bootstrap interval]; groups under {r.min_group_size} rows are not measured"
     )
-    views.show_table(interactive.interval_table(table, list(r.metrics)), key=f"{key}.table.{grouping}", height=min(38 + 35 * len(table), 420))
+    show_table(interactive.interval_table(table, list(r.metrics)), key=f"{key}.table.{grouping}", height=table_height(len(table)))
     if crossed:
         st.markdown("**Intersectional groups**")
         i1, i2 = st.columns(2)
         which = i1.selectbox("Intersection", crossed, key=f"{key}.cross")
         metric = i2.selectbox("Metric", list(r.metrics), key=f"{key}.cross_metric", format_func=lambda m: m.replace("_", " "))
         with guarded("Drawing the intersectional heatmap"):
-            views.plot(interactive.intersection_heatmap_figure(r, which, metric), key=f"{key}.heat.{which}.{metric}")
+            plot(interactive.intersection_heatmap_figure(r, which, metric), key=f"{key}.heat.{which}.{metric}")
     if r.task == "binary" and len(r.four_fifths):
         _plot(lambda: fairness_view.four_fifths_chart(r), f"{key}.fourfifths", "the four-fifths rule")
     with st.expander("Fairness criteria (table)"):
-        views.show_table(r.criteria, key=f"{key}.criteria")
+        show_table(r.criteria, key=f"{key}.criteria")
     for note in r.notes[:6]:
-        st.caption(views.escape(str(note)))
+        st.caption(escape(str(note)))
 
 
 def _counterfactual(r, ws, key):
     _plot(lambda: fairness_view.counterfactual_chart(r), f"{key}.figure", "the counterfactual flip rates")
-    views.show_table(r.summary, key=f"{key}.summary")
+    show_table(r.summary, key=f"{key}.summary")
     for note in r.notes:
-        st.caption(views.escape(str(note)))
+        st.caption(escape(str(note)))
 
 
 def _proxies(r, ws, key):
     _plot(lambda: fairness_view.proxy_chart(r), f"{key}.figure", "the proxy features")
     with st.expander("Probe models predicting each attribute from the other features (table)"):
-        views.show_table(r.probe_models, key=f"{key}.probes")
+        show_table(r.probe_models, key=f"{key}.probes")
 
 
 def _mitigation(r, ws, key):
@@ -156,13 +144,27 @@ def _mitigation(r, ws, key):
     attribute = st.selectbox("Attribute", r.attributes, key=f"{key}.attribute")
     _plot(lambda: fairness_view.mitigation_chart(r, attribute), f"{key}.figure.{attribute}", "the mitigation trade-off")
     with st.expander("Trade-off points (table)"):
-        views.show_table(r.curve[r.curve["attribute"] == attribute], key=f"{key}.table.{attribute}")
+        show_table(r.curve[r.curve["attribute"] == attribute], key=f"{key}.table.{attribute}")
 
 
 def _attribution_disparity(r, ws, key):
     if len(r.summary) and (r.summary["status"] == "ok").any():
         _plot(lambda: fairness_view.attribution_disparity_chart(r), f"{key}.figure", "the attribution disparity")
     with st.expander("Divergence per method and group (table)"):
-        views.show_table(r.summary, key=f"{key}.summary")
+        show_table(r.summary, key=f"{key}.summary")
     for note in r.notes:
-        st.caption(views.escape(str(note)))
+        st.caption(escape(str(note)))
+
+
+DRAWERS: dict[type, Drawer] = {
+    AttackResult: _attack,
+    CorruptionResult: _corruption,
+    CalibrationResult: _calibration,
+    TabularPerturbationResult: _tabular_perturbation,
+    TabularAdversarialResult: _tabular_adversarial,
+    GroupMetricsResult: _group_metrics,
+    CounterfactualFlipResult: _counterfactual,
+    ProxyFeaturesResult: _proxies,
+    MitigationPreviewResult: _mitigation,
+    AttributionDisparityResult: _attribution_disparity,
+}

@@ -5,12 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from audits.render import interactive
-from dashboard import cache, sections, state, views
+from dashboard import auth, cache, display, probe_catalog, result_view, run_picker, samples, state, workspace
 from dashboard.feedback import guarded
 
-sections.register_all()
+auth.require_signed_in()  # the gate again, however this script is reached
+
 st.title("Robustness")
-ws = views.require_workspace()
+ws = workspace.require()
 data = ws.data
 
 if data.modality == "image":
@@ -20,7 +21,7 @@ if data.modality == "image":
     if state.get("robustness.sample") not in options:
         state.put("robustness.sample", options[0])
     c1, c2 = st.columns([2, 3])
-    c1.selectbox("Sample", options, format_func=lambda i: views.sample_label(ws, i), **state.bind("robustness.sample", options=options))
+    c1.selectbox("Sample", options, format_func=lambda i: samples.sample_label(ws, i), **state.bind("robustness.sample", options=options))
     row = int(state.get("robustness.sample"))
     with guarded("The corruption gallery"), st.spinner("Corrupting the image and running the model…"):
         gallery = cache.corruption_gallery(ws.model_hash, ws.data_hash, row, 0, ws.loaded, data)
@@ -29,16 +30,15 @@ if data.modality == "image":
             "Prediction first changes at: "
             + (", ".join(f"{k.replace('_', ' ')} severity {v}" for k, v in flips.items()) if flips else "no corruption changes it.")
         )
-        views.plot(interactive.corruption_gallery_figure(gallery, list(data.class_names)), key="robustness.gallery")
+        display.plot(interactive.corruption_gallery_figure(gallery, list(data.class_names)), key="robustness.gallery")
 
 st.subheader("Robustness probes of the audit")
-picked = views.pick_report(ws, "robustness")
+picked = run_picker.pick_report(ws, "robustness")
 if picked is not None:
     entry, report = picked
     if not report.robustness:
         st.info("This audit has no robustness results (none selected, or all skipped or failed: see below).")
     for i, result in enumerate(report.robustness):
         with st.container(border=True):
-            views.draw_result(result, ws, f"robustness.{entry.report_id}.{i}")
-    names = {"fgsm", "pgd", "corruptions", "calibration", "tabular_perturbations", "tabular_adversarial", "text_perturbations"}
-    views.show_skips_and_failures(report, names)
+            result_view.draw_result(result, ws, f"robustness.{entry.report_id}.{i}")
+    result_view.show_skips_and_failures(report, probe_catalog.probe_names("robustness"))

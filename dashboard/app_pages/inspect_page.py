@@ -8,8 +8,10 @@ import streamlit as st
 
 from audits.probes import registered_probes
 from audits.render import interactive
-from dashboard import cache, state, views
+from dashboard import auth, cache, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 DEFAULT_METHODS = {
     "image": ["grad_cam", "integrated_gradients", "occlusion"],
@@ -18,7 +20,7 @@ DEFAULT_METHODS = {
 }
 
 st.title("Inspect a prediction")
-ws = views.require_workspace()
+ws = workspace.require()
 data, names = ws.data, list(ws.data.class_names)
 modality = data.modality
 
@@ -33,12 +35,14 @@ def _step(delta: int, matching: list[int]) -> None:
 st.subheader("1. Choose a sample")
 f1, f2, f3, f4 = st.columns([1.2, 1.1, 1.4, 1.3])
 f1.multiselect("True class", names, placeholder="any class", **state.bind("inspect.classes", options=names, multi=True))
-f2.selectbox("Group", views.group_options(ws), help="Sensitive attribute value of the sample.", **state.bind("inspect.group", options=views.group_options(ws)))
+f2.selectbox(
+    "Group", samples.group_options(ws), help="Sensitive attribute value of the sample.", **state.bind("inspect.group", options=samples.group_options(ws))
+)
 f3.radio("Prediction", ["all", "correct", "wrong"], horizontal=True, **state.bind("inspect.correct", options=["all", "correct", "wrong"]))
 f4.slider("Confidence (probability of the predicted class)", 0.0, 1.0, step=0.01, **state.bind("inspect.confidence"))
 matching = [
     int(i)
-    for i in views.matching_samples(
+    for i in samples.matching_samples(
         ws, state.get("inspect.classes"), state.get("inspect.group"), state.get("inspect.correct"), tuple(state.get("inspect.confidence"))
     )
 ]
@@ -50,7 +54,7 @@ shown = matching[:500]
 if state.get("inspect.sample") not in shown:
     state.put("inspect.sample", shown[0])
 s1, s2, s3, s4 = st.columns([4, 1, 1, 2], vertical_alignment="bottom")
-s1.selectbox("Sample", shown, format_func=lambda i: views.sample_label(ws, i), **state.bind("inspect.sample", options=shown))
+s1.selectbox("Sample", shown, format_func=lambda i: samples.sample_label(ws, i), **state.bind("inspect.sample", options=shown))
 s2.button("Previous", on_click=_step, args=(-1, shown), icon=":material/chevron_left:", width="stretch")
 s3.button("Next", on_click=_step, args=(1, shown), icon=":material/chevron_right:", width="stretch")
 s4.caption(f"{len(matching):,} of {len(data):,} samples match" + (" (first 500 listed)" if len(matching) > 500 else ""))
@@ -64,8 +68,8 @@ if st.toggle(
     browse = matching[:24]
     if modality == "image":
         captions = [f"#{i}: {names[int(data.y[i])]}→{names[int(ws.predictions[i])]}" for i in browse]
-        views.plot(
-            interactive.sample_gallery_figure(data.x[browse], captions, views.value_range(ws), title="Matching samples: #index: true → predicted"),
+        display.plot(
+            interactive.sample_gallery_figure(data.x[browse], captions, samples.value_range(ws), title="Matching samples: #index: true → predicted"),
             key="inspect.gallery",
         )
     else:
@@ -74,7 +78,7 @@ if st.toggle(
         table.insert(0, "predicted", [names[int(ws.predictions[i])] for i in browse])
         table.insert(0, "true", [names[int(data.y[i])] for i in browse])
         table.insert(0, "row", browse)
-        views.show_table(table, key="inspect.browse_table")
+        display.show_table(table, key="inspect.browse_table")
 
 
 # --- the prediction --------------------------------------------------------------------
@@ -87,17 +91,17 @@ with p1:
     m2.metric("Predicted", names[pred], delta="correct" if pred == label else "wrong", delta_color="normal" if pred == label else "inverse", delta_arrow="off")
     m3.metric("Confidence", f"{ws.proba[sample, pred]:.1%}")
     if modality == "image":
-        views.plot(interactive.image_figure(data.x[sample], views.value_range(ws), title=f"Input #{sample}"), key="inspect.input")
+        display.plot(interactive.image_figure(data.x[sample], samples.value_range(ws), title=f"Input #{sample}"), key="inspect.input")
     elif modality == "tabular" and data.raw is not None:
         row = data.raw.iloc[sample]
-        views.show_table(row.astype(str).rename("value").rename_axis("feature").reset_index(), key="inspect.raw", height=min(38 + 35 * len(row), 330))
+        display.show_table(row.astype(str).rename("value").rename_axis("feature").reset_index(), key="inspect.raw", height=min(38 + 35 * len(row), 330))
     elif modality == "text":
         st.text(data.texts[sample])
     attrs = {a: str(data.attributes[a].iloc[sample]) for a in data.sensitive}
     if attrs:
         st.caption("Sensitive attributes: " + ", ".join(f"{k} = {v}" for k, v in attrs.items()))
 with p2:
-    views.plot(interactive.class_probability_figure(ws.proba[sample], names, label=label), key="inspect.proba")
+    display.plot(interactive.class_probability_figure(ws.proba[sample], names, label=label), key="inspect.proba")
 
 # --- attributions ----------------------------------------------------------------------
 st.subheader("3. Attributions")
@@ -109,9 +113,9 @@ a1, a2 = st.columns([3, 1])
 a1.multiselect("Methods (side by side)", available, format_func=lambda n: probes[n].title or n, **state.bind("inspect.methods", options=available, multi=True))
 a2.selectbox(
     "Explain the class",
-    views.class_index_options(ws),
+    samples.class_index_options(ws),
     help="The predicted class, or any class you name.",
-    **state.bind("inspect.target", options=views.class_index_options(ws)),
+    **state.bind("inspect.target", options=samples.class_index_options(ws)),
 )
 if modality == "image":
     d1, d2, d3 = st.columns(3)
@@ -130,14 +134,14 @@ methods = list(state.get("inspect.methods") or [])
 with st.expander("Method budgets (more samples or steps: slower, less noisy)", expanded=False):
     st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **state.bind("inspect.seed"))
     for method in methods:
-        budgets = views.budget_params(probes[method])
+        budgets = probe_catalog.budget_params(probes[method])
         if not budgets:
             continue
         st.markdown(f"**{probes[method].title or method}**")
         cols = st.columns(max(len(budgets), 1))
         for col, (param, default) in zip(cols, budgets.items(), strict=False):
             key = f"budget.{method}.{param}"
-            views.ensure(key, default)
+            state.ensure(key, default)
             if isinstance(default, bool):
                 col.checkbox(param.replace("_", " "), **state.bind(key))
             elif isinstance(default, int):
@@ -151,8 +155,8 @@ if not methods:
 
 
 def _params(method: str) -> dict:
-    params = {p: state.get(f"budget.{method}.{p}") for p in views.budget_params(probes[method])}
-    return {k: v for k, v in params.items() if v is not None} | {"target": views.target_param(ws)}
+    params = {p: state.get(f"budget.{method}.{p}") for p in probe_catalog.budget_params(probes[method])}
+    return {k: v for k, v in params.items() if v is not None} | {"target": samples.target_param(ws)}
 
 
 started = time.perf_counter()
@@ -187,7 +191,7 @@ for start in range(0, len(methods), per_row):
                         result,
                         0,
                         data.x[sample],
-                        views.value_range(ws),
+                        samples.value_range(ws),
                         opacity=state.get("inspect.opacity"),
                         mode=state.get("inspect.mode"),
                         colorscale=scale,
@@ -198,7 +202,7 @@ for start in range(0, len(methods), per_row):
                     fig = interactive.tabular_contribution_figure(result, 0, names, raw, title=title)
                 else:
                     fig = interactive.token_attribution_figure(result, 0, names)
-                views.plot(fig, key=f"inspect.attr.{method}")
+                display.plot(fig, key=f"inspect.attr.{method}")
             except Exception as exc:  # a figure that cannot be drawn must not hide the others
                 show_error(exc, f"Drawing {title}")
             explained = names[int(result.targets[0])]

@@ -8,12 +8,14 @@ import streamlit as st
 
 from audits.probes import registered_probes
 from audits.render import interactive
-from dashboard import cache, runs, sections, state, views, workspace
+from dashboard import audit_runs, auth, cache, diff_view, display, result_view, state, workspace
 from dashboard.feedback import guarded, show_error
+from dashboard.markup import escape
 
-sections.register_all()
+auth.require_signed_in()  # the gate again, however this script is reached
+
 st.title("Audit & reports")
-ws = views.require_workspace()
+ws = workspace.require()
 store = workspace.store()
 
 # --- run -------------------------------------------------------------------------------
@@ -45,8 +47,10 @@ with st.container(border=True):
     if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=not selected):
         bar = st.progress(0.0, text="Starting the audit…")
         try:
-            spec = runs.build_spec(samples=state.get("audit.samples"), seed=state.get("audit.seed"), max_rows=state.get("audit.max_rows"), probes=selected)
-            stored = runs.run_and_store(ws, spec, bar)
+            spec = audit_runs.build_spec(
+                samples=state.get("audit.samples"), seed=state.get("audit.seed"), max_rows=state.get("audit.max_rows"), probes=selected
+            )
+            stored = audit_runs.run_and_store(ws, spec, bar)
         except Exception as exc:  # a bad spec or a failure to start: shown, the page stays up
             bar.empty()
             show_error(exc, "The audit")
@@ -183,12 +187,12 @@ with overview:
 
         c1, c2 = st.columns(2)
         with c1:
-            views.plot(to_plotly(performance_view.reliability_chart(perf)), key="audit.reliability")
+            display.plot(to_plotly(performance_view.reliability_chart(perf)), key="audit.reliability")
         with c2:
-            views.plot(to_plotly(performance_view.per_class_chart(perf)), key="audit.perclass")
+            display.plot(to_plotly(performance_view.per_class_chart(perf)), key="audit.perclass")
 with explanations:
     for result in report.explanations:
-        st.markdown(f"**{result.method.replace('_', ' ')}**: {views.escape(result.headline())}")
+        st.markdown(f"**{result.method.replace('_', ' ')}**: {escape(result.headline())}")
         st.caption(f"Cost: {interactive.cost_line(result.cost)}")
     if report.explanations:
         with guarded("Drawing the attribution gallery"):
@@ -196,9 +200,9 @@ with explanations:
             from audits.render.views import attribution as attribution_view
 
             if report.data_summary.modality == "tabular":
-                views.plot(to_plotly(attribution_view.global_importance_chart(report.explanations)), key="audit.importance")
+                display.plot(to_plotly(attribution_view.global_importance_chart(report.explanations)), key="audit.importance")
             elif report.samples is not None and report.data_summary.modality == "image":
-                views.plot(
+                display.plot(
                     to_plotly(
                         attribution_view.attribution_gallery_chart(
                             report.explanations, report.samples, report.data_summary.class_names, rows=list(range(min(4, len(report.samples.indices))))
@@ -209,13 +213,13 @@ with explanations:
 with robustness:
     for i, result in enumerate(report.robustness):
         with st.container(border=True):
-            views.draw_result(result, None, f"audit.rob.{entry.report_id}.{i}")
+            result_view.draw_result(result, None, f"audit.rob.{entry.report_id}.{i}")
 with fairness:
     for i, result in enumerate(report.fairness):
         with st.container(border=True):
-            views.draw_result(result, None, f"audit.fair.{entry.report_id}.{i}")
+            result_view.draw_result(result, None, f"audit.fair.{entry.report_id}.{i}")
 with problems:
-    views.show_skips_and_failures(report)
+    result_view.show_skips_and_failures(report)
     if not report.skipped and not report.failures:
         st.caption("Every selected probe ran.")
 
@@ -242,4 +246,4 @@ except ImportError:
 except Exception as exc:  # an incompatible pair: shown with the reason
     show_error(exc, "Comparing the audits")
 else:
-    views.draw_diff(difference)
+    diff_view.draw_diff(difference)

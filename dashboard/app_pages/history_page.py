@@ -11,8 +11,10 @@ import streamlit as st
 from audits.render.history_figures import trend_figure, verdict_timeline_figure
 from audits.store.changes import run_changes
 from audits.store.history import history
-from dashboard import cache, state, views, workspace
+from dashboard import auth, cache, diff_view, display, state, workspace
 from dashboard.feedback import guarded, show_error
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 # The chain is verified again when a run was added, on request, or after this many seconds.
 VERIFY_EVERY_S = 60.0
@@ -55,7 +57,7 @@ model = state.get("history.model")
 records = store.runs(model=model)
 table = history(store, model)
 st.subheader(f"{len(records)} run(s) of {model}")
-views.plot(verdict_timeline_figure(records, model), key="history.timeline")
+display.plot(verdict_timeline_figure(records, model), key="history.timeline")
 shown = table.copy()
 shown["started_at"] = shown["started_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
 st.dataframe(
@@ -80,7 +82,7 @@ else:
     if chosen:
         measurements = store.measurements(model, names=sorted({k.split("/", 1)[0] for k in chosen}))
         for i, key in enumerate(chosen):
-            views.plot(trend_figure(measurements, key), key=f"history.trend.{i}")
+            display.plot(trend_figure(measurements, key), key=f"history.trend.{i}")
     st.caption("The band is each run's confidence interval where the measurement has one; marker colours are the run's verdict.")
 
 # --- diff -------------------------------------------------------------------------------
@@ -111,4 +113,4 @@ if changes.changes:
     st.dataframe(pd.DataFrame([{"what": c.what, "A": c.old, "B": c.new, "detail": c.detail} for c in changes.changes]), hide_index=True, width="stretch")
 else:
     st.caption("Same model weights, data, spec, seed, policy and tool version: differences below come from the audit alone.")
-views.draw_diff(difference)
+diff_view.draw_diff(difference)

@@ -10,8 +10,10 @@ import streamlit as st
 import yaml
 
 from audits.uploads import MAX_UPLOAD_MB, UPLOAD_FORMATS, UploadedFile
-from dashboard import cache, state, workspace
+from dashboard import auth, cache, state, workspace
 from dashboard.feedback import show_error
+
+auth.require_signed_in()  # the gate again, however this script is reached
 
 
 def _pick(name: str) -> None:

@@ -1,0 +1,53 @@
+"""The dashboard's pages: one table, turned into ``st.navigation`` by ``app.py`` after the sign-in gate.
+
+Pages are reached only through this navigation (the scripts live in ``app_pages/``, a folder
+name Streamlit gives no meaning of its own), and each script repeats the gate on its first line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """One page: its script in ``app_pages/``, how the navigation shows it, and its URL path."""
+
+    script: str
+    title: str
+    icon: str
+    url_path: str
+    section: str
+    default: bool = False
+
+    @property
+    def path(self) -> Path:
+        return PAGES_DIR / self.script
+
+
+PAGES: tuple[PageEntry, ...] = (
+    PageEntry("inspect_page.py", "Inspect", ":material/image_search:", "inspect", "Analyse", default=True),
+    PageEntry("robustness_page.py", "Robustness", ":material/shield:", "robustness", "Analyse"),
+    PageEntry("fairness_page.py", "Fairness", ":material/balance:", "fairness", "Analyse"),
+    PageEntry("models_page.py", "Models", ":material/inventory_2:", "models", "Manage"),
+    PageEntry("audit_page.py", "Audit & reports", ":material/description:", "audits", "Manage"),
+    PageEntry("history_page.py", "History", ":material/history:", "history", "Manage"),
+)
+
+
+def pages() -> tuple[PageEntry, ...]:
+    """Every page of the app, in navigation order."""
+    return PAGES
+
+
+def build():
+    """The app's ``st.navigation`` (call only after the sign-in gate has passed)."""
+    sections: dict[str, list] = {}
+    for entry in pages():
+        sections.setdefault(entry.section, []).append(st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path, default=entry.default))
+    return st.navigation(sections)

@@ -1,1 +1,0 @@
-"""The page scripts of the dashboard (run by ``st.navigation`` from ``dashboard/app.py``)."""

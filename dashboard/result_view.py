@@ -1,0 +1,82 @@
+"""Drawing any probe result: its title, headline and cost around the drawer registered for its
+class in ``result_drawers`` (found by the class hierarchy, never by a name string), with a
+generic fallback (scalar fields, tables) so result types added later still show up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import streamlit as st
+
+from audits.probes import registered_probes
+from audits.render import interactive
+from dashboard.display import show_table, table_height
+from dashboard.feedback import guarded
+from dashboard.markup import escape
+from dashboard.result_drawers import DRAWERS, Drawer
+from dashboard.workspace import Workspace
+
+
+def frames_of(result) -> dict[str, pd.DataFrame]:
+    """The result's table fields, by name."""
+    if not dataclasses.is_dataclass(result):
+        return {}
+    return {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if isinstance(getattr(result, f.name), pd.DataFrame)}
+
+
+def draw_generic(result, ws: Workspace | None, key: str) -> None:
+    """Fallback for any result: its scalar fields, then each table in a tab."""
+    fields = interactive.scalar_fields(result)
+    fields = fields[fields["field"] != "headline"]
+    if len(fields):
+        show_table(fields, key=f"{key}.fields")
+    frames = {k: v for k, v in frames_of(result).items() if len(v)}
+    if frames:
+        tabs = st.tabs([k.replace("_", " ") for k in frames])
+        for tab, (name, frame) in zip(tabs, frames.items(), strict=True):
+            with tab:
+                show_table(frame, key=f"{key}.{name}", height=table_height(len(frame)))
+    for note in getattr(result, "notes", None) or []:
+        st.caption(escape(str(note)))
+
+
+def drawer_for(result) -> Drawer:
+    """The drawer registered for the most specific class of ``result`` (the generic one if none)."""
+    for cls in type(result).__mro__:
+        if cls in DRAWERS:
+            return DRAWERS[cls]
+    return draw_generic
+
+
+def draw_result(result, ws: Workspace | None, key: str) -> None:
+    """Draw one probe result under its title; a drawing error is shown and the page goes on."""
+    cls = registered_probes().get(getattr(result, "method", ""))
+    title = getattr(cls, "title", "") or str(getattr(result, "method", "") or "result").replace("_", " ")
+    st.subheader(title)
+    if cls is not None and getattr(cls, "description", ""):
+        st.caption(cls.description)
+    headline = result.headline() if hasattr(result, "headline") else ""
+    if headline:
+        st.markdown(f"**{escape(headline)}**")
+    with guarded(f"Drawing {title}"):
+        drawer_for(result)(result, ws, key)
+    cost = getattr(result, "cost", None)
+    if cost is not None:
+        st.caption(f"Cost: {interactive.cost_line(cost)}")
+
+
+def show_skips_and_failures(report, names: set[str] | None = None) -> None:
+    """The report's skipped probes (with the reason) and failed probes (with the error and fix).
+
+    A probe that failed during the audit is a fact about that audit, so it is a warning here,
+    not a dashboard error.
+    """
+    for s in report.skipped:
+        if names is None or s.name in names:
+            st.caption(escape(f"Skipped {s.name}: {s.reason}"))
+    for failure in report.failures:
+        if names is None or failure.name in names:
+            text = escape(f"{failure.name} failed during this audit: {failure.error}") + (f"\n\n**Fix:** {escape(failure.fix)}" if failure.fix else "")
+            st.warning(text, icon=":material/report:")
