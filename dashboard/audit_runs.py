@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from audits.engine import run_audit
 from audits.spec import AuditSpec, parse_spec
+from dashboard import auth
 from dashboard.feedback import progress_callback
 from dashboard.stored_runs import StoredRun
 from dashboard.workspace import Workspace, store
@@ -38,6 +39,6 @@ def run_and_store(ws: Workspace, spec: AuditSpec, bar) -> StoredRun:
     started = datetime.now(UTC)
     update = progress_callback(bar, f"Auditing {ws.name}")
     with ws.loaded.lock:
-        report = run_audit(ws.handle, ws.data, spec, progress=update)
+        report = run_audit(ws.handle, ws.data, spec, progress=update, user=auth.signed_in_identity())
     bar.progress(1.0, text="Checking the policy and storing the report…")
     return store().save(with_findings(report), started_at=started)

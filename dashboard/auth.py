@@ -46,6 +46,13 @@ def logged_in() -> bool:
     return bool(st.user.get("is_logged_in", False))
 
 
+def signed_in_identity() -> str | None:
+    """Who is signed in (email, else name), for the audit's record; None when sign-in is not configured."""
+    if not logged_in():
+        return None
+    return str(st.user.get("email") or st.user.get("name") or "signed-in user")
+
+
 def access() -> Access:
     """Whether the app is open, or who may see it: raises ``SignInConfigError`` on a broken configuration."""
     if auth_section() is None:

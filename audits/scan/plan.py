@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from audits.config_files import load_yaml_file
 from audits.errors import AuditError
 from audits.policy import Policy, load_policy, parse_policy
 from audits.spec import AuditSpec, load_spec, parse_spec
@@ -215,12 +215,7 @@ def parse_plan(raw: Any, *, source: str = "plan", base_dir: Path | None = None) 
 def load_plan(path: str | Path) -> LoadedPlan:
     """Read and validate the plan in ``path``."""
     path = Path(path)
-    if not path.is_file():
-        raise PlanError(f"Scan plan {path} does not exist.", fix="Pass the path of a scan plan YAML (see examples/scan.yaml).")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise PlanError(f"Scan plan {path} is not valid YAML: {exc}", fix="Fix the YAML syntax.") from None
+    raw = load_yaml_file(path, error=PlanError, what="scan plan", missing_fix="Pass the path of a scan plan YAML (see examples/scan.yaml).")
     return parse_plan(raw, source=str(path), base_dir=path.resolve().parent)
 
 
