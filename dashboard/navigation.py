@@ -46,8 +46,23 @@ def pages() -> tuple[PageEntry, ...]:
 
 
 def build():
-    """The app's ``st.navigation`` (call only after the sign-in gate has passed)."""
+    """The app's ``st.navigation`` (call only after the sign-in gate has passed).
+
+    Streamlit serves its default page at ``/`` only, so a default page's own URL path
+    (``/inspect``) would answer "Page not found". Every listed page therefore keeps its URL,
+    and a hidden default page at ``/`` forwards to the page marked ``default``.
+    """
     sections: dict[str, list] = {}
+    landing = None
     for entry in pages():
-        sections.setdefault(entry.section, []).append(st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path, default=entry.default))
+        page = st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path)
+        sections.setdefault(entry.section, []).append(page)
+        if entry.default:
+            landing = page
+
+    def forward() -> None:
+        st.switch_page(landing)
+
+    first = next(iter(sections))
+    sections[first].insert(0, st.Page(forward, title="Start", url_path="start", default=True, visibility="hidden"))
     return st.navigation(sections)

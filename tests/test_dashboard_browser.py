@@ -102,3 +102,23 @@ def test_every_page_in_a_real_browser(server, tmp_path):
             shutil.copy(shot, Path(target) / shot.name)
     print("; ".join(timings))
     assert len(shots) == len(NAV) + len(PER_MODEL) and all(s.stat().st_size > 10_000 for s in shots)
+
+
+def test_every_page_opens_from_its_own_url(server):
+    """Deep links: /inspect (the default page) and every other page's URL open that page, never "Page not found"."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright client is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            for entry in navigation.pages():
+                page.goto(f"{server['url'].rstrip('/')}/{entry.url_path}")
+                wait_idle(page)
+                assert page.get_by_text("Page not found").count() == 0, entry.url_path
+                assert page.url.rstrip("/").endswith(f"/{entry.url_path}"), (entry.url_path, page.url)
+            page.goto(server["url"])  # the bare address forwards to the default page
+            wait_idle(page)
+            default = next(e for e in navigation.pages() if e.default)
+            assert page.url.rstrip("/").endswith(f"/{default.url_path}") and page.get_by_text("Page not found").count() == 0
+        finally:
+            browser.close()
