@@ -196,7 +196,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     sign_in = auth_from_files(server_secrets_files(app, settings))
     if args.host not in ("localhost", "127.0.0.1", "::1") and sign_in is None:
-        print(f"warning: listening on {args.host} without sign-in: anyone who can reach it can use the dashboard ([auth] in .streamlit/secrets.toml; see the README).", file=sys.stderr)
+        print(f"warning: listening on {args.host} without sign-in: anyone who can reach it can use the dashboard ([auth] in .streamlit/secrets.toml; see docs/dashboard.md).", file=sys.stderr)
     if not zoo_names():
         print("The demo zoo is empty: training it first (about a minute on 2 cores)...", flush=True)
         subprocess.run([sys.executable, "-m", "models.build_zoo"], check=True)

@@ -59,7 +59,7 @@ def parse_spec(raw: dict | None, *, source: str = "spec") -> AuditSpec:
     except ValidationError as exc:
         raise SpecError(
             f"Audit spec {source} is invalid: {format_validation_errors(exc, raw, root='(spec)')}.",
-            fix="Correct the named fields (see the README's 'Audit spec' section).",
+            fix="Correct the named fields (see docs/spec.md).",
         ) from None
     spec.validate_probes()
     return spec
@@ -69,5 +69,5 @@ def load_spec(path: str | Path) -> AuditSpec:
     path = Path(path)
     raw = load_yaml_file(path, error=SpecError, what="spec file", missing_fix="Pass the path of a spec YAML file.")
     if raw is not None and not isinstance(raw, dict):
-        raise SpecError(f"Spec file {path} must be a YAML mapping.", fix="See the README's 'Audit spec' section.")
+        raise SpecError(f"Spec file {path} must be a YAML mapping.", fix="See docs/spec.md.")
     return parse_spec(raw, source=str(path))

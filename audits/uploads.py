@@ -151,7 +151,7 @@ def _safe_name(name: str) -> str:
 
 def _read_card(card: UploadedFile) -> dict:
     if not card.name.lower().endswith((".yaml", ".yml")):
-        raise UploadError(f"The card {card.name} is not a YAML file.", fix="Upload the model card as card.yaml (see the README's 'Model cards').")
+        raise UploadError(f"The card {card.name} is not a YAML file.", fix="Upload the model card as card.yaml (see docs/cards.md).")
     from models.card import parse_card_text
 
     return parse_card_text(card.content, source=card.name)  # safe, alias-free, size-capped
@@ -183,7 +183,7 @@ def _check_data_name(data: UploadedFile, modality: object) -> None:
     if not data.name.lower().endswith(allowed):
         raise UploadError(
             f"The evaluation data {data.name} is not a {' / '.join(allowed)} file, as a {modality} model needs.",
-            fix="See the README's 'Data' paragraph for the accepted layouts.",
+            fix="See docs/cards.md for the accepted data layouts.",
         )
 
 

@@ -260,7 +260,7 @@ def parse_card(raw: dict, *, base_dir: Path, source: str = "card", confine: bool
     except ValidationError as exc:
         raise CardError(
             f"Model card {source} is invalid: {format_validation_errors(exc, raw, root='(card)')}.",
-            fix="Correct the named fields (see models/zoo/*/card.yaml and the README's 'Model cards' section).",
+            fix="Correct the named fields (see models/zoo/*/card.yaml and docs/cards.md).",
         ) from None
     if confine:
         check_confined(card, source=source)
