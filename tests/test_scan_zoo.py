@@ -124,8 +124,8 @@ def test_audits_run_fail_on_gives_the_same_exit_codes(tmp_path, tabular_bundle):
         "--figures",
         "0",
     ]
-    assert main([*base, "--out", str(tmp_path / "a")]) == 0  # default: never
-    assert main([*base, "--out", str(tmp_path / "b"), "--fail-on", "fail"]) == 1
+    assert main([*base, "--out", str(tmp_path / "a")]) == 1  # default: fail
+    assert main([*base, "--out", str(tmp_path / "b"), "--fail-on", "never"]) == 0
     lenient = tmp_path / "lenient.yaml"
     lenient.write_text(yaml.safe_dump({"name": "l", "checks": [{"check": "min_accuracy", "threshold": 0.0}]}))
     assert main([*base[:-7], "--policy", str(lenient), "--quiet", "--no-pdf", "--no-html", "--out", str(tmp_path / "c"), "--fail-on", "warn"]) == 0
