@@ -59,7 +59,7 @@ class PerformanceResult:
             yield proportion("precision", row.precision if ok else None, predicted[i], subject=f"class={row[0]}", evidence=f".per_class[class={row[0]}]")
         yield from self._error_inflow(ok)
 
-    def _error_inflow(self, ok: bool, min_errors: int = 30) -> Iterator[Measurement]:
+    def _error_inflow(self, ok: bool, min_errors: int = 50) -> Iterator[Measurement]:
         """``error_inflow_ratio`` per class: its false positives over what its size explains.
 
         If every class's errors spread over the other classes in proportion to their sizes, class c
