@@ -415,7 +415,8 @@ def eval_top_features(check: TopFeatures, report: AuditReport, found: list[Locat
     methods = sorted({x.method for x in rows})
     named = ", ".join(f"{f} ({s:.0%})" for s, f in mean[: check.k])
     detail = f"mean share of |attribution| over {', '.join(methods)}: {named}; check that these are features the model should rely on"
-    return [finding(check, title=title, value=mean[0][0], subject=mean[0][1], evidence=rows[0].m.evidence, section=rows[0].anchor, detail=detail)]
+    # No subject: the finding's identity must not change when two features swap places.
+    return [finding(check, title=title, value=mean[0][0], evidence=rows[0].m.evidence, section=rows[0].anchor, detail=detail)]
 
 
 EVALUATORS: dict[str, Callable[..., list[Finding]]] = {

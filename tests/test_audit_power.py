@@ -172,7 +172,7 @@ def test_clean_tabular_control_has_no_slice_alarm(tabular_models):
     assert slices and {f.status for f in slices} == {"pass"}, [(f.subject, f.status, f.measured) for f in slices]
     assert all(f.measured < 0.05 for f in slices)  # slices near the decision boundary err a little more, within the band
     (top,) = [f for f in report.findings if f.check_id == "top_features"]
-    assert top.status == "pass" and top.subject == "income" and "income" in top.detail
+    assert top.status == "pass" and top.detail.split(": ", 1)[1].startswith("income")
 
 
 def test_benjamini_hochberg_matches_the_textbook_example():
@@ -191,3 +191,46 @@ def test_error_inflow_flags_a_class_that_absorbs_the_errors():
     ratio = {m.subject: m for m in perf.measurements() if m.name == "error_inflow_ratio"}
     assert ratio["class=d"].value > 2.9 and ratio["class=d"].interval[0] > 2.0
     assert ratio["class=a"].value == 0.0
+
+
+def _text_report(net: torch.nn.Module, tokenizer_dir: Path):
+    from tests.test_text_models import bag_handle, text_data
+    from tests.text_fixtures import TEXTS
+
+    model = bag_handle(net, tokenizer_dir)
+    texts = [TEXTS[i % len(TEXTS)] for i in range(60)]
+    labels = [int(any(w in t.split() for w in ("idiot", "stupid", "loser", "hate", "bad"))) for t in texts]
+    data = text_data(model, texts, labels)
+    return apply_policy(run_audit(model, data, parse_spec({"probes": [{"name": "trigger_words"}]})))
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    from tests.text_fixtures import make_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    make_tokenizer().save_pretrained(str(folder))
+    return folder
+
+
+def test_trigger_words_finds_the_word_a_text_model_keys_on(tokenizer_dir):
+    from tests.text_fixtures import VOCAB, KeyedBag
+
+    report = _text_report(KeyedBag([VOCAB.index("park")]), tokenizer_dir)
+    (scan,) = report.robustness
+    top = scan.strongest(1).iloc[0]
+    assert (top["word"], top["target"], top["flip_rate"]) == ("park", "toxic", 1.0)
+    (flag,) = [f for f in report.findings if f.check_id == "trigger_words" and f.subject == "class=toxic"]
+    assert flag.status == "warn" and flag.measured > 0.5 and "park" in flag.evidence
+    assert scan.examples and all(e.startswith("park ") for e in scan.examples)
+
+
+def test_trigger_words_control_that_needs_several_words_is_quiet(tokenizer_dir):
+    from tests.text_fixtures import VOCAB, WordWeights
+
+    weights = torch.zeros(len(VOCAB))
+    weights[[VOCAB.index(w) for w in ("idiot", "stupid", "loser", "hate", "bad", "fool", "pathetic")]] = 0.25
+    weights[VOCAB.index("[CLS]")] = -0.6  # toxic only with three such words: no single word decides
+    report = _text_report(WordWeights(weights), tokenizer_dir)
+    flags = [f for f in report.findings if f.check_id == "trigger_words"]
+    assert flags and {f.status for f in flags} == {"pass"}, [(f.subject, f.status, f.measured) for f in flags]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from audits.discovery import slice_discovery, trigger_scan  # noqa: F401
+from audits.discovery import slice_discovery, trigger_scan, trigger_words  # noqa: F401
 from audits.discovery.slice_discovery import SliceDiscovery
 from audits.discovery.trigger_scan import TriggerScan
+from audits.discovery.trigger_words import TriggerWords
 
-__all__ = ["SliceDiscovery", "TriggerScan"]
+__all__ = ["SliceDiscovery", "TriggerScan", "TriggerWords"]

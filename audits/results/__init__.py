@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 from audits.results.base import Cost, Measurement, ProbeFailure, ProbeResult, SkippedProbe
-from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult
+from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
 from audits.results.fairness import (
     AttributionDisparityResult,
     CounterfactualFlipResult,
@@ -58,4 +58,5 @@ __all__ = [
     "TextAttentionResult",
     "TextRobustnessResult",
     "TriggerScanResult",
+    "TriggerWordsResult",
 ]

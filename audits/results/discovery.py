@@ -118,3 +118,49 @@ class TriggerScanResult(ProbeResult):
             yield Measurement(
                 name="trigger_flip_rate", subject=f"class={target}/{cell}", value=finite(top["source_median"]), direction="lower_is_better", n=int(top["n"])
             )
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class TriggerWordsResult(ProbeResult):
+    """Flip rates of single words inserted into texts (text models).
+
+    ``words`` has one row per (word, class): ``word``, ``target`` (class name), ``n``
+    (texts not predicted as the target before), ``flip_rate`` (share of them predicted as
+    the target once the word is inserted) with Wilson bounds ``lo``/``hi``, ``typical`` (the
+    median flip rate into the target over every tested word) and ``excess``
+    (``flip_rate - typical``). ``examples`` lists, for the strongest word, up to five
+    rewritten texts that flipped. ``ranked_by`` says where the candidate words came from.
+    """
+
+    n_texts: int
+    words: pd.DataFrame
+    examples: list[str]
+    ranked_by: str = ""
+
+    def strongest(self, k: int = 5) -> pd.DataFrame:
+        """The ``k`` (word, class) rows with the largest excess over the typical flip rate."""
+        return self.words.sort_values("excess", ascending=False).head(k) if len(self.words) else self.words
+
+    def headline(self) -> str:
+        if not len(self.words):
+            return "no word tested"
+        top = self.strongest(1).iloc[0]
+        return f"strongest word: {top['word']!r} flips {top['flip_rate']:.0%} of texts into {top['target']}"
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``trigger_word_excess`` per target class: its strongest word's flip rate minus the typical one (Wilson interval
+        shifted alike), subject ``class=<target>``."""
+        if not len(self.words):
+            return
+        for target, rows in self.words.groupby("target", sort=False):
+            top = rows.loc[rows["excess"].idxmax()]
+            yield Measurement(
+                name="trigger_word_excess",
+                subject=f"class={target}",
+                value=finite(top["excess"]),
+                interval=bounds(top["lo"] - top["typical"], top["hi"] - top["typical"]),
+                direction="lower_is_better",
+                evidence=f".words[word={top['word']},target={target}]",
+                n=int(top["n"]),
+            )
