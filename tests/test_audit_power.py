@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from audits.data import load_data
 from audits.discovery.slice_discovery import benjamini_hochberg
-from audits.engine import run_audit
+from audits.engine import run_audit, select_samples
 from audits.policy import apply_policy
 from audits.results import PerformanceResult
 from audits.spec import parse_spec
@@ -234,3 +234,16 @@ def test_trigger_words_control_that_needs_several_words_is_quiet(tokenizer_dir):
     report = _text_report(WordWeights(weights), tokenizer_dir)
     flags = [f for f in report.findings if f.check_id == "trigger_words"]
     assert flags and {f.status for f in flags} == {"pass"}, [(f.subject, f.status, f.measured) for f in flags]
+
+
+def test_explained_samples_cover_every_class_the_misclassified_and_the_confidence_extremes():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    proba = rng.dirichlet(np.ones(4), size=100)
+    proba[np.arange(100), y] += 1.0
+    proba[[5, 40], :] = [0.01, 0.01, 0.01, 0.97]  # confidently wrong (class 0 and 1 rows called 3)
+    proba /= proba.sum(axis=1, keepdims=True)
+    picked = select_samples(y, 12, "stratified", np.random.default_rng(1), proba)
+    conf = proba.max(axis=1)
+    assert len(set(picked)) == 12 and set(y[picked]) == set(range(4))
+    assert {5, 40} <= set(picked) and int(conf.argmin()) in picked and int(conf.argmax()) in picked
