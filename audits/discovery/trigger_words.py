@@ -72,7 +72,7 @@ class TriggerWords(Probe):
         "Inserts single words from the evaluation texts' vocabulary (ranked by attributions) into texts: which flip decisions into one class."
     )
 
-    def __init__(self, n_words: int = 40, max_rows: int = 200) -> None:
+    def __init__(self, n_words: int = 20, max_rows: int = 64) -> None:
         self.n_words = n_words
         self.max_rows = max_rows
 
