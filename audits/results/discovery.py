@@ -106,18 +106,20 @@ class TriggerScanResult(ProbeResult):
         for target, rows in self.cells.groupby("target", sort=False):
             top = rows.loc[rows["excess"].idxmax()]
             cell = f"{top['patch']}/size={int(top['size'])}/at={int(top['row'])},{int(top['col'])}"
+            where = f".cells[patch={top['patch']},size={int(top['size'])},row={int(top['row'])},col={int(top['col'])},target={target}]"
             yield Measurement(
                 name="trigger_flip_excess",
                 subject=f"class={target}",
                 value=finite(top["excess"]),
                 interval=bounds(top["lo"] - top["typical"], top["hi"] - top["typical"]),
                 direction="lower_is_better",
-                evidence=f".cells[patch={top['patch']},size={int(top['size'])},row={int(top['row'])},col={int(top['col'])},target={target}]",
+                evidence=where,
                 n=int(top["n"]),
             )
             yield Measurement(
-                name="trigger_flip_rate", subject=f"class={target}/{cell}", value=finite(top["source_median"]), direction="lower_is_better", n=int(top["n"])
-            )
+                name="trigger_flip_rate", subject=f"class={target}/{cell}", value=finite(top["source_median"]), direction="lower_is_better",
+                evidence=where, n=int(top["n"]),
+            )  # fmt: skip
 
 
 @serializable
