@@ -1,11 +1,14 @@
 """Trigger words (text): single words that, inserted into a text, flip the decision to one class.
 
-Candidate words come from the evaluation texts' vocabulary, ranked by the attributions of
-the explained samples when an attribution probe ran before (the tokens with the largest
-|attribution|), then by how strongly a word's presence goes with one predicted class. Each
-candidate is inserted at the start of every audited text not already predicted as the
-class, and the rewritten texts go through the model in one batched pass. A word whose flip
-rate is far above the typical word's is a cue the model keys on by itself.
+Candidate words come from the evaluation texts' vocabulary, ranked by how strongly a word's
+presence goes with one predicted class in the shared forward pass. Each candidate is
+inserted at the start of every audited text not already predicted as the class, and the
+rewritten texts go through the model in one batched pass. A word whose flip rate is far
+above the typical word's is a cue the model keys on by itself.
+
+The words and the texts do not depend on the seed (the texts are evenly spaced over the
+evaluation data): ranking by the attributions of the seeded explained samples, and a seeded
+subset of texts, moved the toxicity demo's finding between pass and warn from seed to seed.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from audits.probes import Probe, RunContext, register
-from audits.results.attribution import AttributionResult
 from audits.results.discovery import TriggerWordsResult
 from audits.stats import wilson_interval
 
@@ -59,7 +61,7 @@ class TriggerWords(Probe):
     n_words : int
         Candidate words tested.
     max_rows : int
-        Texts each word is inserted into (a seeded random subset when there are more).
+        Texts each word is inserted into (evenly spaced over the evaluation data when there are more).
     """
 
     name: ClassVar[str] = "trigger_words"
@@ -78,11 +80,10 @@ class TriggerWords(Probe):
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> TriggerWordsResult:
         texts, pred = data.texts, context.predictions
-        attributed = [t for r in context.earlier if isinstance(r, AttributionResult) and r.tokens for t in r.top_tokens(self.n_words)]
-        words = candidate_words(texts, pred, len(data.class_names), self.n_words, attributed)
+        words = candidate_words(texts, pred, len(data.class_names), self.n_words, [])
         rows = np.arange(len(texts))
-        if len(rows) > self.max_rows:
-            rows = np.sort(context.rng(self.name).choice(len(rows), size=self.max_rows, replace=False))
+        if len(rows) > self.max_rows:  # evenly spaced, not seeded: the verdict must not move with the seed
+            rows = np.unique(np.linspace(0, len(rows) - 1, self.max_rows).round().astype(np.int64))
         base = [texts[i] for i in rows]
         orig = pred[rows]
         new = np.empty((len(words), len(rows)), dtype=np.int64)
@@ -110,5 +111,5 @@ class TriggerWords(Probe):
             j, t = int(top["_j"]), int(top["_t"])
             examples = [f"{words[j]} {base[i]}" for i in np.flatnonzero((orig != t) & (new[j] == t))[:5]]
             frame = frame.drop(columns=["_j", "_t"])
-        ranked = "attributions of the explained samples, then class association" if attributed else "class association in the evaluation texts"
+        ranked = "class association in the evaluation texts"
         return TriggerWordsResult(method=self.name, params=self.params, seed=context.seed, n_texts=len(rows), words=frame, examples=examples, ranked_by=ranked)
