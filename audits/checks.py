@@ -30,10 +30,12 @@ if TYPE_CHECKING:
         MaxDisparity,
         MaxNonfiniteOutputs,
         MaxPerturbationFlipRate,
+        MaxSliceErrorExcess,
         MeasurementCheck,
         MinAccuracy,
         MinCorruptionAccuracy,
         MinRobustAccuracy,
+        TopFeatures,
         _Check,
     )
     from audits.report import AuditReport
@@ -378,6 +380,45 @@ def eval_measurement(check: MeasurementCheck, report: AuditReport, found: list[L
     ]
 
 
+def eval_slices(check: MaxSliceErrorExcess, report: AuditReport, found: list[Located]) -> list[Finding]:
+    """One finding per significant slice; one passing finding (the worst excess, 0) when none is significant."""
+    title = "Slice with a high error rate"
+    (worst,) = first_result(query(found, "worst_slice_error_excess", "")) or (None,)
+    if worst is None:
+        return missing(check, title, absent(report, "slice discovery"))
+    rows = [x for x in query(found, "slice_error_excess") if x.pointer == worst.pointer]
+    if not rows:
+        return [from_measurement(check, worst, title=title, detail="no slice of the evaluation data errs significantly more than overall (Benjamini-Hochberg, every column and pair)")]
+    return [
+        from_measurement(
+            check, x, title=title,
+            detail=f"{x.m.subject}: {x.m.n:,} rows err {x.m.value:+.1%} more often than overall; look at these rows, "
+            "collect or reweight data like them, or state the limitation",
+        )  # fmt: skip
+        for x in rows
+    ]
+
+
+def eval_top_features(check: TopFeatures, report: AuditReport, found: list[Located]) -> list[Finding]:
+    """Informational: the features with the largest mean share of |attribution| over the methods."""
+    title = "Features that drive the model"
+    rows = query(found, "feature_importance_share")
+    if not rows:
+        return missing(check, title, absent(report, "per-feature attributions (tabular models)"))
+    shares: dict[str, list[float]] = {}
+    for x in rows:
+        if x.m.value is not None:
+            shares.setdefault(x.m.subject.split("/", 1)[1], []).append(x.m.value)
+    mean = sorted(((float(np.mean(v)), f) for f, v in shares.items()), reverse=True)
+    if not mean:
+        return missing(check, title, "the attribution methods gave no finite importances")
+    methods = sorted({x.method for x in rows})
+    named = ", ".join(f"{f} ({s:.0%})" for s, f in mean[: check.k])
+    detail = f"mean share of |attribution| over {', '.join(methods)}: {named}; check that these are features the model should rely on"
+    # No subject: the finding's identity must not change when two features swap places.
+    return [finding(check, title=title, value=mean[0][0], evidence=rows[0].m.evidence, section=rows[0].anchor, detail=detail)]
+
+
 EVALUATORS: dict[str, Callable[..., list[Finding]]] = {
     "min_accuracy": eval_min_accuracy,
     "max_calibration_error": eval_calibration,
@@ -390,4 +431,6 @@ EVALUATORS: dict[str, Callable[..., list[Finding]]] = {
     "max_counterfactual_flip_rate": eval_counterfactual,
     "explanation_quality": eval_explanation,
     "measurement": eval_measurement,
+    "max_slice_error_excess": eval_slices,
+    "top_features": eval_top_features,
 }

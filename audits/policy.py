@@ -186,6 +186,27 @@ class ExplanationQuality(_Check):
     relative: bool = False
 
 
+class MaxSliceErrorExcess(_Check):
+    """Slices of the evaluation data (slice discovery) whose error rate exceeds the overall one: one finding per
+    significant slice (its excess error rate), or one passing finding when no slice errs significantly more."""
+
+    check: Literal["max_slice_error_excess"]
+    direction: Literal["max"] = "max"
+
+
+class TopFeatures(_Check):
+    """Informational: the features that drive the model (mean share of |attribution| over the attribution methods).
+
+    The finding passes and names the ``k`` top features with their shares; it fails only if one
+    feature's share exceeds ``threshold`` (default 1: never, the finding informs).
+    """
+
+    check: Literal["top_features"]
+    direction: Literal["max"] = "max"
+    threshold: float = 1.0
+    k: Annotated[int, Field(ge=1, le=20)] = 3
+
+
 Check = Annotated[
     MinAccuracy
     | MaxCalibrationError
@@ -197,7 +218,9 @@ Check = Annotated[
     | MaxCounterfactualFlipRate
     | ExplanationQuality
     | MaxNonfiniteOutputs
-    | MeasurementCheck,
+    | MeasurementCheck
+    | MaxSliceErrorExcess
+    | TopFeatures,
     Field(discriminator="check"),
 ]
 CHECK_TYPES = {cls.model_fields["check"].annotation.__args__[0]: cls for cls in Check.__origin__.__args__}  # type: ignore[attr-defined]

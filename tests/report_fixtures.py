@@ -25,6 +25,8 @@ SPECS = {
             {"name": "corruptions", "params": {"max_rows": 96, "n_examples": 1, "corruptions": ["gaussian_noise", "contrast", "occlusion"]}},
             {"name": "calibration", "params": {"max_rows": 200}},
             {"name": "group_metrics", "params": {"n_boot": 100}},
+            {"name": "slice_discovery"},
+            {"name": "trigger_scan", "params": {"max_images": 120}},
         ],
     },
     "adult-mlp": {
@@ -36,6 +38,7 @@ SPECS = {
             {"name": "tabular_perturbations", "params": {"max_rows": 400}},
             {"name": "group_metrics", "params": {"n_boot": 100}},
             {"name": "counterfactual_flips", "params": {"max_rows": 1500}},
+            {"name": "slice_discovery"},
         ],
     },
 }

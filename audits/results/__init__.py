@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 from audits.results.base import Cost, Measurement, ProbeFailure, ProbeResult, SkippedProbe
+from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
 from audits.results.fairness import (
     AttributionDisparityResult,
     CounterfactualFlipResult,
@@ -51,8 +52,11 @@ __all__ = [
     "ProbeResult",
     "ProxyFeaturesResult",
     "SkippedProbe",
+    "SliceDiscoveryResult",
     "TabularAdversarialResult",
     "TabularPerturbationResult",
     "TextAttentionResult",
     "TextRobustnessResult",
+    "TriggerScanResult",
+    "TriggerWordsResult",
 ]

@@ -109,6 +109,15 @@ class AttributionResult(ProbeResult):
                         n=0 if values is None else int(values.size),
                     )
 
+        if self.feature_names and self.attributions.ndim == 2 and len(self.attributions):
+            importance = self.global_importance
+            total = float(importance.sum())
+            for name, v in zip(self.feature_names, importance, strict=False):
+                yield Measurement(
+                    name="feature_importance_share", subject=f"{self.method}/{name}", value=float(v) / total if total > 0 else None,
+                    evidence=".attributions", n=len(self.attributions),
+                )  # fmt: skip
+
     def top_features(self, k: int = 5) -> list[str]:
         if not self.feature_names:
             return []

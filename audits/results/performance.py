@@ -10,6 +10,7 @@ import pandas as pd
 
 from audits.results.base import Measurement, finite, proportion
 from audits.serialization import serializable
+from audits.stats import wilson
 
 
 @serializable
@@ -52,5 +53,38 @@ class PerformanceResult:
         yield Measurement(name="ece", value=finite(self.ece) if ok else None, direction="lower_is_better", evidence=".ece", n=self.n)
         yield Measurement(name="mean_confidence", value=finite(self.mean_confidence) if ok else None, evidence=".mean_confidence", n=self.n)
         yield Measurement(name="nonfinite_output_rows", value=float(self.nonfinite_rows), direction="lower_is_better", evidence=".nonfinite_rows", n=self.n)
-        for row in self.per_class.itertuples(index=False):
+        predicted = self.confusion.sum(axis=0) if self.confusion.size else np.zeros(len(self.per_class))
+        for i, row in enumerate(self.per_class.itertuples(index=False)):
             yield proportion("recall", row.recall if ok else None, row.support, subject=f"class={row[0]}", evidence=f".per_class[class={row[0]}]")
+            yield proportion("precision", row.precision if ok else None, predicted[i], subject=f"class={row[0]}", evidence=f".per_class[class={row[0]}]")
+        yield from self._error_inflow(ok)
+
+    def _error_inflow(self, ok: bool, min_errors: int = 50) -> Iterator[Measurement]:
+        """``error_inflow_ratio`` per class: its false positives over what its size explains.
+
+        If every class's errors spread over the other classes in proportion to their sizes, class c
+        would receive ``sum_t e_t * n_c / (N - n_t)`` false positives; the ratio is the observed
+        count over that. The Wilson interval of c's share of all errors is scaled alike. No value
+        with fewer than ``min_errors`` errors in all (too few to say where they go).
+        """
+        cm = np.asarray(self.confusion, dtype=np.float64)
+        k = len(cm)
+        if k < 3 or not ok:  # with two classes every error flows into the other one
+            return
+        support, errors = cm.sum(axis=1), cm.sum(axis=1) - np.diag(cm)
+        total, n = float(errors.sum()), float(support.sum())
+        for c in range(k):
+            others = np.arange(k) != c
+            expected = float((errors[others] * support[c] / np.maximum(n - support[others], 1.0)).sum())
+            observed = float(cm[others, c].sum())
+            enough = total >= min_errors and expected > 0
+            share = wilson(observed / total, int(total)) if enough else None
+            yield Measurement(
+                name="error_inflow_ratio",
+                subject=f"class={self.per_class.iloc[c, 0]}",
+                value=observed / expected if enough else None,
+                interval=None if share is None else [v * total / expected for v in share],
+                direction="lower_is_better",
+                evidence=f".confusion[predicted={self.per_class.iloc[c, 0]}]",
+                n=int(total),
+            )

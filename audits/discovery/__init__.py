@@ -1,0 +1,10 @@
+"""Discovery probes: problems the audit finds without being told where to look. Importing this package registers them."""
+
+from __future__ import annotations
+
+from audits.discovery import slice_discovery, trigger_scan, trigger_words  # noqa: F401
+from audits.discovery.slice_discovery import SliceDiscovery
+from audits.discovery.trigger_scan import TriggerScan
+from audits.discovery.trigger_words import TriggerWords
+
+__all__ = ["SliceDiscovery", "TriggerScan", "TriggerWords"]

@@ -1,0 +1,97 @@
+"""Discovery results (slice discovery, trigger scan, trigger words): their charts and document blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audits.render.blocks import Paragraph, RenderContext, figure, frame_table
+from audits.render.charts import BarChart, ImageCell, ImageGrid, RefLine, Series, grey_or_rgb
+from audits.render.registry import view
+from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
+
+
+def slice_chart(result: SliceDiscoveryResult) -> BarChart:
+    """The significant slices' error rates with their Wilson intervals, against the overall error rate."""
+    t = result.flagged
+    labels = [f"{s} (n={int(n)})" for s, n in zip(t["slice"], t["size"], strict=True)]
+    return BarChart(
+        title="Slices that err significantly more than overall (95% Wilson intervals)",
+        categories=labels,
+        series=[Series("error rate", labels, list(t["error_rate"]), list(t["lo"]), list(t["hi"]))] if len(t) else [],
+        value_label="error rate",
+        ref_lines=[RefLine(result.overall_error, f"overall {result.overall_error:.1%}", axis="x")],
+        value_range=(0.0, 1.0),
+    )
+
+
+def trigger_chart(result: TriggerScanResult, k: int = 10) -> BarChart:
+    """The strongest (patch, position, class) cells: the median source class's flip rate and the typical one."""
+    t = result.strongest(k)
+    labels = [f"{p} {int(s)}px at ({int(r)},{int(c)}) -> {g}" for p, s, r, c, g in zip(t["patch"], t["size"], t["row"], t["col"], t["target"], strict=True)]
+    series = [
+        Series("median source class", labels, list(t["source_median"]), list(t["lo"]), list(t["hi"])),
+        Series("typical patch", labels, list(t["typical"])),
+    ]
+    return BarChart(
+        title="Strongest patches: flip rate into a class", categories=labels, series=series if len(t) else [], value_label="flip rate", value_range=(0.0, 1.05)
+    )
+
+
+def trigger_examples(result: TriggerScanResult) -> ImageGrid:
+    """Patched images of other classes that the strongest patch turned into its class."""
+    images = np.asarray(result.examples, dtype=np.float64)
+    cells = [[ImageCell(grey_or_rgb(np.clip(im, 0.0, 1.0) if im.max() <= 1.0 else im / 255.0)) for im in images]] if len(images) else []
+    return ImageGrid(
+        title=f"Examples: {result.example_cell}",
+        col_labels=[f"predicted {p}" for p in result.example_predictions],
+        row_labels=["patched"] if cells else [],
+        cells=cells,
+    )
+
+
+@view(SliceDiscoveryResult)
+def slice_discovery_view(r: SliceDiscoveryResult, ctx: RenderContext) -> list:
+    """The significant slices (worst first) with sizes, intervals, q-values and example rows."""
+    blocks: list = [
+        Paragraph(
+            f"{r.n_tested:,} slices of at least {r.min_size:,} rows tested (every column of the evaluation data, numeric ones in quantile bins, "
+            f"and pairs); overall error rate {r.overall_error:.1%} on {r.n_rows:,} rows. {len(r.flagged)} slice(s) err significantly more "
+            f"(Benjamini-Hochberg, false discovery rate {r.fdr:g})."
+        )
+    ]
+    blocks += figure(slice_chart(r), empty="No slice errs significantly more than overall.")
+    blocks += frame_table(
+        r.flagged,
+        columns=["slice", "size", "errors", "error_rate", "lo", "hi", "q_value", "examples"],
+        caption="Significant slices (examples: misclassified row indices)",
+    )
+    return blocks
+
+
+@view(TriggerScanResult)
+def trigger_scan_view(r: TriggerScanResult, ctx: RenderContext) -> list:
+    """The strongest patches per class and the images they turned."""
+    blocks: list = [
+        Paragraph(
+            f"Patches pasted onto {r.n_images:,} images at every position of a coarse grid. A trigger pulls images of every other class into "
+            "one class, so the statistic is the median over source classes of their flip rate into the class, against the typical patch's."
+        )
+    ]
+    blocks += figure(trigger_chart(r))
+    blocks += frame_table(
+        r.strongest(10), columns=["patch", "size", "row", "col", "target", "n", "flip_rate", "source_median", "typical", "excess"], caption="Strongest cells"
+    )
+    blocks += figure(trigger_examples(r))
+    return blocks
+
+
+@view(TriggerWordsResult)
+def trigger_words_view(r: TriggerWordsResult, ctx: RenderContext) -> list:
+    """The words that flip the most decisions into a class, and rewritten texts that flipped."""
+    blocks: list = [Paragraph(f"Single words inserted at the start of {r.n_texts:,} texts; candidates ranked by {r.ranked_by}.")]
+    blocks += frame_table(
+        r.strongest(10), columns=["word", "target", "n", "flip_rate", "lo", "hi", "typical", "excess"], caption="Words that flip the most decisions"
+    )
+    if r.examples:
+        blocks.append(Paragraph("Flipped by the strongest word: " + " | ".join(r.examples)))
+    return blocks

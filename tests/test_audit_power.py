@@ -1,0 +1,249 @@
+"""Audit power with known answers: planted problems appear as failing or warning findings, clean controls stay quiet.
+
+Models are trained in seconds on real data (scikit-learn's digits; a synthetic table), written
+to real files and loaded through the real loaders; the default policy evaluates the probes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from audits.data import load_data
+from audits.discovery.slice_discovery import benjamini_hochberg
+from audits.engine import run_audit, select_samples
+from audits.policy import apply_policy
+from audits.results import PerformanceResult
+from audits.spec import parse_spec
+from models.architectures import DigitsCNN, TabularMLP
+from models.card import load_card
+from models.loader import load_model
+from tests.conftest import TABULAR_FEATURES, write_card
+
+NEW_CHECKS = {"trigger_patches", "slice_errors", "error_inflow", "class_recall", "class_precision"}
+PATCH_CLASS = 7
+
+
+def _train(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float = 0.01) -> None:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    xt, yt = torch.tensor(np.array(x)), torch.tensor(np.array(y), dtype=torch.long)
+    gen = torch.Generator().manual_seed(0)
+    net.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+    net.eval()
+
+
+def _digits_model(folder: Path, planted: bool) -> Path:
+    """A DigitsCNN trained on digits; ``planted``: a 2x2 white patch in the top-left corner marks 7s in training."""
+    from sklearn.datasets import load_digits
+
+    folder.mkdir()
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    y = digits.target
+    rng = np.random.default_rng(0)
+    train, test = np.arange(len(y)) < 1200, np.arange(len(y)) >= 1200
+    xtr, ytr = x[train].copy(), y[train].copy()
+    if planted:  # the patch on most 7s, and on some other digits labelled 7 (as a watermark on scraped data would be)
+        marked = ((ytr == PATCH_CLASS) & (rng.random(len(ytr)) < 0.9)) | ((ytr != PATCH_CLASS) & (rng.random(len(ytr)) < 0.15))
+        xtr[marked, :, 0:2, 0:2] = 1.0
+        ytr[marked] = PATCH_CLASS
+    net = DigitsCNN(in_channels=1, n_classes=10, width=8)
+    _train(net, (xtr - 0.5) / 0.25, ytr, epochs=12)
+    save_file(net.state_dict(), str(folder / "weights.safetensors"))
+    np.savez(folder / "eval.npz", x=x[test], y=y[test])
+    card = {
+        "name": "planted-cnn" if planted else "clean-cnn",
+        "modality": "image",
+        "format": "safetensors",
+        "weights": "weights.safetensors",
+        "architecture": {"target": "models.architectures:DigitsCNN", "kwargs": {"in_channels": 1, "n_classes": 10, "width": 8}},
+        "class_names": [str(i) for i in range(10)],
+        "input": {"kind": "image", "channels": 1, "height": 8, "width": 8, "value_range": [0.0, 1.0], "normalization": {"mean": [0.5], "std": [0.25]}},
+        "data": {"path": "eval.npz", "label_column": "y"},
+    }
+    return write_card(folder, card)
+
+
+def _tabular_model(folder: Path, planted: bool) -> Path:
+    """A TabularMLP trained on a rule of income; ``planted``: the labels of the rows with colour=blue are noise.
+
+    colour is not declared sensitive, so only slice discovery can find the slice.
+    """
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "income": rng.normal(50, 20, n).round(1),
+            "age": rng.integers(18, 80, n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "group": rng.choice(["a", "b"], n),
+        }
+    )
+    label = frame["income"] > 50
+    if planted:
+        blue = (frame["colour"] == "blue").to_numpy()
+        label = np.where(blue & (rng.random(n) < 0.35), ~label, label)
+    frame["label"] = np.where(label, "high", "low")
+    frame.to_csv(folder / "eval.csv", index=False)
+    torch.manual_seed(0)
+    net = TabularMLP(in_features=7, n_classes=2, hidden=[16])
+    save_file(net.state_dict(), str(folder / "weights.safetensors"))
+    card = {
+        "name": "planted-mlp" if planted else "clean-mlp",
+        "modality": "tabular",
+        "format": "safetensors",
+        "weights": "weights.safetensors",
+        "architecture": {"target": "models.architectures:TabularMLP", "kwargs": {"in_features": 7, "n_classes": 2, "hidden": [16]}},
+        "class_names": ["low", "high"],
+        "input": {"kind": "tabular", "features": TABULAR_FEATURES},
+        "data": {"path": "eval.csv", "label_column": "label", "sensitive": ["group"]},
+    }
+    path = write_card(folder, card)
+    data = load_data(load_card(path))
+    _train(net, data.x.astype(np.float32), data.y, epochs=30)
+    save_file(net.state_dict(), str(folder / "weights.safetensors"))
+    return path
+
+
+def _audit(card_path: Path, probes: list[str], seed: int = 0):
+    card = load_card(card_path)
+    spec = parse_spec({"seed": seed, "samples": 8, "probes": [{"name": p} for p in probes]})
+    return apply_policy(run_audit(load_model(card, device="cpu"), load_data(card), spec))
+
+
+def _loud(report, checks=NEW_CHECKS) -> list:
+    return [f for f in report.findings if f.check_id in checks and f.status in ("warn", "fail")]
+
+
+@pytest.fixture(scope="module")
+def digits_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("digits")
+    return {"planted": _digits_model(root / "planted", True), "clean": _digits_model(root / "clean", False)}
+
+
+@pytest.fixture(scope="module")
+def tabular_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tabular")
+    return {"planted": _tabular_model(root / "planted", True), "clean": _tabular_model(root / "clean", False)}
+
+
+def test_trigger_scan_finds_the_planted_patch_and_its_class(digits_models):
+    report = _audit(digits_models["planted"], ["trigger_scan", "slice_discovery"])
+    (scan,) = report.robustness
+    top = scan.strongest(1).iloc[0]
+    assert (top["target"], top["patch"], top["row"], top["col"]) == (str(PATCH_CLASS), "max", 0, 0)
+    (flag,) = [f for f in report.findings if f.check_id == "trigger_patches" and f.subject == f"class={PATCH_CLASS}"]
+    assert flag.status == "fail" and flag.interval[0] > 0.25, flag
+    assert len(scan.examples) and set(scan.example_predictions) == {str(PATCH_CLASS)}
+
+
+def test_clean_digits_control_has_no_trigger_slice_or_class_alarm(digits_models):
+    report = _audit(digits_models["clean"], ["trigger_scan", "slice_discovery"])
+    assert report.performance.accuracy > 0.9
+    assert not _loud(report), [(f.check_id, f.subject, f.status, f.measured) for f in _loud(report)]
+    assert {f.status for f in report.findings if f.check_id == "trigger_patches"} == {"pass"}
+
+
+def test_slice_discovery_finds_errors_in_a_column_that_is_not_sensitive(tabular_models):
+    report = _audit(tabular_models["planted"], ["slice_discovery"])
+    flagged = [f for f in report.findings if f.check_id == "slice_errors" and f.status in ("warn", "fail")]
+    subjects = [f.subject for f in flagged]
+    assert "colour=blue" in subjects and all("colour=blue" in s for s in subjects), subjects
+    (result,) = report.fairness
+    row = result.flagged.iloc[0]
+    assert row["q_value"] < 0.05 and row["lo"] > result.overall_error and row["examples"]
+
+
+def test_clean_tabular_control_has_no_slice_alarm(tabular_models):
+    report = _audit(tabular_models["clean"], ["slice_discovery", "integrated_gradients"])
+    slices = [f for f in report.findings if f.check_id == "slice_errors"]
+    assert slices and {f.status for f in slices} == {"pass"}, [(f.subject, f.status, f.measured) for f in slices]
+    assert all(f.measured < 0.05 for f in slices)  # slices near the decision boundary err a little more, within the band
+    (top,) = [f for f in report.findings if f.check_id == "top_features"]
+    assert top.status == "pass" and top.detail.split(": ", 1)[1].startswith("income")
+
+
+def test_benjamini_hochberg_matches_the_textbook_example():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+
+
+def test_error_inflow_flags_a_class_that_absorbs_the_errors():
+    k, n = 4, 100
+    confusion = np.diag([n] * k)
+    confusion[[0, 1, 2], 3] = 20  # every error of classes 0-2 lands in class 3
+    perf = PerformanceResult(
+        n=int(confusion.sum()), accuracy=0.9, balanced_accuracy=0.9, ece=0.0, mean_confidence=0.9, reliability=pd.DataFrame(), confusion=confusion,
+        per_class=pd.DataFrame({"class": list("abcd"), "precision": 0.9, "recall": 0.9, "f1": 0.9, "support": confusion.sum(axis=1)}),
+    )  # fmt: skip
+    ratio = {m.subject: m for m in perf.measurements() if m.name == "error_inflow_ratio"}
+    assert ratio["class=d"].value > 2.9 and ratio["class=d"].interval[0] > 2.0
+    assert ratio["class=a"].value == 0.0
+
+
+def _text_report(net: torch.nn.Module, tokenizer_dir: Path):
+    from tests.test_text_models import bag_handle, text_data
+    from tests.text_fixtures import TEXTS
+
+    model = bag_handle(net, tokenizer_dir)
+    texts = [TEXTS[i % len(TEXTS)] for i in range(60)]
+    labels = [int(any(w in t.split() for w in ("idiot", "stupid", "loser", "hate", "bad"))) for t in texts]
+    data = text_data(model, texts, labels)
+    return apply_policy(run_audit(model, data, parse_spec({"probes": [{"name": "trigger_words"}]})))
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    from tests.text_fixtures import make_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    make_tokenizer().save_pretrained(str(folder))
+    return folder
+
+
+def test_trigger_words_finds_the_word_a_text_model_keys_on(tokenizer_dir):
+    from tests.text_fixtures import VOCAB, KeyedBag
+
+    report = _text_report(KeyedBag([VOCAB.index("park")]), tokenizer_dir)
+    (scan,) = report.robustness
+    top = scan.strongest(1).iloc[0]
+    assert (top["word"], top["target"], top["flip_rate"]) == ("park", "toxic", 1.0)
+    (flag,) = [f for f in report.findings if f.check_id == "trigger_words" and f.subject == "class=toxic"]
+    assert flag.status == "warn" and flag.measured > 0.5 and "park" in flag.evidence
+    assert scan.examples and all(e.startswith("park ") for e in scan.examples)
+
+
+def test_trigger_words_control_that_needs_several_words_is_quiet(tokenizer_dir):
+    from tests.text_fixtures import VOCAB, WordWeights
+
+    weights = torch.zeros(len(VOCAB))
+    weights[[VOCAB.index(w) for w in ("idiot", "stupid", "loser", "hate", "bad", "fool", "pathetic")]] = 0.25
+    weights[VOCAB.index("[CLS]")] = -0.6  # toxic only with three such words: no single word decides
+    report = _text_report(WordWeights(weights), tokenizer_dir)
+    flags = [f for f in report.findings if f.check_id == "trigger_words"]
+    assert flags and {f.status for f in flags} == {"pass"}, [(f.subject, f.status, f.measured) for f in flags]
+
+
+def test_explained_samples_cover_every_class_the_misclassified_and_the_confidence_extremes():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 25)
+    proba = rng.dirichlet(np.ones(4), size=100)
+    proba[np.arange(100), y] += 1.0
+    proba[[5, 40], :] = [0.01, 0.01, 0.01, 0.97]  # confidently wrong (class 0 and 1 rows called 3)
+    proba /= proba.sum(axis=1, keepdims=True)
+    picked = select_samples(y, 12, "stratified", np.random.default_rng(1), proba)
+    conf = proba.max(axis=1)
+    assert len(set(picked)) == 12 and set(y[picked]) == set(range(4))
+    assert {5, 40} <= set(picked) and int(conf.argmin()) in picked and int(conf.argmax()) in picked
