@@ -30,6 +30,7 @@ from audits.results.robustness import (
     TabularPerturbationResult,
     TextRobustnessResult,
 )
+from audits.results.trust import TrustResult
 
 __all__ = [
     "AdversarialExamples",
@@ -55,4 +56,5 @@ __all__ = [
     "TabularPerturbationResult",
     "TextAttentionResult",
     "TextRobustnessResult",
+    "TrustResult",
 ]
