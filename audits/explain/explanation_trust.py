@@ -155,32 +155,32 @@ class ExplanationTrust(Probe):
             values = dict(scores)
             values["sparseness"] = gini(reference, features.valid)
 
-            def again(label: str, run, features=features, pixel_ids=pixel_ids, method=r.method) -> np.ndarray | None:
+            def again(label: str, handle, source, targets=None, r=r, rows=rows, features=features, pixel_ids=pixel_ids) -> np.ndarray | None:
+                """The method's maps re-run on ``handle`` and ``source`` (None, noted, when that fails)."""
                 try:
-                    return self._as_features(run(), pixel_ids, features)
+                    return self._as_features(rerun(r, handle, source, context, rows, targets=targets), pixel_ids, features)
                 except Exception as exc:  # one check failing must not lose the method's other scores
-                    notes.append(f"{method}: {label} could not be computed ({type(exc).__name__}: {exc})")
+                    notes.append(f"{r.method}: {label} could not be computed ({type(exc).__name__}: {exc})")
                     return None
 
             if stages:
                 sims = []
-                for s, top in enumerate(stages):
+                for top in stages:
                     seed = int(rng.integers(2**31))
-                    got = again("model randomization", lambda top=top, seed=seed: rerun(r, randomized_copy(model, top, seed), data, context, rows))
+                    got = again("model randomization", randomized_copy(model, top, seed), data)
                     sims.append(spearman_abs(reference, got, features.valid) if got is not None else np.full(len(rows), np.nan))
-                    del s
                 cascade[r.method] = np.stack(sims)
                 values["model_randomization_similarity"] = sims[-1]
             if self.random_logit and model.n_classes > 1:
                 other = (targets + rng.integers(1, model.n_classes, size=len(targets))) % model.n_classes
-                got = again("random-logit map", lambda other=other: rerun(r, model, data, context, rows, targets=other))
+                got = again("random-logit map", model, data, targets=other)
                 if got is not None:
                     values["random_logit_similarity"] = spearman_abs(reference, got, features.valid)
             if self.noise_draws and self.noise > 0 and data.modality != "text":
                 changes = []
                 for _ in range(self.noise_draws):
                     noisy = self._noisy(model, data, np.asarray(r.sample_indices)[rows], rng)
-                    got = again("stability", lambda noisy=noisy: rerun(r, model, noisy, context, rows))
+                    got = again("stability", model, noisy)
                     if got is not None:
                         changes.append(relative_change(reference, got, features.valid))
                 if changes:
@@ -222,7 +222,11 @@ class ExplanationTrust(Probe):
             for g, cols in enumerate(data.feature_groups):
                 index[cols] = g
             n = len(data.feature_groups)
-            return Features(index=index, baseline=data.x.mean(axis=0), n=n, valid=np.ones((len(rows), n), dtype=bool)), None, f"{n} raw features (removed = column mean)"
+            return (
+                Features(index=index, baseline=data.x.mean(axis=0), n=n, valid=np.ones((len(rows), n), dtype=bool)),
+                None,
+                f"{n} raw features (removed = column mean)",
+            )
         tok = model.tokenizer
         special = set(getattr(tok, "all_special_ids", []) or [])
         fill = getattr(tok, "mask_token_id", None)

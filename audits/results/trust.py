@@ -35,7 +35,11 @@ PROPERTIES: dict[str, tuple[str, Literal["min", "max"]]] = {
 DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"faithfulness": (0.05, 0.15), "randomization": (0.8, 0.5), "stability": (1.0, 0.5)}
 _WORDS: dict[str, dict[str, str]] = {
     "faithfulness": {"pass": "faithful", "warn": "only weakly faithful", "fail": "no more faithful than a random ordering"},
-    "randomization": {"pass": "sensitive to the model's weights", "warn": "partly insensitive to the model's weights", "fail": "insensitive to the model's weights"},
+    "randomization": {
+        "pass": "sensitive to the model's weights",
+        "warn": "partly insensitive to the model's weights",
+        "fail": "insensitive to the model's weights",
+    },
     "stability": {"pass": "stable under small noise", "warn": "somewhat unstable under small noise", "fail": "unstable under small noise"},
 }
 
