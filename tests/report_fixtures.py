@@ -25,6 +25,7 @@ SPECS = {
             {"name": "corruptions", "params": {"max_rows": 96, "n_examples": 1, "corruptions": ["gaussian_noise", "contrast", "occlusion"]}},
             {"name": "calibration", "params": {"max_rows": 200}},
             {"name": "group_metrics", "params": {"n_boot": 100}},
+            {"name": "explanation_trust", "params": {"n_samples": 2, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
         ],
     },
     "adult-mlp": {
@@ -36,6 +37,7 @@ SPECS = {
             {"name": "tabular_perturbations", "params": {"max_rows": 400}},
             {"name": "group_metrics", "params": {"n_boot": 100}},
             {"name": "counterfactual_flips", "params": {"max_rows": 1500}},
+            {"name": "explanation_trust", "params": {"n_samples": 2, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
         ],
     },
 }

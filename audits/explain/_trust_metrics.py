@@ -66,14 +66,6 @@ def _perturbed(x: torch.Tensor, base: torch.Tensor, index: torch.Tensor, removed
     return torch.where(mask, base[None, :], x[None, :])
 
 
-def _outputs(model: ModelHandle, rows: torch.Tensor, shape: tuple[int, ...], target: int) -> tuple[np.ndarray, np.ndarray]:
-    """Logit and softmax probability of ``target`` for flattened rows."""
-    logits = model.logits(rows.reshape(len(rows), *shape)).astype(np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return logits[:, target], proba[:, target]
-
-
 def faithfulness(
     model: ModelHandle,
     x: np.ndarray,
@@ -86,6 +78,7 @@ def faithfulness(
     corr_runs: int,
     corr_fraction: float,
     rng: np.random.Generator,
+    insertion: bool = True,
 ) -> dict[str, np.ndarray]:
     """Deletion and insertion curves (normalised against random orderings) and faithfulness correlation.
 
@@ -109,6 +102,8 @@ def faithfulness(
         Random subsets (each ``corr_fraction`` of the features) for the faithfulness correlation.
     rng : np.random.Generator
         Source of the random orderings and subsets.
+    insertion : bool
+        Also compute the insertion curves (False: their values are NaN, half the curve rows).
 
     Returns
     -------
@@ -124,31 +119,54 @@ def faithfulness(
     base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
     n, f = maps.shape
     out: dict[str, list] = {k: [] for k in ("deletion_auc", "insertion_auc", "deletion_score", "insertion_score", "faithfulness_correlation", "deletion_curve")}
+    plans = []
     for i in range(n):
         valid = np.flatnonzero(features.valid[i])
         m = len(valid)
-        xi = model.to_tensor(x[i : i + 1]).reshape(-1)
         k = min(steps, m)
         cuts = np.round(np.linspace(0, m, k + 1)).astype(int)
         # Orderings: the map's (most important first), then random ones; each gives a deletion and an insertion curve.
         orders = [valid[np.argsort(-maps[i, valid], kind="stable")]] + [rng.permutation(valid) for _ in range(n_random)]
-        removed = []
-        for order in orders:
-            for c in cuts:
-                r = np.zeros(f, dtype=bool)
-                r[order[:c]] = True
-                removed.append(r)  # deletion: the first c features removed
-            for c in cuts:
-                r = features.valid[i].copy()
-                r[order[:c]] = False
-                removed.append(r)  # insertion: only the first c features present
+        ranks = np.full((len(orders), f), f + 1)
+        for o, order in enumerate(orders):
+            ranks[o, order] = np.arange(m)
+        deleted = ranks[:, None, :] < cuts[None, :, None]  # (orders, k + 1, f): the first c features removed
+        inserted = features.valid[i][None, None, :] & ~deleted  # only the first c features present
         size = max(1, int(round(corr_fraction * m)))
         subsets = np.zeros((corr_runs, f), dtype=bool)
         for j in range(corr_runs):
             subsets[j, rng.choice(valid, size=size, replace=False)] = True
-        removed_t = torch.as_tensor(np.concatenate([np.stack(removed), subsets]), device=device)
-        logit, proba = _outputs(model, _perturbed(xi, base, index, removed_t), shape, int(targets[i]))
-        curves = proba[: len(removed)].reshape(len(orders), 2, k + 1)
+        curves = np.stack([deleted, inserted], axis=1) if insertion else deleted[:, None]
+        removed = np.concatenate([curves.reshape(-1, f), subsets])
+        plans.append((m, k, cuts, len(orders), removed, subsets))
+    # All samples' perturbed rows go through the model together, in groups of bounded memory.
+    per_row = int(np.prod(shape))
+    budget = max(1, (1 << 25) // max(per_row, 1))
+    results: list[tuple[np.ndarray, np.ndarray]] = []
+    start = 0
+    while start < n:
+        stop, rows = start, 0
+        while stop < n and (stop == start or rows + len(plans[stop][4]) <= budget):
+            rows += len(plans[stop][4])
+            stop += 1
+        xs = model.to_tensor(x[start:stop]).reshape(stop - start, -1)
+        batch = torch.cat([_perturbed(xs[j], base, index, torch.as_tensor(plans[start + j][4], device=device)) for j in range(stop - start)])
+        logits = model.logits(batch.reshape(len(batch), *shape)).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        offset = 0
+        for j in range(start, stop):
+            r = len(plans[j][4])
+            t = int(targets[j])
+            results.append((logits[offset : offset + r, t], proba[offset : offset + r, t]))
+            offset += r
+        start = stop
+    for i, ((m, k, cuts, n_orders, _removed, subsets), (logit, proba)) in enumerate(zip(plans, results, strict=True)):
+        n_kinds = 2 if insertion else 1
+        n_curves = n_orders * n_kinds * (k + 1)
+        curves = proba[:n_curves].reshape(n_orders, n_kinds, k + 1)
+        if not insertion:
+            curves = np.concatenate([curves, np.full_like(curves, np.nan)], axis=1)
         auc = (curves[..., :-1] + curves[..., 1:]).mean(axis=-1) / 2
         span = max(abs(curves[0, 0, 0] - curves[0, 0, -1]), _MIN_SPAN)
         out["deletion_auc"].append(auc[0, 0])
@@ -156,10 +174,8 @@ def faithfulness(
         out["deletion_score"].append((auc[1:, 0].mean() - auc[0, 0]) / span if n_random else np.nan)
         out["insertion_score"].append((auc[0, 1] - auc[1:, 1].mean()) / span if n_random else np.nan)
         out["deletion_curve"].append(np.interp(np.linspace(0, 1, steps + 1), cuts / max(m, 1), curves[0, 0]))
-        full = logit[0]  # deletion curve's first point: nothing removed
-        drops = full - logit[len(removed) :]
-        sums = subsets.astype(np.float64) @ maps[i]
-        out["faithfulness_correlation"].append(pearson(sums, drops))
+        drops = logit[0] - logit[n_curves:]  # the deletion curve's first point has nothing removed
+        out["faithfulness_correlation"].append(pearson(subsets.astype(np.float64) @ maps[i], drops))
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
