@@ -5,6 +5,6 @@ Importing this package registers every view with ``audits.render.registry``.
 
 from __future__ import annotations
 
-from audits.render.views import attribution, fairness, performance, robustness
+from audits.render.views import attribution, fairness, performance, robustness, trust
 
-__all__ = ["attribution", "fairness", "performance", "robustness"]
+__all__ = ["attribution", "fairness", "performance", "robustness", "trust"]
