@@ -165,3 +165,5 @@ def test_bad_parameters_and_nothing_to_score_say_what_to_do(tabular_bundle):
         make_probe("explanation_trust", {"methods": ["nope"]}).run(model, data, context)
     alone = make_probe("explanation_trust").run(model, data, context)
     assert alone.methods == ["integrated_gradients"] and "computed integrated_gradients itself" in alone.notes[0]
+    # Two classes: the other class's map mirrors this one, so no random-logit check (it would always fail).
+    assert "random_logit_similarity" not in alone.metrics["integrated_gradients"] and any("two classes" in n for n in alone.notes)

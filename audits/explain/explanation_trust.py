@@ -51,7 +51,7 @@ class ExplanationTrust(Probe):
         Stages of the top-down cascading randomization (the last randomizes every layer: the one-shot
         check); 0 turns the model-randomization check off.
     random_logit : bool
-        Compare each map with the map of a random other class.
+        Compare each map with the map of a random other class (models with more than two classes).
     noise : float
         Input noise of the stability check: a share of the image value range, or of each numeric
         tabular column's standard deviation (text has no stability check).
@@ -171,7 +171,9 @@ class ExplanationTrust(Probe):
                     sims.append(spearman_abs(reference, got, features.valid) if got is not None else np.full(len(rows), np.nan))
                 cascade[r.method] = np.stack(sims)
                 values["model_randomization_similarity"] = sims[-1]
-            if self.random_logit and model.n_classes > 1:
+            # With two classes the other class's map is the negated map of a logit difference (same |map|),
+            # so the random-logit check says nothing there.
+            if self.random_logit and model.n_classes > 2:
                 other = (targets + rng.integers(1, model.n_classes, size=len(targets))) % model.n_classes
                 got = again("random-logit map", model, data, targets=other)
                 if got is not None:
@@ -189,6 +191,8 @@ class ExplanationTrust(Probe):
             metrics[r.method] = values
             calls_after, rows_after = model.meter.snapshot()
             costs[r.method] = [calls_after - calls_before, rows_after - rows_before]
+        if self.random_logit and model.n_classes <= 2:
+            notes.append("No random-logit check: with two classes the other class's map mirrors the explained one.")
         if data.modality == "text" and self.noise_draws:
             notes.append("Text has no stability check: token ids cannot take small noise.")
         return TrustResult(
