@@ -22,6 +22,7 @@ CASES = {
     "B6": "bench.b6_end_to_end",
     "B7": "bench.b7_store",
     "B8": "bench.b8_scan_overhead",
+    "B9": "bench.b9_trust",
 }
 
 

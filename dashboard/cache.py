@@ -29,6 +29,7 @@ from audits.engine import build_context
 from audits.probes import RunContext, make_probe
 from audits.report import AuditReport
 from audits.results.attribution import AttributionResult
+from audits.results.trust import TrustResult
 from models.card import ModelCard, load_card
 from models.loader import ModelHandle, load_model, resolve_device, sha256_file
 
@@ -125,6 +126,16 @@ def attribution(
     COMPUTED["attribution"] += 1
     instance = make_probe(probe, json.loads(params_json))
     context = dataclasses.replace(_context, seed=seed, sample_indices=np.array([sample], dtype=np.int64))
+    with _model.lock:
+        return instance.run(_model.handle, _data, context)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def trust(model_hash: str, data_hash: str, key: str, sample: int, seed: int, _model: LoadedModel, _data: AuditData, _context: RunContext, _maps: tuple) -> TrustResult:
+    """Trust badges of the Inspect page's maps of one sample (``key`` names the methods and their budgets; cached)."""
+    COMPUTED["trust"] += 1
+    instance = make_probe("explanation_trust", {"n_samples": 1, "cascade_stages": 1, "noise_draws": 2})
+    context = dataclasses.replace(_context, seed=seed, sample_indices=np.array([sample], dtype=np.int64), earlier=_maps)
     with _model.lock:
         return instance.run(_model.handle, _data, context)
 

@@ -296,3 +296,13 @@ def test_the_engine_never_imports_streamlit():
                 if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
                     offenders.append(str(path))
     assert not offenders, offenders
+
+
+def test_inspect_trust_badges_beside_each_map(store):
+    at = _page(_app("digits-cnn"), "inspect_page")
+    at.multiselect(key="_w.inspect.methods").set_value(["saliency", "integrated_gradients"]).run()
+    assert "Trust:" not in _captions(at)  # off by default: the page stays fast
+    at.toggle(key="inspect.trust").set_value(True).run()
+    assert not _problems(at), _problems(at)
+    captions = _captions(at)
+    assert captions.count("Trust: faithful") == 2 and "weight-sensitive" in captions, captions

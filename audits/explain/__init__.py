@@ -21,6 +21,7 @@ _METHODS = (
     "layer_integrated_gradients",
     "kernel_shap_text",
     "lime_text",
+    "explanation_trust",
 )
 for _name in _METHODS:
     importlib.import_module(f"audits.explain.{_name}")

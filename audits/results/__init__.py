@@ -31,6 +31,7 @@ from audits.results.robustness import (
     TabularPerturbationResult,
     TextRobustnessResult,
 )
+from audits.results.trust import TrustResult
 
 __all__ = [
     "AdversarialExamples",
@@ -59,4 +60,5 @@ __all__ = [
     "TextRobustnessResult",
     "TriggerScanResult",
     "TriggerWordsResult",
+    "TrustResult",
 ]

@@ -172,6 +172,16 @@ for k, method in enumerate(methods):
         results[method] = exc
 progress.empty()
 elapsed = time.perf_counter() - started
+trust = None
+if st.toggle("Trust badges (faithfulness, weight sensitivity, stability; re-runs each method a few times)", value=False, key="inspect.trust"):
+    maps = tuple(r for r in results.values() if not isinstance(r, Exception))
+    try:
+        trust = cache.trust(
+            ws.model_hash, ws.data_hash, cache.params_json({m: _params(m) for m in methods}), sample, int(state.get("inspect.seed")), ws.loaded, data, ws.context, maps
+        )
+    except Exception as exc:  # the maps still show without their badges
+        show_error(exc, "Trust badges")
+_BADGE = {"pass": "✅", "warn": "⚠️", "fail": "❌", "not_evaluated": "–"}
 
 per_row = 3 if modality == "image" else 2
 for start in range(0, len(methods), per_row):
@@ -207,6 +217,9 @@ for start in range(0, len(methods), per_row):
                 show_error(exc, f"Drawing {title}")
             explained = names[int(result.targets[0])]
             st.caption(f"Explains '{explained}' ({result.output}). Cost: {interactive.cost_line(result.cost)}")
+            if trust is not None and method in trust.methods:
+                v = trust.verdict(method)
+                st.caption(f"Trust: faithful {_BADGE[v['faithfulness']]} · weight-sensitive {_BADGE[v['randomization']]} · stable {_BADGE[v['stability']]} — {trust.reason(method)}")
             quality = interactive.quality_table(result, 0)
             if len(quality):
                 st.caption(" · ".join(f"{r.measure}: {r.value:.3g}" for r in quality.itertuples()))

@@ -5,6 +5,6 @@ Importing this package registers every view with ``audits.render.registry``.
 
 from __future__ import annotations
 
-from audits.render.views import attribution, discovery, fairness, performance, robustness
+from audits.render.views import attribution, discovery, fairness, performance, robustness, trust
 
-__all__ = ["attribution", "discovery", "fairness", "performance", "robustness"]
+__all__ = ["attribution", "discovery", "fairness", "performance", "robustness", "trust"]

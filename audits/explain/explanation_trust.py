@@ -1,0 +1,264 @@
+"""Explanation trust: score every attribution map of the audit for faithfulness, randomization
+sanity, stability and sparseness, and give each method a pass/warn/fail verdict per property.
+
+The probe reads the maps that attribution probes produced earlier in the same audit
+(``RunContext.earlier``). It is filed in the ``robustness`` category so the engine runs it
+after every explanation probe (categories run in ``CATEGORY_ORDER``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from audits.errors import AuditError
+from audits.explain._trust_metrics import Features, faithfulness, feature_maps, gini, image_blocks, relative_change, spearman_abs
+from audits.explain._trust_rerun import parameter_layers, randomized_copy, rerun
+from audits.probes import Probe, RunContext, make_probe, register, registered_probes
+from audits.results import AttributionResult
+from audits.results.trust import TrustResult
+
+if TYPE_CHECKING:
+    from audits.data import AuditData
+    from models.loader import ModelHandle
+
+# What the probe explains itself when no attribution probe ran before it.
+_FALLBACK = {"image": "saliency", "tabular": "integrated_gradients", "text": "layer_integrated_gradients"}
+
+
+@register
+class ExplanationTrust(Probe):
+    """Trust metrics of the audit's attribution maps.
+
+    Parameters
+    ----------
+    methods : list of str or None
+        Attribution methods to score (probe names); None scores every one that ran before.
+    n_samples : int
+        Explained samples scored per method (the first ones, which the audit spreads over classes).
+    steps : int
+        Points of the deletion and insertion curves: features leave or enter in ``steps`` chunks,
+        so a curve costs ``steps + 1`` model rows whatever the image size.
+    n_random : int
+        Random orderings each curve is normalised against.
+    corr_runs, corr_fraction : int, float
+        Random feature subsets (each this share of the features) for the faithfulness correlation.
+    max_features : int
+        Image pixels are grouped into square blocks so that there are at most this many features.
+    cascade_stages : int
+        Stages of the top-down cascading randomization (the last randomizes every layer: the one-shot
+        check); 0 turns the model-randomization check off.
+    random_logit : bool
+        Compare each map with the map of a random other class (models with more than two classes).
+    noise : float
+        Input noise of the stability check: a share of the image value range, or of each numeric
+        tabular column's standard deviation (text has no stability check).
+    noise_draws : int
+        Noisy copies per sample; 0 turns the stability check off.
+    """
+
+    name = "explanation_trust"
+    category: ClassVar = "robustness"
+    result_type = TrustResult
+    modalities = ("image", "tabular", "text")
+    default_for = ("image", "tabular", "text")
+    title = "Explanation trust"
+    description = (
+        "Scores every attribution map: does deleting its most important features hurt the prediction more than random (faithfulness), "
+        "does it change when the model's weights are randomized (sanity), and does it survive small input noise (stability)."
+    )
+
+    def __init__(
+        self,
+        *,
+        methods: list[str] | None = None,
+        n_samples: int = 6,
+        steps: int = 16,
+        n_random: int = 2,
+        corr_runs: int = 32,
+        corr_fraction: float = 0.125,
+        max_features: int = 256,
+        cascade_stages: int = 2,
+        random_logit: bool = True,
+        noise: float = 0.05,
+        noise_draws: int = 2,
+    ) -> None:
+        for label, value, low in (("n_samples", n_samples, 1), ("steps", steps, 1), ("corr_runs", corr_runs, 3), ("max_features", max_features, 4)):
+            if value < low:
+                raise ValueError(f"{label} must be at least {low}, got {value}")
+        for label, value in (("n_random", n_random), ("cascade_stages", cascade_stages), ("noise_draws", noise_draws)):
+            if value < 0:
+                raise ValueError(f"{label} must be 0 or more, got {value}")
+        if not 0 < corr_fraction < 1:
+            raise ValueError(f"corr_fraction must lie strictly between 0 and 1, got {corr_fraction}")
+        if noise < 0:
+            raise ValueError(f"noise must be 0 or more, got {noise}")
+        self.methods = None if methods is None else list(methods)
+        self.n_samples = n_samples
+        self.steps = steps
+        self.n_random = n_random
+        self.corr_runs = corr_runs
+        self.corr_fraction = corr_fraction
+        self.max_features = max_features
+        self.cascade_stages = cascade_stages
+        self.random_logit = random_logit
+        self.noise = noise
+        self.noise_draws = noise_draws
+
+    def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> TrustResult:
+        maps = [r for r in context.earlier if isinstance(r, AttributionResult) and r.modality == data.modality and len(r.sample_indices)]
+        if self.methods is not None:
+            maps = [r for r in maps if r.method in self.methods]
+        notes: list[str] = []
+        if not maps:
+            # Nothing to score from earlier probes (trust run alone, or its methods were not run):
+            # explain the samples with the modality's own fallback method (or the requested ones).
+            wanted = self.methods or [_FALLBACK[data.modality]]
+            for name in wanted:
+                if name not in registered_probes():
+                    raise AuditError(f"Explanation trust cannot score {name!r}: no attribution probe has that name.", fix="Name attribution probes in methods.")
+                probe = make_probe(name)
+                if probe.category == "explanation" and probe.supports(model, data):
+                    result = probe.run(model, data, context)
+                    if isinstance(result, AttributionResult):
+                        maps.append(result)
+            if not maps:
+                raise AuditError(
+                    f"Explanation trust has no attribution maps to score: none of {wanted} ran before it or applies to this model.",
+                    fix="Add attribution probes (e.g. saliency, integrated_gradients) to the audit spec, or drop explanation_trust.",
+                )
+            notes.append(f"No attribution probe ran before explanation trust, so it computed {', '.join(r.method for r in maps)} itself.")
+        layers = parameter_layers(model.network)
+        top_down = layers[::-1]
+        stages = [top_down[: max(1, int(np.ceil(len(top_down) * (s + 1) / self.cascade_stages)))] for s in range(self.cascade_stages)] if layers else []
+        metrics: dict[str, dict[str, np.ndarray]] = {}
+        cascade: dict[str, np.ndarray] = {}
+        curves: dict[str, np.ndarray] = {}
+        costs: dict[str, list[int]] = {}
+        description = ""
+        for i, r in enumerate(maps):
+            context.report(i / len(maps), r.method)
+            calls_before, rows_before = model.meter.snapshot()
+            rows = np.arange(min(self.n_samples, len(r.sample_indices)))
+            features, pixel_ids, description = self._features(model, data, r, rows)
+            reference = self._as_features(r.attributions[rows], pixel_ids, features)
+            rng = context.rng(f"{self.name}:{r.method}")
+            x = data.x[np.asarray(r.sample_indices)[rows]]
+            targets = np.asarray(r.targets)[rows]
+            scores = faithfulness(
+                model, x, targets, reference, features,
+                steps=self.steps, n_random=self.n_random, corr_runs=self.corr_runs, corr_fraction=self.corr_fraction, rng=rng,
+            )  # fmt: skip
+            curves[r.method] = scores.pop("deletion_curve")
+            values = dict(scores)
+            values["sparseness"] = gini(reference, features.valid)
+
+            def again(label: str, handle, source, targets=None, r=r, rows=rows, features=features, pixel_ids=pixel_ids) -> np.ndarray | None:
+                """The method's maps re-run on ``handle`` and ``source`` (None, noted, when that fails)."""
+                try:
+                    return self._as_features(rerun(r, handle, source, context, rows, targets=targets), pixel_ids, features)
+                except Exception as exc:  # one check failing must not lose the method's other scores
+                    notes.append(f"{r.method}: {label} could not be computed ({type(exc).__name__}: {exc})")
+                    return None
+
+            if stages:
+                sims = []
+                for top in stages:
+                    seed = int(rng.integers(2**31))
+                    got = again("model randomization", randomized_copy(model, top, seed), data)
+                    sims.append(spearman_abs(reference, got, features.valid) if got is not None else np.full(len(rows), np.nan))
+                cascade[r.method] = np.stack(sims)
+                values["model_randomization_similarity"] = sims[-1]
+            # With two classes the other class's map is the negated map of a logit difference (same |map|),
+            # so the random-logit check says nothing there.
+            if self.random_logit and model.n_classes > 2:
+                other = (targets + rng.integers(1, model.n_classes, size=len(targets))) % model.n_classes
+                got = again("random-logit map", model, data, targets=other)
+                if got is not None:
+                    values["random_logit_similarity"] = spearman_abs(reference, got, features.valid)
+            if self.noise_draws and self.noise > 0 and data.modality != "text":
+                changes = []
+                for _ in range(self.noise_draws):
+                    noisy = self._noisy(model, data, np.asarray(r.sample_indices)[rows], rng)
+                    got = again("stability", model, noisy)
+                    if got is not None:
+                        changes.append(relative_change(reference, got, features.valid))
+                if changes:
+                    values["stability_max_change"] = np.max(changes, axis=0)
+                    values["stability_mean_change"] = np.mean(changes, axis=0)
+            metrics[r.method] = values
+            calls_after, rows_after = model.meter.snapshot()
+            costs[r.method] = [calls_after - calls_before, rows_after - rows_before]
+        if self.random_logit and model.n_classes <= 2:
+            notes.append("No random-logit check: with two classes the other class's map mirrors the explained one.")
+        if data.modality == "text" and self.noise_draws:
+            notes.append("Text has no stability check: token ids cannot take small noise.")
+        return TrustResult(
+            method=self.name,
+            params=self.params,
+            seed=context.seed,
+            methods=[r.method for r in maps],
+            features=description,
+            metrics=metrics,
+            cascade=cascade,
+            cascade_layers=stages,
+            deletion_curves=curves,
+            costs=costs,
+            map_costs={r.method: [int(r.cost.model_calls), int(r.cost.rows_evaluated)] for r in maps},
+            notes=notes,
+        )
+
+    def _features(self, model: ModelHandle, data: AuditData, r: AttributionResult, rows: np.ndarray) -> tuple[Features, np.ndarray | None, str]:
+        """The features of ``r``'s maps, the pixel -> block ids (images) and a description."""
+        x = data.x[np.asarray(r.sample_indices)[rows]]
+        if data.modality == "image":
+            channels, height, width = x.shape[1:]
+            pixel_ids, n = image_blocks(height, width, self.max_features)
+            lo = float(getattr(model.card.input, "value_range", (0.0, 1.0))[0])
+            index = np.tile(pixel_ids, channels)
+            side = int(np.ceil(np.sqrt(height * width / n)))
+            what = f"{n} pixel blocks of about {side}x{side} (removed = {lo:g}, the black end of the value range)"
+            return Features(index=index, baseline=np.full(index.shape, lo), n=n, valid=np.ones((len(rows), n), dtype=bool)), pixel_ids, what
+        if data.modality == "tabular":
+            index = np.full(x.shape[1], -1)
+            for g, cols in enumerate(data.feature_groups):
+                index[cols] = g
+            n = len(data.feature_groups)
+            return (
+                Features(index=index, baseline=data.x.mean(axis=0), n=n, valid=np.ones((len(rows), n), dtype=bool)),
+                None,
+                f"{n} raw features (removed = column mean)",
+            )
+        tok = model.tokenizer
+        special = set(getattr(tok, "all_special_ids", []) or [])
+        fill = getattr(tok, "mask_token_id", None)
+        fill = fill if fill is not None else getattr(tok, "pad_token_id", 0)
+        valid = ~np.isin(x, list(special)) if special else x != 0
+        n = x.shape[1]
+        return Features(index=np.arange(n), baseline=np.full(n, fill), n=n, valid=valid), None, f"tokens ({n} positions; removed = token {fill})"
+
+    @staticmethod
+    def _as_features(maps: np.ndarray, pixel_ids: np.ndarray | None, features: Features) -> np.ndarray:
+        out = feature_maps(np.asarray(maps), pixel_ids, features.n)
+        if out.shape[1] != features.n:  # text maps may be cropped to the longest explained text
+            padded = np.zeros((len(out), features.n))
+            w = min(features.n, out.shape[1])
+            padded[:, :w] = out[:, :w]
+            out = padded
+        return out
+
+    def _noisy(self, model: ModelHandle, data: AuditData, idx: np.ndarray, rng: np.random.Generator) -> AuditData:
+        """``data`` with Gaussian noise on the rows ``idx`` (images clipped to the value range)."""
+        x = data.x.copy()
+        rows = x[idx].astype(np.float64)
+        if data.modality == "image":
+            lo, hi = getattr(model.card.input, "value_range", (0.0, 1.0))
+            rows = np.clip(rows + rng.normal(0.0, self.noise * (hi - lo), rows.shape), lo, hi)
+        else:
+            numeric = np.concatenate([g for g in data.feature_groups if len(g) == 1]) if data.feature_groups else np.arange(x.shape[1])
+            std = data.x[:, numeric].std(axis=0)
+            rows[:, numeric] += rng.normal(0.0, 1.0, (len(rows), len(numeric))) * self.noise * std
+        x[idx] = rows.astype(x.dtype)
+        return dataclasses.replace(data, x=x)

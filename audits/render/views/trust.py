@@ -1,0 +1,45 @@
+"""Explanation trust: one compact table of every method's verdict per property, its reason and key numbers."""
+
+from __future__ import annotations
+
+from audits.render.blocks import Paragraph, RenderContext, Table, num
+from audits.render.charts import pretty
+from audits.render.registry import view
+from audits.results import TrustResult
+
+
+@view(TrustResult)
+def trust_view(r: TrustResult, ctx: RenderContext) -> list:
+    """Per method: pass/warn/fail on faithfulness, randomization and stability, the one-line reason and the numbers behind it."""
+    rows = []
+    for m in r.methods:
+        verdict = r.verdict(m)
+        rows.append(
+            [
+                pretty(m),
+                *(verdict[p].replace("_", " ") for p in ("faithfulness", "randomization", "stability")),
+                num(r.mean(m, "deletion_score"), 2),
+                num(r.mean(m, "faithfulness_correlation"), 2),
+                num(r.property_value(m, "randomization"), 2),
+                num(r.mean(m, "stability_max_change"), 2),
+                num(r.mean(m, "sparseness"), 2),
+                r.reason(m),
+            ]
+        )
+    blocks: list = [
+        Table(
+            ["Method", "Faithful", "Weight-sensitive", "Stable", "Deletion gain", "Faith. corr.", "Rand. similarity", "Noise change", "Sparseness", "Why"],
+            rows,
+            caption=f"Trust of each attribution method ({r.features})",
+            numeric=[4, 5, 6, 7, 8],
+        ),
+        Paragraph(
+            "Deletion gain: how much faster the target's probability falls when features leave in the map's order than in random order, as a share of "
+            "its fall to the baseline (0 = random). Rand. similarity: the larger rank similarity of |map| after randomizing every layer of a copy of the "
+            "model, and for a random other class (1 = the map ignores the model). Noise change: the worst relative change of the map under small input "
+            "noise. Sparseness: Gini of |map|.",
+            "caption",
+        ),
+    ]
+    blocks += [Paragraph(n, "note") for n in r.notes]
+    return blocks
