@@ -380,3 +380,46 @@ class TextRobustnessResult(ProbeResult):
             where = f".table[perturbation={row.perturbation},severity={number(row.severity)}]"
             yield proportion("flip_rate", row.flip_rate, row.n, subject=subject, direction="lower_is_better", evidence=where)
             yield proportion("perturbed_accuracy", row.accuracy, row.n, subject=subject, evidence=where)
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class AutoAttackResult(AttackResult):
+    """Worst case per sample over an ensemble of attacks (APGD-CE, APGD-T with the DLR loss, Square).
+
+    ``curve`` adds, per epsilon, ``gradient_robust_accuracy`` (after the gradient attacks
+    only) and ``one_step_robust_accuracy`` (APGD-CE's first step only). ``breakdown`` has
+    one row per epsilon and attack: ``broken`` (share of evaluated rows this attack broke
+    first, the attacks running in order on the survivors). ``broken_by`` holds per row and
+    epsilon the attack that broke it (its index in ``attacks`` plus one; 0 survived, -1 wrong
+    when clean). The gradient-masking diagnostics: ``gradient_free_gain`` (largest share of
+    rows over the sweep that only the gradient-free attack broke), ``iteration_gain`` (largest
+    share that needed more than one APGD-CE step), ``unbounded_robust_accuracy`` (APGD-CE from
+    the clean point at ``unbounded_epsilon``, which can reach any input: ~0 unless gradients
+    are masked).
+    """
+
+    preset: str
+    attacks: list[str]
+    breakdown: pd.DataFrame
+    broken_by: np.ndarray
+    gradient_free_gain: float
+    iteration_gain: float
+    unbounded_epsilon: float
+    unbounded_robust_accuracy: float
+
+    def headline(self) -> str:
+        return super().headline() + f"; only gradient-free broke {self.gradient_free_gain:.1%}, unbounded robust acc {self.unbounded_robust_accuracy:.3f}"
+
+    def measurements(self) -> Iterator[Measurement]:
+        """Those of :class:`AttackResult` plus the gradient-masking diagnostics (subject ``autoattack/linf``)."""
+        yield from super().measurements()
+        base = f"{self.method}/{self.norm}"
+        n = len(self.rows)
+        yield Measurement(
+            name="gradient_free_gain", subject=base, value=finite(self.gradient_free_gain), direction="lower_is_better", evidence=".gradient_free_gain", n=n
+        )
+        yield Measurement(name="iteration_gain", subject=base, value=finite(self.iteration_gain), direction="higher_is_better", evidence=".iteration_gain", n=n)
+        yield proportion(
+            "unbounded_robust_accuracy", self.unbounded_robust_accuracy, n, subject=base, direction="lower_is_better", evidence=".unbounded_robust_accuracy"
+        )

@@ -11,6 +11,7 @@ from audits.render.charts import REFERENCE, BarChart, ImageCell, ImageGrid, Line
 from audits.render.registry import view
 from audits.results.robustness import (
     AttackResult,
+    AutoAttackResult,
     CalibrationResult,
     CorruptionResult,
     TabularAdversarialResult,
@@ -325,4 +326,28 @@ def text_robustness_view(r: TextRobustnessResult, ctx: RenderContext) -> list:
     blocks += figure(text_robustness_chart(r))
     if not r.examples.empty:
         blocks += frame_table(r.examples, caption="Examples", max_rows=6)
+    return blocks
+
+
+@view(AutoAttackResult)
+def autoattack_view(r: AutoAttackResult, ctx: RenderContext) -> list:
+    """The attack view, then which attack broke the rows and the gradient-masking diagnostics."""
+    blocks = attack_view(r, ctx)
+    blocks.insert(
+        1,
+        KeyValues(
+            [
+                ("Preset / attacks", f"{r.preset}: {', '.join(r.attacks)}"),
+                ("Rows only the gradient-free attack broke (largest share)", pct(r.gradient_free_gain)),
+                ("Rows needing more than one APGD step (largest share)", pct(r.iteration_gain)),
+                (f"Robust accuracy at epsilon {r.unbounded_epsilon:.3g} (any input reachable)", num(r.unbounded_robust_accuracy)),
+            ]
+        ),
+    )
+    wide = r.breakdown.pivot(index="epsilon", columns="attack", values="broken").reset_index()
+    wide = wide[["epsilon", *[a for a in r.attacks if a in wide]]]
+    blocks += frame_table(wide, caption="Share of rows broken first by each attack (in order, on the survivors)", digits=4)
+    blocks += frame_table(
+        r.curve, columns=["epsilon", "gradient_robust_accuracy", "one_step_robust_accuracy"], caption="Robust accuracy of the gradient attacks alone", digits=4
+    )
     return blocks

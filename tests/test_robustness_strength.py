@@ -1,0 +1,113 @@
+"""AutoAttack-style ensemble: exact answers on a linear classifier, masked gradients, APGD internals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from audits.robustness._apgd import apgd, apgd_checkpoints, dlr_targeted, square
+from tests.test_robustness_attacks import SHAPE, D, _run, image_data, linear_image_model
+
+
+@pytest.fixture
+def linear_case():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=D).astype(np.float32)
+    b = 0.3
+    x = rng.uniform(-1, 1, size=(120, *SHAPE)).astype(np.float32)
+    z = x.reshape(len(x), -1).astype(np.float64) @ w + b
+    y = (z > 0).astype(np.int64)
+    return w, b, x, y, np.abs(z)
+
+
+@pytest.mark.parametrize(("norm", "norm_ord"), [("linf", 1), ("l2", 2)])
+def test_apgd_flips_exactly_the_rows_whose_margin_is_below_epsilon_times_the_dual_norm(linear_case, norm, norm_ord):
+    w, b, x, y, margin = linear_case
+    threshold = margin / np.linalg.norm(w, ord=norm_ord)
+    eps = np.round(np.quantile(threshold, [0.2, 0.5, 0.8]), 3)
+    model = linear_image_model(w, b)
+    result, _ = _run("autoattack", model, image_data(x, y), norm=norm, epsilons=[0.0, *eps.tolist()], max_rows=None, queries=50)
+    expected = [(threshold >= e).mean() for e in [0.0, *eps]]
+    np.testing.assert_allclose(result.curve["robust_accuracy"], expected, atol=1 / len(y) + 1e-9)
+    # Gradients are honest here: APGD-CE breaks every breakable row, nothing is left to the others.
+    assert (result.broken_by[:, 1:] <= 1).all()
+    assert result.gradient_free_gain == 0.0
+    assert result.unbounded_robust_accuracy == 0.0
+    np.testing.assert_allclose(result.curve["gradient_robust_accuracy"], result.curve["robust_accuracy"])
+
+
+class Quantised(nn.Module):
+    """A linear classifier behind a hard input quantisation: the gradient is zero almost everywhere."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.round(x * 2) / 2)
+
+
+def test_a_masked_gradient_is_flagged_and_square_still_breaks_the_model(linear_case):
+    w, b, x, _, _ = linear_case
+    plain = linear_image_model(w, b, value_range=(-1.0, 1.0))
+    net = Quantised(plain.model)
+    with torch.no_grad():
+        y = net(torch.as_tensor(x)).argmax(dim=1).numpy()  # labels = the masked model's decisions
+    from models.loader import wrap_model
+
+    model = wrap_model(net, plain.card)
+    result, _ = _run("autoattack", model, image_data(x, y), epsilons=[0.0, 0.3, 0.6], max_rows=None, queries=200)
+    assert result.clean_accuracy == 1.0
+    # From the clean point APGD cannot move at all, even with a budget covering the whole input range.
+    assert result.unbounded_robust_accuracy == 1.0
+    assert result.gradient_free_gain > 0.2
+    robust = result.curve.set_index("epsilon")
+    assert robust.at[0.6, "robust_accuracy"] < robust.at[0.6, "gradient_robust_accuracy"] - 0.2
+    names = {m.name: m for m in result.measurements() if m.subject == "autoattack/linf"}
+    assert names["gradient_free_gain"].value == pytest.approx(result.gradient_free_gain)
+
+
+def test_apgd_checkpoints_follow_the_paper():
+    # p = 0, 0.22, 0.41, 0.57, 0.7, 0.8, 0.87, 0.93, 0.99 (Croce & Hein 2020, section 3.2) times 100 iterations.
+    assert sorted(apgd_checkpoints(100)) == [22, 41, 57, 70, 80, 87, 93, 99]
+
+
+def test_dlr_targeted_is_scale_invariant_and_positive_once_the_target_wins():
+    logits = torch.tensor([[4.0, 1.0, 0.5, 0.0, -1.0], [0.0, 3.0, 1.0, 0.5, 0.2]])
+    labels, target = torch.tensor([0, 0]), torch.tensor([1, 1])
+    loss = dlr_targeted(logits, labels, target)
+    torch.testing.assert_close(dlr_targeted(10 * logits, labels, target), loss)
+    assert loss[0] < 0 < loss[1]
+
+
+def test_square_and_apgd_respect_budget_and_range():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(8, 1, 4, 4)
+    y = net(x).argmax(dim=1)
+    eps = torch.full((8,), 0.05)
+    g = torch.Generator().manual_seed(0)
+    seen = []
+
+    def spy(xa: torch.Tensor) -> torch.Tensor:
+        seen.append(xa.detach().clone())
+        return net(xa)
+
+    with torch.enable_grad():
+        apgd(spy, x, y, eps, "linf", 10, 0.0, 1.0)
+    with torch.no_grad():
+        square(spy, x, y, eps, "linf", 20, 0.0, 1.0, g)
+    for xa in seen:
+        assert xa.min() >= 0.0 and xa.max() <= 1.0
+    assert all((xa - x[: len(xa)]).abs().max() <= 0.05 + 1e-6 for xa in seen if len(xa) == len(x))
+
+
+def test_bad_parameters_are_refused():
+    from audits.robustness.autoattack import AutoAttack
+
+    with pytest.raises(ValueError, match="preset"):
+        AutoAttack(preset="huge")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="steps"):
+        AutoAttack(steps=0)
