@@ -111,3 +111,26 @@ def test_bad_parameters_are_refused():
         AutoAttack(preset="huge")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="steps"):
         AutoAttack(steps=0)
+
+
+def test_the_default_policy_warns_about_masked_gradients_and_passes_honest_ones(linear_case):
+    from audits.engine import run_audit
+    from audits.policy import apply_policy
+    from audits.spec import parse_spec
+    from models.loader import wrap_model
+
+    w, b, x, _, _ = linear_case
+    plain = linear_image_model(w, b, value_range=(-1.0, 1.0))
+    spec = parse_spec({"samples": 2, "probes": [{"name": "autoattack", "params": {"epsilons": [0.0, 0.3, 0.6], "queries": 200, "steps": 10}}]})
+    ids = ("gradient_masking_gradient_free", "gradient_masking_unbounded")
+    statuses = {}
+    for name, net in (("honest", plain.model), ("masked", Quantised(plain.model))):
+        model = wrap_model(net, plain.card)
+        with torch.no_grad():
+            y = model.model(torch.as_tensor(x)).argmax(dim=1).numpy()
+        report = apply_policy(run_audit(model, image_data(x, y), spec))
+        statuses[name] = {f.check_id: f.status for f in report.findings}
+    assert [statuses["masked"][i] for i in ids] == ["warn", "warn"]
+    assert [statuses["honest"][i] for i in ids] == ["pass", "pass"]
+    # Zero iteration gain warns on both: one step is optimal on a linear model (the check's stated exception).
+    assert statuses["masked"]["gradient_masking_iterations"] == "warn"
