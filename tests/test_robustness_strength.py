@@ -134,3 +134,19 @@ def test_the_default_policy_warns_about_masked_gradients_and_passes_honest_ones(
     assert [statuses["honest"][i] for i in ids] == ["pass", "pass"]
     # Zero iteration gain warns on both: one step is optimal on a linear model (the check's stated exception).
     assert statuses["masked"]["gradient_masking_iterations"] == "warn"
+
+
+@pytest.mark.parametrize(("norm", "norm_ord"), [("l2", 2), ("linf", 1)])
+def test_minimal_perturbation_finds_the_closed_form_distance_of_a_linear_classifier(linear_case, norm, norm_ord):
+    w, b, x, y, margin = linear_case
+    model = linear_image_model(w, b)
+    groups = np.where(np.arange(len(y)) % 2 == 0, "even", "odd")
+    result, _ = _run("minimal_perturbation", model, image_data(x, y, groups), norm=norm, max_rows=None, refine_steps=20)
+    exact = margin / np.linalg.norm(w, ord=norm_ord)  # L2: |margin| / ||w||_2; L-inf: |margin| / ||w||_1
+    np.testing.assert_allclose(result.distance, exact, rtol=1e-3, atol=1e-5)
+    assert result.found_fraction == 1.0
+    assert result.median_distance == pytest.approx(np.median(exact), rel=1e-3)
+    medians = result.by_group.set_index("group")["median_distance"]
+    assert medians["odd"] == pytest.approx(np.median(exact[1::2]), rel=1e-3)
+    subjects = {m.subject: m.value for m in result.measurements() if m.name == "median_min_distance"}
+    assert subjects[f"{norm}/group=even"] == pytest.approx(np.median(exact[::2]), rel=1e-3)

@@ -423,3 +423,46 @@ class AutoAttackResult(AttackResult):
         yield proportion(
             "unbounded_robust_accuracy", self.unbounded_robust_accuracy, n, subject=base, direction="lower_is_better", evidence=".unbounded_robust_accuracy"
         )
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class MinimalPerturbationResult(ProbeResult):
+    """Each evaluated row's smallest adversarial perturbation found (size in ``norm``, pixel units).
+
+    ``distance`` is NaN where the row was wrong when clean or no perturbation was found.
+    ``quantiles`` holds the distribution of the distances found (quantile, distance);
+    ``by_group`` the median and mean distance per sensitive attribute and group.
+    """
+
+    norm: str
+    rows: np.ndarray
+    clean_accuracy: float
+    distance: np.ndarray
+    median_distance: float
+    found_fraction: float  # of the clean-correct rows, the share with a perturbation found
+    quantiles: pd.DataFrame
+    by_group: pd.DataFrame
+
+    def headline(self) -> str:
+        gap = largest_gap(self.by_group, "median_distance")
+        return f"{self.norm} median smallest flipping perturbation {self.median_distance:.4g} (found for {self.found_fraction:.0%})" + _gap_text(
+            gap, "median-distance"
+        )
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``median_min_distance`` overall (subject ``l2``) and per group (subject ``l2/sex=female``), ``found_fraction``."""
+        n = int(np.isfinite(self.distance).sum())
+        yield Measurement(
+            name="median_min_distance", subject=self.norm, value=finite(self.median_distance), direction="higher_is_better", evidence=".median_distance", n=n
+        )
+        for row in self.by_group.itertuples(index=False):
+            yield Measurement(
+                name="median_min_distance",
+                subject=f"{self.norm}/{row.attribute}={row.group}",
+                value=finite(row.median_distance),
+                direction="higher_is_better",
+                evidence=f".by_group[attribute={row.attribute},group={row.group}]",
+                n=int(row.count),
+            )
+        yield Measurement(name="found_fraction", subject=self.norm, value=finite(self.found_fraction), direction="lower_is_better", evidence=".found_fraction")

@@ -14,6 +14,7 @@ from audits.results.robustness import (
     AutoAttackResult,
     CalibrationResult,
     CorruptionResult,
+    MinimalPerturbationResult,
     TabularAdversarialResult,
     TabularPerturbationResult,
     TextRobustnessResult,
@@ -350,4 +351,24 @@ def autoattack_view(r: AutoAttackResult, ctx: RenderContext) -> list:
     blocks += frame_table(
         r.curve, columns=["epsilon", "gradient_robust_accuracy", "one_step_robust_accuracy"], caption="Robust accuracy of the gradient attacks alone", digits=4
     )
+    return blocks
+
+
+@view(MinimalPerturbationResult)
+def minimal_perturbation_view(r: MinimalPerturbationResult, ctx: RenderContext) -> list:
+    """The median smallest flipping perturbation, its distribution and its per-group medians."""
+    blocks: list = [
+        KeyValues(
+            [
+                ("Norm", pretty(r.norm)),
+                ("Rows evaluated", f"{len(r.rows):,}"),
+                ("Clean accuracy", num(r.clean_accuracy)),
+                ("Median smallest flipping perturbation", num(r.median_distance, 4)),
+                ("Correct rows with a perturbation found", pct(r.found_fraction)),
+            ]
+        )
+    ]
+    blocks += frame_table(r.quantiles, caption="Distribution of the smallest flipping perturbation", digits=4)
+    if not r.by_group.empty:
+        blocks += frame_table(r.by_group, caption="Smallest flipping perturbation per group", digits=4)
     return blocks
