@@ -150,3 +150,31 @@ def test_minimal_perturbation_finds_the_closed_form_distance_of_a_linear_classif
     assert medians["odd"] == pytest.approx(np.median(exact[1::2]), rel=1e-3)
     subjects = {m.subject: m.value for m in result.measurements() if m.name == "median_min_distance"}
     assert subjects[f"{norm}/group=even"] == pytest.approx(np.median(exact[::2]), rel=1e-3)
+
+
+def test_randomized_smoothing_certifies_the_closed_form_radius_of_a_linear_classifier(linear_case):
+    from scipy.stats import norm
+
+    from audits.robustness.randomized_smoothing import clopper_pearson_lower
+
+    w, b, x, y, margin = linear_case
+    model = linear_image_model(w, b, value_range=(-1.0, 1.0))
+    n, alpha = 2000, 0.001
+    result, _ = _run("randomized_smoothing", model, image_data(x, y), sigmas=[0.25], n=n, n0=100, alpha=alpha, max_rows=None)
+    sigma = 0.25 * 2  # sigmas are fractions of the value range's width
+    exact = margin / np.linalg.norm(w)  # the smoothed linear classifier's radius: sigma * Phi^-1(pA) = |w.x + b| / ||w||_2
+    p_true = norm.cdf(exact / sigma)
+    radius = result.radius[0]
+    certified = np.isfinite(radius)
+    # Never beyond the true radius (each certificate holds with probability 1 - alpha; seeded, so fixed).
+    assert (radius[certified] <= exact[certified] + 1e-9).all()
+    assert (result.predictions[0][certified] == y[certified]).all()
+    # And within the Monte Carlo bound: at least the certificate of a count four standard deviations low.
+    k_low = np.floor(n * p_true - 4 * np.sqrt(n * p_true * (1 - p_true)))
+    floor = clopper_pearson_lower(np.clip(k_low, 0, n), n, alpha)
+    sure = floor > 0.5
+    assert sure.mean() > 0.5 and certified[sure].all()
+    assert (radius[sure] >= sigma * norm.ppf(floor[sure]) - 1e-9).all()
+    curve = result.curve.set_index("radius")["certified_accuracy"]
+    assert curve.iloc[0] == pytest.approx(certified.mean())
+    assert result.summary["abstention_rate"].iloc[0] == pytest.approx(1 - certified.mean())

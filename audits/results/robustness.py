@@ -466,3 +466,50 @@ class MinimalPerturbationResult(ProbeResult):
                 n=int(row.count),
             )
         yield Measurement(name="found_fraction", subject=self.norm, value=finite(self.found_fraction), direction="lower_is_better", evidence=".found_fraction")
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class SmoothingResult(ProbeResult):
+    """Certified L2 robustness of the Gaussian-smoothed model (Cohen et al. 2019), per noise level ``sigma``.
+
+    ``predictions`` and ``radius`` are (n_sigmas, n_rows): the smoothed prediction (-1:
+    abstained) and its certified L2 radius (NaN when abstained), each holding with
+    probability at least 1 - ``alpha``. ``curve``: sigma, radius, certified_accuracy (share of
+    rows predicted right and certified beyond the radius). ``summary``: per sigma the smoothed
+    accuracy, abstention rate and median radius (0 for wrong or abstained rows).
+    ``by_group`` breaks the curve and the abstention down per sensitive group.
+    """
+
+    rows: np.ndarray
+    clean_accuracy: float
+    alpha: float
+    n_samples: int
+    sigmas: np.ndarray
+    predictions: np.ndarray
+    radius: np.ndarray
+    curve: pd.DataFrame
+    summary: pd.DataFrame
+    by_group: pd.DataFrame
+
+    def headline(self) -> str:
+        parts = [
+            f"sigma {s.sigma:.3g}: accuracy {s.smoothed_accuracy:.3f}, abstains {s.abstention_rate:.1%}, median radius {s.median_radius:.3g}"
+            for s in self.summary.itertuples()
+        ]
+        return "; ".join(parts) + _gap_text(largest_gap(self.by_group, "certified_accuracy", by=["sigma", "radius"]), "certified-accuracy")
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``certified_accuracy`` per sigma and radius (subject ``sigma=0.25/r=0.5``, Wilson intervals); per sigma
+        ``smoothed_accuracy``, ``abstention_rate`` and ``median_certified_radius``."""
+        n = len(self.rows)
+        for row in self.curve.itertuples(index=False):
+            subject = f"sigma={number(row.sigma)}/r={number(row.radius)}"
+            yield proportion(
+                "certified_accuracy", row.certified_accuracy, n, subject=subject, evidence=f".curve[sigma={number(row.sigma)},radius={number(row.radius)}]"
+            )
+        for s in self.summary.itertuples(index=False):
+            subject, where = f"sigma={number(s.sigma)}", f".summary[sigma={number(s.sigma)}]"
+            yield proportion("smoothed_accuracy", s.smoothed_accuracy, n, subject=subject, evidence=where)
+            yield proportion("abstention_rate", s.abstention_rate, n, subject=subject, direction="lower_is_better", evidence=where)
+            yield Measurement(name="median_certified_radius", subject=subject, value=finite(s.median_radius), direction="higher_is_better", evidence=where, n=n)

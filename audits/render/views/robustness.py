@@ -15,6 +15,7 @@ from audits.results.robustness import (
     CalibrationResult,
     CorruptionResult,
     MinimalPerturbationResult,
+    SmoothingResult,
     TabularAdversarialResult,
     TabularPerturbationResult,
     TextRobustnessResult,
@@ -371,4 +372,39 @@ def minimal_perturbation_view(r: MinimalPerturbationResult, ctx: RenderContext) 
     blocks += frame_table(r.quantiles, caption="Distribution of the smallest flipping perturbation", digits=4)
     if not r.by_group.empty:
         blocks += frame_table(r.by_group, caption="Smallest flipping perturbation per group", digits=4)
+    return blocks
+
+
+def certified_accuracy_chart(result) -> LineChart:
+    """Certified accuracy against the L2 radius, one line per noise level."""
+    series = [
+        Series(name=f"sigma {sigma:.3g}", x=rows["radius"].tolist(), y=rows["certified_accuracy"].tolist())
+        for sigma, rows in result.curve.groupby("sigma", sort=True)
+    ]
+    return LineChart(
+        title="Certified accuracy against the L2 radius (randomized smoothing)",
+        x_label="L2 radius",
+        y_label="certified accuracy",
+        series=series,
+        y_range=(0.0, 1.02),
+    )
+
+
+@view(SmoothingResult)
+def smoothing_view(r: SmoothingResult, ctx: RenderContext) -> list:
+    """Per noise level the smoothed accuracy, abstention and median radius; the certified-accuracy curve; per group."""
+    blocks: list = [
+        KeyValues(
+            [
+                ("Rows certified", f"{len(r.rows):,}"),
+                ("Base model clean accuracy", num(r.clean_accuracy)),
+                ("Noise samples per row / failure probability", f"{r.n_samples:,} / {r.alpha:g}"),
+            ]
+        )
+    ]
+    blocks += frame_table(r.summary, caption="Smoothed model per noise level", digits=4)
+    blocks += figure(certified_accuracy_chart(r))
+    blocks += frame_table(r.curve, caption="Certified accuracy per noise level and radius", digits=4)
+    if not r.by_group.empty:
+        blocks += frame_table(r.by_group, caption="Certified accuracy and abstention per group", digits=4)
     return blocks
