@@ -45,6 +45,7 @@ def deepfool(
     n = x.shape[0]
     k_classes = None
     x_adv = x.clone()
+    total = torch.zeros_like(x)
     done = torch.zeros(n, dtype=torch.bool, device=x.device)
     dual = 1.0 if norm == "linf" else 2.0
     for _ in range(max_iter):
@@ -66,7 +67,10 @@ def deepfool(
         step = torch.zeros_like(xa)
         for k in range(k_classes):
             gk = torch.autograd.grad(logits[:, k].sum(), xa, retain_graph=k < k_classes - 1)[0]
-            w = (gk - grad_y).flatten(1)
+            w = gk - grad_y
+            # Coordinates at the edge of the value range that the step would push outwards cannot move:
+            # leave them out of the linearised problem, or clipping stalls the row.
+            w = torch.where(((xa <= low) & (w < 0)) | ((xa >= high) & (w > 0)), torch.zeros_like(w), w).flatten(1)
             f = (logits[:, k] - zy).detach()
             wn = w.norm(p=dual, dim=1).clamp_min(1e-12)
             dist = f.abs() / wn
@@ -79,7 +83,10 @@ def deepfool(
             step = torch.where(_rows_view(closer, xa.ndim), r, step)
             best = torch.where(closer, dist, best)
         keep = ~flipped
-        moved = (x_adv[idx] + (1 + overshoot) * step.detach()).clamp(low, high)
+        # The overshoot applies to the accumulated perturbation (as in the reference implementation), so rows
+        # held back by the value range keep being pushed further each step.
+        total[idx] += step.detach()
+        moved = (x[idx] + (1 + overshoot) * total[idx]).clamp(low, high)
         x_adv[idx[keep]] = moved[keep]
     with torch.no_grad():
         delta = x_adv - x
