@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ from torch import nn
 
 from audits.robustness._apgd import apgd, apgd_checkpoints, dlr_targeted, square
 from tests.test_robustness_attacks import SHAPE, D, _run, image_data, linear_image_model
+
+POLICY = Path(__file__).resolve().parents[1] / "audits" / "policies" / "robustness.yaml"
 
 
 @pytest.fixture
@@ -113,9 +117,9 @@ def test_bad_parameters_are_refused():
         AutoAttack(steps=0)
 
 
-def test_the_default_policy_warns_about_masked_gradients_and_passes_honest_ones(linear_case):
+def test_the_robustness_policy_warns_about_masked_gradients_and_passes_honest_ones(linear_case):
     from audits.engine import run_audit
-    from audits.policy import apply_policy
+    from audits.policy import apply_policy, load_policy
     from audits.spec import parse_spec
     from models.loader import wrap_model
 
@@ -128,7 +132,7 @@ def test_the_default_policy_warns_about_masked_gradients_and_passes_honest_ones(
         model = wrap_model(net, plain.card)
         with torch.no_grad():
             y = model.model(torch.as_tensor(x)).argmax(dim=1).numpy()
-        report = apply_policy(run_audit(model, image_data(x, y), spec))
+        report = apply_policy(run_audit(model, image_data(x, y), spec), load_policy(POLICY))
         statuses[name] = {f.check_id: f.status for f in report.findings}
     assert [statuses["masked"][i] for i in ids] == ["warn", "warn"]
     assert [statuses["honest"][i] for i in ids] == ["pass", "pass"]
