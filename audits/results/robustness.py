@@ -380,3 +380,142 @@ class TextRobustnessResult(ProbeResult):
             where = f".table[perturbation={row.perturbation},severity={number(row.severity)}]"
             yield proportion("flip_rate", row.flip_rate, row.n, subject=subject, direction="lower_is_better", evidence=where)
             yield proportion("perturbed_accuracy", row.accuracy, row.n, subject=subject, evidence=where)
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class AutoAttackResult(AttackResult):
+    """Worst case per sample over an ensemble of attacks (APGD-CE, APGD-T with the DLR loss, Square).
+
+    ``curve`` adds, per epsilon, ``gradient_robust_accuracy`` (after the gradient attacks
+    only) and ``one_step_robust_accuracy`` (APGD-CE's first step only). ``breakdown`` has
+    one row per epsilon and attack: ``broken`` (share of evaluated rows this attack broke
+    first, the attacks running in order on the survivors). ``broken_by`` holds per row and
+    epsilon the attack that broke it (its index in ``attacks`` plus one; 0 survived, -1 wrong
+    when clean). The gradient-masking diagnostics: ``gradient_free_gain`` (largest share of
+    rows over the sweep that only the gradient-free attack broke), ``iteration_gain`` (largest
+    share that needed more than one APGD-CE step), ``unbounded_robust_accuracy`` (APGD-CE from
+    the clean point at ``unbounded_epsilon``, which can reach any input: ~0 unless gradients
+    are masked).
+    """
+
+    preset: str
+    attacks: list[str]
+    breakdown: pd.DataFrame
+    broken_by: np.ndarray
+    gradient_free_gain: float
+    iteration_gain: float
+    unbounded_epsilon: float
+    unbounded_robust_accuracy: float
+
+    def headline(self) -> str:
+        return super().headline() + f"; only gradient-free broke {self.gradient_free_gain:.1%}, unbounded robust acc {self.unbounded_robust_accuracy:.3f}"
+
+    def measurements(self) -> Iterator[Measurement]:
+        """Those of :class:`AttackResult` plus the gradient-masking diagnostics (subject ``autoattack/linf``)."""
+        yield from super().measurements()
+        base = f"{self.method}/{self.norm}"
+        n = len(self.rows)
+        yield Measurement(
+            name="gradient_free_gain", subject=base, value=finite(self.gradient_free_gain), direction="lower_is_better", evidence=".gradient_free_gain", n=n
+        )
+        yield Measurement(name="iteration_gain", subject=base, value=finite(self.iteration_gain), direction="higher_is_better", evidence=".iteration_gain", n=n)
+        # No interval: a sanity check that should read ~0, not an estimate (a Wilson interval on a few rows would always warn).
+        yield Measurement(
+            name="unbounded_robust_accuracy",
+            subject=base,
+            value=finite(self.unbounded_robust_accuracy),
+            direction="lower_is_better",
+            evidence=".unbounded_robust_accuracy",
+            n=n,
+        )
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class MinimalPerturbationResult(ProbeResult):
+    """Each evaluated row's smallest adversarial perturbation found (size in ``norm``, pixel units).
+
+    ``distance`` is NaN where the row was wrong when clean or no perturbation was found.
+    ``quantiles`` holds the distribution of the distances found (quantile, distance);
+    ``by_group`` the median and mean distance per sensitive attribute and group.
+    """
+
+    norm: str
+    rows: np.ndarray
+    clean_accuracy: float
+    distance: np.ndarray
+    median_distance: float
+    found_fraction: float  # of the clean-correct rows, the share with a perturbation found
+    quantiles: pd.DataFrame
+    by_group: pd.DataFrame
+
+    def headline(self) -> str:
+        gap = largest_gap(self.by_group, "median_distance")
+        return f"{self.norm} median smallest flipping perturbation {self.median_distance:.4g} (found for {self.found_fraction:.0%})" + _gap_text(
+            gap, "median-distance"
+        )
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``median_min_distance`` overall (subject ``l2``) and per group (subject ``l2/sex=female``), ``found_fraction``."""
+        n = int(np.isfinite(self.distance).sum())
+        yield Measurement(
+            name="median_min_distance", subject=self.norm, value=finite(self.median_distance), direction="higher_is_better", evidence=".median_distance", n=n
+        )
+        for row in self.by_group.itertuples(index=False):
+            yield Measurement(
+                name="median_min_distance",
+                subject=f"{self.norm}/{row.attribute}={row.group}",
+                value=finite(row.median_distance),
+                direction="higher_is_better",
+                evidence=f".by_group[attribute={row.attribute},group={row.group}]",
+                n=int(row.count),
+            )
+        yield Measurement(name="found_fraction", subject=self.norm, value=finite(self.found_fraction), direction="lower_is_better", evidence=".found_fraction")
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class SmoothingResult(ProbeResult):
+    """Certified L2 robustness of the Gaussian-smoothed model (Cohen et al. 2019), per noise level ``sigma``.
+
+    ``predictions`` and ``radius`` are (n_sigmas, n_rows): the smoothed prediction (-1:
+    abstained) and its certified L2 radius (NaN when abstained), each holding with
+    probability at least 1 - ``alpha``. ``curve``: sigma, radius, certified_accuracy (share of
+    rows predicted right and certified beyond the radius). ``summary``: per sigma the smoothed
+    accuracy, abstention rate and median radius (0 for wrong or abstained rows).
+    ``by_group`` breaks the curve and the abstention down per sensitive group.
+    """
+
+    rows: np.ndarray
+    clean_accuracy: float
+    alpha: float
+    n_samples: int
+    sigmas: np.ndarray
+    predictions: np.ndarray
+    radius: np.ndarray
+    curve: pd.DataFrame
+    summary: pd.DataFrame
+    by_group: pd.DataFrame
+
+    def headline(self) -> str:
+        parts = [
+            f"sigma {s.sigma:.3g}: accuracy {s.smoothed_accuracy:.3f}, abstains {s.abstention_rate:.1%}, median radius {s.median_radius:.3g}"
+            for s in self.summary.itertuples()
+        ]
+        return "; ".join(parts) + _gap_text(largest_gap(self.by_group, "certified_accuracy", by=["sigma", "radius"]), "certified-accuracy")
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``certified_accuracy`` per sigma and radius (subject ``sigma=0.25/r=0.5``, Wilson intervals); per sigma
+        ``smoothed_accuracy``, ``abstention_rate`` and ``median_certified_radius``."""
+        n = len(self.rows)
+        for row in self.curve.itertuples(index=False):
+            subject = f"sigma={number(row.sigma)}/r={number(row.radius)}"
+            yield proportion(
+                "certified_accuracy", row.certified_accuracy, n, subject=subject, evidence=f".curve[sigma={number(row.sigma)},radius={number(row.radius)}]"
+            )
+        for s in self.summary.itertuples(index=False):
+            subject, where = f"sigma={number(s.sigma)}", f".summary[sigma={number(s.sigma)}]"
+            yield proportion("smoothed_accuracy", s.smoothed_accuracy, n, subject=subject, evidence=where)
+            yield proportion("abstention_rate", s.abstention_rate, n, subject=subject, direction="lower_is_better", evidence=where)
+            yield Measurement(name="median_certified_radius", subject=subject, value=finite(s.median_radius), direction="higher_is_better", evidence=where, n=n)

@@ -11,8 +11,11 @@ from audits.render.charts import REFERENCE, BarChart, ImageCell, ImageGrid, Line
 from audits.render.registry import view
 from audits.results.robustness import (
     AttackResult,
+    AutoAttackResult,
     CalibrationResult,
     CorruptionResult,
+    MinimalPerturbationResult,
+    SmoothingResult,
     TabularAdversarialResult,
     TabularPerturbationResult,
     TextRobustnessResult,
@@ -325,4 +328,83 @@ def text_robustness_view(r: TextRobustnessResult, ctx: RenderContext) -> list:
     blocks += figure(text_robustness_chart(r))
     if not r.examples.empty:
         blocks += frame_table(r.examples, caption="Examples", max_rows=6)
+    return blocks
+
+
+@view(AutoAttackResult)
+def autoattack_view(r: AutoAttackResult, ctx: RenderContext) -> list:
+    """The attack view, then which attack broke the rows and the gradient-masking diagnostics."""
+    blocks = attack_view(r, ctx)
+    blocks.insert(
+        1,
+        KeyValues(
+            [
+                ("Preset / attacks", f"{r.preset}: {', '.join(r.attacks)}"),
+                ("Rows only the gradient-free attack broke (largest share)", pct(r.gradient_free_gain)),
+                ("Rows needing more than one APGD step (largest share)", pct(r.iteration_gain)),
+                (f"Robust accuracy at epsilon {r.unbounded_epsilon:.3g} (any input reachable)", num(r.unbounded_robust_accuracy)),
+            ]
+        ),
+    )
+    wide = r.breakdown.pivot(index="epsilon", columns="attack", values="broken").reset_index()
+    wide = wide[["epsilon", *[a for a in r.attacks if a in wide]]]
+    blocks += frame_table(wide, caption="Share of rows broken first by each attack (in order, on the survivors)", digits=4)
+    blocks += frame_table(
+        r.curve, columns=["epsilon", "gradient_robust_accuracy", "one_step_robust_accuracy"], caption="Robust accuracy of the gradient attacks alone", digits=4
+    )
+    return blocks
+
+
+@view(MinimalPerturbationResult)
+def minimal_perturbation_view(r: MinimalPerturbationResult, ctx: RenderContext) -> list:
+    """The median smallest flipping perturbation, its distribution and its per-group medians."""
+    blocks: list = [
+        KeyValues(
+            [
+                ("Norm", pretty(r.norm)),
+                ("Rows evaluated", f"{len(r.rows):,}"),
+                ("Clean accuracy", num(r.clean_accuracy)),
+                ("Median smallest flipping perturbation", num(r.median_distance, 4)),
+                ("Correct rows with a perturbation found", pct(r.found_fraction)),
+            ]
+        )
+    ]
+    blocks += frame_table(r.quantiles, caption="Distribution of the smallest flipping perturbation", digits=4)
+    if not r.by_group.empty:
+        blocks += frame_table(r.by_group, caption="Smallest flipping perturbation per group", digits=4)
+    return blocks
+
+
+def certified_accuracy_chart(result) -> LineChart:
+    """Certified accuracy against the L2 radius, one line per noise level."""
+    series = [
+        Series(name=f"sigma {sigma:.3g}", x=rows["radius"].tolist(), y=rows["certified_accuracy"].tolist())
+        for sigma, rows in result.curve.groupby("sigma", sort=True)
+    ]
+    return LineChart(
+        title="Certified accuracy against the L2 radius (randomized smoothing)",
+        x_label="L2 radius",
+        y_label="certified accuracy",
+        series=series,
+        y_range=(0.0, 1.02),
+    )
+
+
+@view(SmoothingResult)
+def smoothing_view(r: SmoothingResult, ctx: RenderContext) -> list:
+    """Per noise level the smoothed accuracy, abstention and median radius; the certified-accuracy curve; per group."""
+    blocks: list = [
+        KeyValues(
+            [
+                ("Rows certified", f"{len(r.rows):,}"),
+                ("Base model clean accuracy", num(r.clean_accuracy)),
+                ("Noise samples per row / failure probability", f"{r.n_samples:,} / {r.alpha:g}"),
+            ]
+        )
+    ]
+    blocks += frame_table(r.summary, caption="Smoothed model per noise level", digits=4)
+    blocks += figure(certified_accuracy_chart(r))
+    blocks += frame_table(r.curve, caption="Certified accuracy per noise level and radius", digits=4)
+    if not r.by_group.empty:
+        blocks += frame_table(r.by_group, caption="Certified accuracy and abstention per group", digits=4)
     return blocks
