@@ -1,7 +1,7 @@
 """Verdicts that do not flap: the default audit of every zoo model gives the same status for every finding at seeds 0-4.
 
-Each model runs its full default audit five times (minutes on a CPU; CI runs it with the
-suite, deselect locally with ``-m 'not seeds'``). A finding whose status moves with the seed
+Each model runs its full default audit five times (20 audits, many minutes on a CPU, so the
+suite deselects it by default; run it with ``pytest -m seeds``). A finding whose status moves with the seed
 alone is sampling noise, not a property of the model.
 """
 
