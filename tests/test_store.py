@@ -205,17 +205,20 @@ def test_interactive_figures_are_labelled():
 
 
 def test_intersection_heatmap_and_interval_table(tabular_bundle):
-    from audits.render import interactive
+    from audits.render import tables
+    from audits.render.plotly_backend import to_plotly
+    from audits.render.views.fairness import intersection_heatmap_chart
 
     card = load_card(tabular_bundle["card_path"])
     report = run_audit(load_model(card), load_data(card), parse_spec({"probes": [{"name": "group_metrics", "params": {"n_boot": 20, "min_group_size": 5}}]}))
     result = report.fairness[0]
     crossed = [g for g in result.groupings if " x " in g]
-    table = interactive.interval_table(result.table(result.groupings[0]), list(result.metrics))
+    table = tables.interval_table(result.table(result.groupings[0]), list(result.metrics))
     assert table["accuracy"].str.contains(r"\[").any() and list(table.columns[:3]) == ["group", "n", "status"]
     if crossed:
-        fig = interactive.intersection_heatmap_figure(result, crossed[0], "accuracy")
+        fig = to_plotly(intersection_heatmap_chart(result, crossed[0], "accuracy"))
         assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text and "accuracy" in fig.layout.title.text
+        assert any("n=" in cell for row in fig.data[0].text for cell in row)
 
 
 def test_store_path_is_plain(tmp_path):

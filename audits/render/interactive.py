@@ -8,15 +8,12 @@ labelled colour bar, and units where there are any.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from audits.results import Cost
 from audits.results.attribution import AttributionResult
 
 Mode = Literal["signed", "absolute"]
@@ -309,107 +306,4 @@ def corruption_gallery_figure(gallery, class_names: list[str], *, title: str | N
         title or f"Sample #{gallery.row} (true class {truth}) under each corruption; caption: prediction (probability), red when wrong",
         height=int(90 + 150 * n_rows),
         margin=dict(l=5, r=110, t=80, b=5),
-    )
-
-
-def cost_line(cost: Cost) -> str:
-    """A result's cost in words: model calls, rows through the model, wall time."""
-    return f"{cost.model_calls:,} model call{'s' if cost.model_calls != 1 else ''}, {cost.rows_evaluated:,} rows, {cost.wall_time_s:.2f} s"
-
-
-def quality_table(result: AttributionResult, row: int | None = None) -> pd.DataFrame:
-    """The result's quality measures (mean over samples, or sample ``row``'s value) as a table."""
-    records = []
-    for name, value in result.quality.items():
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "fiub":
-            continue
-        if arr.ndim and row is not None and arr.shape[0] == len(result.sample_indices):
-            records.append({"measure": name.replace("_", " "), "value": float(arr[row])})
-        elif arr.size:
-            records.append({"measure": name.replace("_", " "), "value": float(np.nanmean(arr.astype(np.float64)))})
-    return pd.DataFrame(records, columns=["measure", "value"])
-
-
-def scalar_fields(result) -> pd.DataFrame:
-    """Any result as a table of its scalar fields and headline: the fallback view for unknown types."""
-    records = []
-    if dataclasses.is_dataclass(result):
-        for f in dataclasses.fields(result):
-            value = getattr(result, f.name)
-            if isinstance(value, bool | int | float | str | np.integer | np.floating) and f.name != "method":
-                records.append({"field": f.name.replace("_", " "), "value": str(value)})
-        cost = getattr(result, "cost", None)
-        if isinstance(cost, Cost):
-            records.append({"field": "cost", "value": cost_line(cost)})
-    headline = getattr(result, "headline", None)
-    if callable(headline):
-        text = headline()
-        if text:
-            records.insert(0, {"field": "headline", "value": text})
-    return pd.DataFrame(records, columns=["field", "value"])
-
-
-def interval_table(groups: pd.DataFrame, metrics: list[str], *, digits: int = 3) -> pd.DataFrame:
-    """Per-group rows with each metric written as ``value [lo, hi]`` (NaN: '–').
-
-    ``groups`` is a ``GroupMetricsResult.table(grouping)``: columns group, n, status and
-    per metric ``<m>``, ``<m>_lo``, ``<m>_hi``.
-    """
-
-    def cell(v, lo, hi) -> str:
-        if not np.isfinite(v):
-            return "–"
-        if np.isfinite(lo) and np.isfinite(hi):
-            return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-        return f"{v:.{digits}f}"
-
-    out = pd.DataFrame({"group": groups["group"].astype(str), "n": groups["n"].astype(int), "status": groups["status"].astype(str)})
-    for m in metrics:
-        if m not in groups:
-            continue
-        lo = groups.get(f"{m}_lo", pd.Series(np.nan, index=groups.index))
-        hi = groups.get(f"{m}_hi", pd.Series(np.nan, index=groups.index))
-        out[m.replace("_", " ")] = [cell(float(v), float(a), float(b)) for v, a, b in zip(groups[m], lo, hi, strict=True)]
-    return out
-
-
-def intersection_heatmap_figure(result, grouping: str, metric: str, *, separator: str = " & ") -> go.Figure:
-    """``GroupMetricsResult``: one metric over an intersectional grouping ('sex x race') as a heatmap.
-
-    Rows are the first attribute's groups, columns the second's; each cell shows the value,
-    its interval and n; cells with too few rows (or none) are left blank.
-    """
-    parts = grouping.split(" x ")
-    if len(parts) != 2:
-        raise ValueError(f"{grouping!r} is not a two-way intersection")
-    t = result.table(grouping)
-    split = t["group"].astype(str).str.split(separator, n=1, expand=True)
-    t = t.assign(first=split[0], second=split[1] if split.shape[1] > 1 else "")
-    rows, cols = sorted(t["first"].unique()), sorted(t["second"].unique())
-    z = np.full((len(rows), len(cols)), np.nan)
-    text = [["no rows" for _ in cols] for _ in rows]
-    for r in t.itertuples(index=False):
-        i, j = rows.index(r.first), cols.index(r.second)
-        value = float(getattr(r, metric))
-        if r.status == "ok" and np.isfinite(value):
-            z[i, j] = value
-            lo, hi = float(getattr(r, f"{metric}_lo", np.nan)), float(getattr(r, f"{metric}_hi", np.nan))
-            text[i][j] = f"{value:.2f}<br>[{lo:.2f}, {hi:.2f}]<br>n={int(r.n)}" if np.isfinite(lo) else f"{value:.2f}<br>n={int(r.n)}"
-        else:
-            text[i][j] = f"too few<br>n={int(r.n)}"
-    label = metric.replace("_", " ")
-    fig = go.Figure(
-        go.Heatmap(
-            z=z, x=cols, y=rows, text=text, texttemplate="%{text}", textfont=dict(size=10), colorscale="Viridis", zmin=0.0, zmax=1.0,
-            colorbar=dict(title=dict(text=label), thickness=12), hovertemplate=f"{parts[0]} %{{y}}<br>{parts[1]} %{{x}}<br>{label} %{{z:.3f}}<extra></extra>",
-        )
-    )  # fmt: skip
-    fig.update_xaxes(title_text=parts[1], side="bottom", tickangle=-30)
-    fig.update_yaxes(title_text=parts[0], autorange="reversed")
-    return _layout(
-        fig,
-        f"{label} by {parts[0]} and {parts[1]} ({int(result.ci * 100)}% intervals; blank: fewer than {result.min_group_size} rows)",
-        height=int(170 + 62 * len(rows)),
-        margin=dict(l=10, r=10, t=50, b=10),
     )

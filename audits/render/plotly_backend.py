@@ -188,7 +188,8 @@ def _heatmap(chart: HeatmapChart) -> dict:
     }
     trace |= {k: v for k, v in (("zmin", chart.zmin), ("zmax", chart.zmax)) if v is not None}
     if chart.annotations is not None:
-        trace |= {"text": chart.annotations.tolist(), "texttemplate": "%{text}"}
+        # Cell notes break lines with "\n" (matplotlib); plotly breaks them with <br>.
+        trace |= {"text": [[str(t).replace("\n", "<br>") for t in row] for row in chart.annotations.tolist()], "texttemplate": "%{text}"}
     xaxis = {"title": {"text": chart.x_label}, "type": "category"}
     yaxis = {"title": {"text": chart.y_label}, "type": "category", "autorange": "reversed"}
     return _figure([trace], chart.title, chart.height, xaxis=xaxis, yaxis=yaxis)

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from audits.probes import registered_probes
-from audits.render import interactive
+from audits.render import interactive, tables
 from dashboard import auth, cache, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
 
@@ -216,11 +216,11 @@ for start in range(0, len(methods), per_row):
             except Exception as exc:  # a figure that cannot be drawn must not hide the others
                 show_error(exc, f"Drawing {title}")
             explained = names[int(result.targets[0])]
-            st.caption(f"Explains '{explained}' ({result.output}). Cost: {interactive.cost_line(result.cost)}")
+            st.caption(f"Explains '{explained}' ({result.output}). Cost: {tables.cost_line(result.cost)}")
             if trust is not None and method in trust.methods:
                 v = trust.verdict(method)
                 st.caption(f"Trust: faithful {_BADGE[v['faithfulness']]} · weight-sensitive {_BADGE[v['randomization']]} · stable {_BADGE[v['stability']]} — {trust.reason(method)}")
-            quality = interactive.quality_table(result, 0)
+            quality = tables.quality_table(result, 0)
             if len(quality):
                 st.caption(" · ".join(f"{r.measure}: {r.value:.3g}" for r in quality.itertuples()))
 st.caption(f"Attributions ready in {elapsed:.2f} s (results are cached per model, data, method, budget and sample).")
