@@ -191,8 +191,6 @@ def test_interactive_figures_are_labelled():
         heat = fig.data[1]
         assert fig.layout.title.text == "IG" and heat.opacity == 0.4 and heat.colorbar.title.text
         assert (np.asarray(heat.z) >= (-1 if mode == "signed" else 0)).all() and np.abs(np.asarray(heat.z)).max() == pytest.approx(1.0)
-    fig = interactive.class_probability_figure(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], label=2)
-    assert "probability" in _texts(fig) and "c (true)" in list(fig.data[0].y)
     tab = _attr("tabular", (1, 4), feature_names=["f0", "f1", "f2", "f3"], base_values=np.array([0.5]), outputs=np.array([0.9]))
     tab = dataclasses.replace(tab, attributions=np.array([[0.3, -0.2, 0.05, 0.01]], dtype=np.float32))
     fig = interactive.tabular_contribution_figure(tab, 0, ["no", "yes"], {"f0": 1.5, "f1": "x"}, top_k=2)
@@ -200,8 +198,6 @@ def test_interactive_figures_are_labelled():
     assert list(fig.data[0].measure) == ["absolute", "relative", "relative", "relative", "total"]  # two top features + 'other features'
     fig = interactive.tabular_contribution_figure(_attr("tabular", (1, 3), feature_names=["a", "b", "c"]), 0, ["no", "yes"])
     assert isinstance(fig.data[0], go.Bar) and "contribution" in _texts(fig)
-    fig = interactive.sample_gallery_figure(np.random.default_rng(0).random((5, 1, 8, 8)), [f"#{i}" for i in range(5)], cols=3)
-    assert len(fig.data) == 5 and fig.layout.title.text
 
 
 def test_intersection_heatmap_and_interval_table(tabular_bundle):

@@ -66,7 +66,8 @@ class LineChart:
 class BarChart:
     """Bars per category, one colour per series (``x`` of each series = the categories).
 
-    ``signed_colors`` colours single-series bars by sign (red positive, blue negative).
+    ``signed_colors`` colours single-series bars by sign (red positive, blue negative);
+    ``highlight`` draws the named categories in red and the others in grey (a predicted class).
     """
 
     title: str
@@ -78,6 +79,7 @@ class BarChart:
     value_range: tuple[float, float] | None = None
     signed_colors: bool = False
     height: float | None = None
+    highlight: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

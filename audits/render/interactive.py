@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from audits.results.attribution import AttributionResult
 
@@ -60,15 +59,6 @@ def _image_axes(fig: go.Figure, row: int | None = None, col: int | None = None) 
     fig.update_yaxes(
         showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x" if row is None else None, constrain="domain", **kwargs
     )
-
-
-def image_figure(image: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0), *, title: str = "Input", height: int = 280) -> go.Figure:
-    """One (C, H, W) pixel-space image, square pixels, no axes; a colour bar of pixel values for grey images."""
-    fig = go.Figure(_image_trace(image, value_range, showscale=image.shape[0] == 1))
-    if image.shape[0] == 1:
-        fig.update_traces(colorbar=dict(title=dict(text="pixel value"), thickness=10, len=0.9))
-    _image_axes(fig)
-    return _layout(fig, title, height=height, margin=dict(l=5, r=5, t=40, b=5))
 
 
 def fading_scale(name: str, mode: Mode, steps: int = 21) -> list[list]:
@@ -135,33 +125,6 @@ def attribution_overlay_figure(
     )
     _image_axes(fig)
     return _layout(fig, title or result.method.replace("_", " "), height=height, margin=dict(l=5, r=5, t=45, b=5))
-
-
-def class_probability_figure(proba: np.ndarray, class_names: list[str], *, label: int | None = None, top_k: int = 10, height: int | None = None) -> go.Figure:
-    """Horizontal bars of the class probabilities (largest ``top_k``), the predicted class highlighted.
-
-    The true class, when given, is marked in its bar's label.
-    """
-    proba = np.asarray(proba, dtype=np.float64)
-    order = np.argsort(-proba)[:top_k]
-    predicted = int(order[0])
-    names = [f"{class_names[i]}{' (true)' if label is not None and i == label else ''}" for i in order]
-    colours = [POSITIVE if i == predicted else NEUTRAL for i in order]
-    fig = go.Figure(
-        go.Bar(
-            x=proba[order],
-            y=names,
-            orientation="h",
-            marker_color=colours,
-            text=[f"{p:.1%}" for p in proba[order]],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
-        )
-    )
-    fig.update_xaxes(title_text="probability", range=[0, 1.15], tickformat=".0%")
-    fig.update_yaxes(title_text="class", autorange="reversed", type="category")
-    return _layout(fig, "Class probabilities", height=height or int(90 + 26 * len(order)))
 
 
 def _feature_label(name: str, raw_values: dict | None) -> str:
@@ -249,61 +212,3 @@ def token_attribution_figure(result: AttributionResult, row: int, class_names: l
     fig.update_xaxes(title_text="token (position:text)", tickangle=-45)
     fig.update_yaxes(title_text=f"contribution to {result.output} of '{class_names[int(result.targets[row])]}'", zeroline=True, zerolinecolor="black")
     return _layout(fig, f"{result.method.replace('_', ' ')}: token attributions", height=height)
-
-
-def sample_gallery_figure(
-    images: np.ndarray, captions: list[str], value_range: tuple[float, float] = (0.0, 1.0), *, cols: int = 8, title: str = "Samples"
-) -> go.Figure:
-    """Small multiples of images (N, C, H, W) with a caption over each."""
-    n = len(images)
-    cols = max(1, min(cols, n))
-    rows = max(1, -(-n // cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=captions, horizontal_spacing=0.02, vertical_spacing=0.08 / max(rows, 1) + 0.02)
-    for k in range(n):
-        fig.add_trace(_image_trace(images[k], value_range), row=k // cols + 1, col=k % cols + 1)
-        _image_axes(fig, k // cols + 1, k % cols + 1)
-    fig.update_annotations(font_size=10)
-    return _layout(fig, title, height=int(70 + rows * 125), margin=dict(l=5, r=5, t=70, b=5))
-
-
-def corruption_gallery_figure(gallery, class_names: list[str], *, title: str | None = None) -> go.Figure:
-    """One image under every corruption (rows) and severity (columns), each with its prediction.
-
-    ``gallery`` is an ``audits.gallery.CorruptionGallery``. Captions give the predicted class
-    and its probability; red captions mark a prediction that differs from the true label.
-    """
-    n_rows, n_cols = len(gallery.corruptions), len(gallery.severities)
-    fig = make_subplots(
-        rows=n_rows,
-        cols=n_cols,
-        horizontal_spacing=0.012,
-        vertical_spacing=0.035,
-        column_titles=[("clean" if s == 0 else f"severity {s}") for s in gallery.severities],
-        row_titles=[c.replace("_", " ") for c in gallery.corruptions],
-    )
-    value_range = tuple(gallery.value_range)
-    for i in range(n_rows):
-        for s in range(n_cols):
-            fig.add_trace(_image_trace(gallery.images[i, s], value_range), row=i + 1, col=s + 1)
-            pred = int(gallery.predictions[i, s])
-            wrong = pred != gallery.label
-            fig.update_xaxes(
-                title_text=f"{class_names[pred]} ({gallery.confidence[i, s]:.0%})",
-                title_font=dict(size=10, color=POSITIVE if wrong else "#333333"),
-                title_standoff=2,
-                row=i + 1,
-                col=s + 1,
-            )
-            _image_axes(fig, i + 1, s + 1)
-    fig.update_annotations(font_size=11)
-    for ann in fig.layout.annotations:
-        if ann.textangle == 90:  # row titles: horizontal, at the right
-            ann.textangle = 0
-            ann.xanchor = "left"
-    truth = class_names[gallery.label]
-    return _layout(
-        fig,
-        title or f"Sample #{gallery.row} (true class {truth}) under each corruption; caption: prediction (probability), red when wrong",
-        height=int(90 + 150 * n_rows),
-        margin=dict(l=5, r=110, t=80, b=5),
-    )

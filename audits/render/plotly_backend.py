@@ -35,7 +35,7 @@ _PALETTE = [
     "#7570b3",
     "#e7298a",
 ]
-POSITIVE, NEGATIVE = "#c0392b", "#2471a3"
+POSITIVE, NEGATIVE, NEUTRAL = "#c0392b", "#2471a3", "#7f8c8d"
 # Diverging scale for signed maps (blue lowers, red raises), sequential for magnitudes.
 SIGNED_SCALE = [[0.0, "#2166ac"], [0.5, "#ffffff"], [1.0, "#b2182b"]]
 MAGNITUDE_SCALE = "Inferno"
@@ -156,6 +156,8 @@ def _bar(chart: BarChart) -> dict:
     for j, s in enumerate(chart.series):
         y = _list(s.y)
         colors = [POSITIVE if (v or 0) > 0 else NEGATIVE for v in y] if chart.signed_colors else _color(j)
+        if chart.highlight:
+            colors = [POSITIVE if c in chart.highlight else NEUTRAL for c in cats]
         trace = {"type": "bar", "name": s.name, "marker": {"color": colors}}
         err = _error(s)
         if chart.horizontal:

@@ -122,6 +122,8 @@ def _bar(chart: BarChart) -> Figure:
             err = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
             err = np.where(np.isfinite(err), err, 0.0)
         colors = [POSITIVE if v > 0 else NEGATIVE for v in np.nan_to_num(y)] if chart.signed_colors else _color(j)
+        if chart.highlight:
+            colors = [POSITIVE if c in chart.highlight else "#7f8c8d" for c in chart.categories]
         bar = ax.barh if chart.horizontal else ax.bar
         kwargs = {"height": width} if chart.horizontal else {"width": width}
         errkw = {"xerr": err} if chart.horizontal else {"yerr": err}

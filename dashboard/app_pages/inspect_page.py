@@ -8,6 +8,8 @@ import streamlit as st
 
 from audits.probes import registered_probes
 from audits.render import interactive, tables
+from audits.render.plotly_backend import to_plotly
+from audits.render.views import samples as samples_view
 from dashboard import auth, cache, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
 
@@ -69,7 +71,7 @@ if st.toggle(
     if modality == "image":
         captions = [f"#{i}: {names[int(data.y[i])]}→{names[int(ws.predictions[i])]}" for i in browse]
         display.plot(
-            interactive.sample_gallery_figure(data.x[browse], captions, samples.value_range(ws), title="Matching samples: #index: true → predicted"),
+            to_plotly(samples_view.sample_gallery_chart(data.x[browse], captions, samples.value_range(ws), title="Matching samples: #index: true → predicted")),
             key="inspect.gallery",
         )
     else:
@@ -91,7 +93,7 @@ with p1:
     m2.metric("Predicted", names[pred], delta="correct" if pred == label else "wrong", delta_color="normal" if pred == label else "inverse", delta_arrow="off")
     m3.metric("Confidence", f"{ws.proba[sample, pred]:.1%}")
     if modality == "image":
-        display.plot(interactive.image_figure(data.x[sample], samples.value_range(ws), title=f"Input #{sample}"), key="inspect.input")
+        display.plot(to_plotly(samples_view.input_image_chart(data.x[sample], samples.value_range(ws), title=f"Input #{sample}")), key="inspect.input")
     elif modality == "tabular" and data.raw is not None:
         row = data.raw.iloc[sample]
         display.show_table(row.astype(str).rename("value").rename_axis("feature").reset_index(), key="inspect.raw", height=min(38 + 35 * len(row), 330))
@@ -101,7 +103,7 @@ with p1:
     if attrs:
         st.caption("Sensitive attributes: " + ", ".join(f"{k} = {v}" for k, v in attrs.items()))
 with p2:
-    display.plot(interactive.class_probability_figure(ws.proba[sample], names, label=label), key="inspect.proba")
+    display.plot(to_plotly(samples_view.class_probability_chart(ws.proba[sample], names, label=label)), key="inspect.proba")
 
 # --- attributions ----------------------------------------------------------------------
 st.subheader("3. Attributions")
