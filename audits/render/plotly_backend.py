@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, RefLine, TokenChart, floats, mosaic
+from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, RefLine, TokenChart, WaterfallChart, floats, mosaic
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -239,7 +239,7 @@ def _image_grid(chart: ImageGrid) -> dict:
                 "showlegend": False,
                 "hoverinfo": "skip",
                 "marker": {
-                    "colorscale": SIGNED_SCALE if signed else _scale(MAGNITUDE_SCALE),
+                    "colorscale": _scale(chart.overlay_cmap) if chart.overlay_cmap else SIGNED_SCALE if signed else _scale(MAGNITUDE_SCALE),
                     "cmin": -1 if signed else 0,
                     "cmax": 1,
                     "color": [0],
@@ -283,6 +283,27 @@ def _tokens(chart: TokenChart) -> dict:
     return _figure([trace], title, 0.8 + 0.3 * len(chart.row_labels), xaxis=xaxis, yaxis=yaxis)
 
 
+def _waterfall(chart: WaterfallChart) -> dict:
+    values = [float(v) for v in chart.values]
+    trace = {
+        "type": "waterfall",
+        "orientation": "h",
+        "y": list(chart.labels),
+        "x": values,
+        "measure": list(chart.measures),
+        "increasing": {"marker": {"color": POSITIVE}},
+        "decreasing": {"marker": {"color": NEGATIVE}},
+        "totals": {"marker": {"color": NEUTRAL}},
+        "text": [f"{v:+.3f}" if m == "relative" else f"{v:.3f}" for v, m in zip(values, chart.measures, strict=True)],
+        "textposition": "outside",
+        "cliponaxis": False,
+        "connector": {"line": {"color": "#bbbbbb", "width": 1}},
+    }
+    xaxis = {"title": {"text": chart.value_label}} | ({"range": list(chart.value_range)} if chart.value_range else {})
+    height = chart.height or 0.9 + 0.27 * len(chart.labels)
+    return _figure([trace], chart.title, height, margin={"l": 10, "r": 40, "t": 50, "b": 10}, xaxis=xaxis, yaxis={"autorange": "reversed", "automargin": True})
+
+
 def to_plotly_dict(chart: Chart) -> dict:
     """The plotly figure of ``chart`` as a plain dict (``data`` and ``layout``), built without plotly's per-property validation.
 
@@ -299,6 +320,8 @@ def to_plotly_dict(chart: Chart) -> dict:
         return _image_grid(chart)
     if isinstance(chart, TokenChart):
         return _tokens(chart)
+    if isinstance(chart, WaterfallChart):
+        return _waterfall(chart)
     raise TypeError(f"cannot draw {chart!r}: not a chart description of audits.render.charts")
 
 

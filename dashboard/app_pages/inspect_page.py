@@ -7,8 +7,9 @@ import time
 import streamlit as st
 
 from audits.probes import registered_probes
-from audits.render import interactive, tables
+from audits.render import tables
 from audits.render.plotly_backend import to_plotly
+from audits.render.views import attribution as attribution_view
 from audits.render.views import samples as samples_view
 from dashboard import auth, cache, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
@@ -129,7 +130,7 @@ if modality == "image":
         help="Signed: red raises the explained class, blue lowers it. Absolute: magnitude only.",
         **state.bind("inspect.mode", options=["signed", "absolute"]),
     )
-    scales = interactive.SIGNED_SCALES if state.get("inspect.mode") == "signed" else interactive.ABSOLUTE_SCALES
+    scales = attribution_view.OVERLAY_COLORMAPS["signed" if state.get("inspect.mode") == "signed" else "absolute"]
     d3.selectbox("Colour scale", list(scales), **state.bind("inspect.scale", options=list(scales)))
 
 methods = list(state.get("inspect.methods") or [])
@@ -199,22 +200,22 @@ for start in range(0, len(methods), per_row):
             try:
                 if modality == "image":
                     scale = scales[state.get("inspect.scale")]
-                    fig = interactive.attribution_overlay_figure(
+                    chart = attribution_view.attribution_overlay_chart(
                         result,
                         0,
                         data.x[sample],
                         samples.value_range(ws),
                         opacity=state.get("inspect.opacity"),
                         mode=state.get("inspect.mode"),
-                        colorscale=scale,
+                        colormap=scale,
                         title=title,
                     )
                 elif modality == "tabular":
                     raw = data.raw.iloc[sample].to_dict() if data.raw is not None else None
-                    fig = interactive.tabular_contribution_figure(result, 0, names, raw, title=title)
+                    chart = attribution_view.tabular_contribution_chart(result, 0, names, raw, title=title)
                 else:
-                    fig = interactive.token_attribution_figure(result, 0, names)
-                display.plot(fig, key=f"inspect.attr.{method}")
+                    chart = attribution_view.text_sample_chart([result], 0, names)
+                display.plot(to_plotly(chart), key=f"inspect.attr.{method}")
             except Exception as exc:  # a figure that cannot be drawn must not hide the others
                 show_error(exc, f"Drawing {title}")
             explained = names[int(result.targets[0])]
