@@ -131,6 +131,7 @@ class ImageGrid:
     overlay_opacity: float = 0.6
     overlay_cmap: str | None = None
     overlay_fade: bool = False
+    height: float | None = None  # inches (plotly: about 110 px per inch); None: from the number of rows
 
 
 @dataclass(frozen=True)

@@ -249,14 +249,17 @@ def _image_grid(chart: ImageGrid) -> dict:
             }
         )
     rows = len(chart.cells)
-    height = rows * (1.0 if captions else 0.85) + 1.1
+    height = chart.height or rows * (1.0 if captions else 0.85) + 1.1
+    # Room at the left only for row labels (or first-column captions, drawn there).
+    labelled = any(chart.row_labels) or any(r and r[0] is not None and r[0].caption for r in chart.cells)
+    left = 150 if labelled else 5
     title = chart.title + (f"<br><sup>{chart.legend}</sup>" if chart.legend else "")
     return _figure(
         data,
         title,
         height,
         margin={"l": 10, "r": 10, "t": 70, "b": 10},
-        xaxis={"visible": False, "range": [-0.5 - 150, image.shape[1] + 5]},
+        xaxis={"visible": False, "range": [-0.5 - left, image.shape[1] + 5]},
         yaxis={"visible": False, "range": [image.shape[0] + 30, -40], "scaleanchor": "x"},
         annotations=[{"showarrow": False, "xref": "x", "yref": "y", **n} for n in notes],
     )

@@ -142,6 +142,7 @@ def attribution_overlay_chart(
         overlay_opacity=float(opacity),
         overlay_cmap=colormap,
         overlay_fade=True,
+        height=2.6,
     )
 
 

@@ -17,7 +17,7 @@ def _unit(image: np.ndarray, value_range: Sequence[float]) -> np.ndarray:
 
 def input_image_chart(image: np.ndarray, value_range: Sequence[float] = (0.0, 1.0), *, title: str = "Input") -> ImageGrid:
     """One (C, H, W) pixel-space image."""
-    return ImageGrid(title=title, col_labels=[], row_labels=[], cells=[[ImageCell(_unit(image, value_range))]])
+    return ImageGrid(title=title, col_labels=[], row_labels=[], cells=[[ImageCell(_unit(image, value_range))]], height=2.2)
 
 
 def sample_gallery_chart(
