@@ -199,6 +199,7 @@ def test_dashboard_sample_charts_draw_in_both_backends():
     assert proba.categories == ["b", "c (true)", "a"] and proba.highlight == ("b",)
     bars = to_plotly(proba).data[0]
     assert list(bars.marker.color) == ["#c0392b", "#7f8c8d", "#7f8c8d"] and list(bars.x) == pytest.approx([0.7, 0.2, 0.1])
+    assert list(bars.text) == ["70.0%", "20.0%", "10.0%"]
     gallery = samples_view.sample_gallery_chart(rng.random((5, 1, 8, 8)), [f"#{i}" for i in range(5)], cols=3)
     assert [len(r) for r in gallery.cells] == [3, 3] and gallery.cells[1][2] is None and gallery.cells[1][1].caption == "#4"
     image = samples_view.input_image_chart(rng.random((3, 8, 8)) * 2 - 1, (-1.0, 1.0), title="Input #3")

@@ -159,6 +159,8 @@ def _bar(chart: BarChart) -> dict:
         if chart.highlight:
             colors = [POSITIVE if c in chart.highlight else NEUTRAL for c in cats]
         trace = {"type": "bar", "name": s.name, "marker": {"color": colors}}
+        if s.text is not None:  # bar labels (e.g. '99.4%')
+            trace |= {"text": list(s.text), "textposition": "outside", "cliponaxis": False}
         err = _error(s)
         if chart.horizontal:
             trace |= {"x": y, "y": cats, "orientation": "h", "hovertemplate": "%{y}: %{x:.4g}<extra>" + s.name + "</extra>"}

@@ -46,6 +46,6 @@ def class_probability_chart(proba: np.ndarray, class_names: list[str], *, label:
         categories=names,
         series=[Series("probability", names, proba[order].tolist(), text=[f"{p:.1%}" for p in proba[order]])],
         value_label="probability",
-        value_range=(0.0, 1.0),
+        value_range=(0.0, 1.15),
         highlight=(names[0],) if names else (),
     )
