@@ -255,6 +255,7 @@ def _image_grid(chart: ImageGrid) -> dict:
     # Room at the left only for row labels (or first-column captions, drawn there).
     labelled = any(chart.row_labels) or any(r and r[0] is not None and r[0].caption for r in chart.cells)
     left = 150 if labelled else 5
+    top, bottom = (40 if any(chart.col_labels) else 5), (30 if captions or labelled else 5)
     title = chart.title + (f"<br><sup>{chart.legend}</sup>" if chart.legend else "")
     return _figure(
         data,
@@ -262,7 +263,7 @@ def _image_grid(chart: ImageGrid) -> dict:
         height,
         margin={"l": 10, "r": 10, "t": 70, "b": 10},
         xaxis={"visible": False, "range": [-0.5 - left, image.shape[1] + 5]},
-        yaxis={"visible": False, "range": [image.shape[0] + 30, -40], "scaleanchor": "x"},
+        yaxis={"visible": False, "range": [image.shape[0] + bottom, -top], "scaleanchor": "x"},
         annotations=[{"showarrow": False, "xref": "x", "yref": "y", **n} for n in notes],
     )
 
