@@ -1,6 +1,6 @@
 """How each result class is drawn on a page (``DRAWERS``, keyed by class): charts from
-``audits.render.views`` (drawn by ``audits.render.plotly_backend``) and ``audits.render.interactive``,
-tables from the result's own fields.
+``audits.render.views`` (drawn by ``audits.render.plotly_backend``), tables from the result's own
+fields (``audits.render.tables``).
 
 ``result_view.draw_result`` picks the drawer by the result's class hierarchy.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from audits.render import interactive
+from audits.render import tables
 from audits.render.charts import Chart
 from audits.render.plotly_backend import to_plotly
 from audits.render.views import fairness as fairness_view
@@ -110,14 +110,13 @@ def _group_metrics(r, ws, key):
     st.markdown(
         f"**{grouping}: every metric per group**, as value [{int(r.ci * 100)}% bootstrap interval]; groups under {r.min_group_size} rows are not measured"
     )
-    show_table(interactive.interval_table(table, list(r.metrics)), key=f"{key}.table.{grouping}", height=table_height(len(table)))
+    show_table(tables.interval_table(table, list(r.metrics)), key=f"{key}.table.{grouping}", height=table_height(len(table)))
     if crossed:
         st.markdown("**Intersectional groups**")
         i1, i2 = st.columns(2)
         which = i1.selectbox("Intersection", crossed, key=f"{key}.cross")
         metric = i2.selectbox("Metric", list(r.metrics), key=f"{key}.cross_metric", format_func=lambda m: m.replace("_", " "))
-        with guarded("Drawing the intersectional heatmap"):
-            plot(interactive.intersection_heatmap_figure(r, which, metric), key=f"{key}.heat.{which}.{metric}")
+        _plot(lambda: fairness_view.intersection_heatmap_chart(r, which, metric), f"{key}.heat.{which}.{metric}", "the intersectional heatmap")
     if r.task == "binary" and len(r.four_fifths):
         _plot(lambda: fairness_view.four_fifths_chart(r), f"{key}.fourfifths", "the four-fifths rule")
     with st.expander("Fairness criteria (table)"):

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from audits.probes import registered_probes
-from audits.render import interactive
+from audits.render import tables
 from dashboard.display import show_table, table_height
 from dashboard.feedback import guarded
 from dashboard.markup import escape
@@ -28,7 +28,7 @@ def frames_of(result) -> dict[str, pd.DataFrame]:
 
 def draw_generic(result, ws: Workspace | None, key: str) -> None:
     """Fallback for any result: its scalar fields, then each table in a tab."""
-    fields = interactive.scalar_fields(result)
+    fields = tables.scalar_fields(result)
     fields = fields[fields["field"] != "headline"]
     if len(fields):
         show_table(fields, key=f"{key}.fields")
@@ -64,7 +64,7 @@ def draw_result(result, ws: Workspace | None, key: str) -> None:
         drawer_for(result)(result, ws, key)
     cost = getattr(result, "cost", None)
     if cost is not None:
-        st.caption(f"Cost: {interactive.cost_line(cost)}")
+        st.caption(f"Cost: {tables.cost_line(cost)}")
 
 
 def show_skips_and_failures(report, names: set[str] | None = None) -> None:

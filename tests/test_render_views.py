@@ -188,3 +188,38 @@ def test_cli_figures_of_a_text_report_are_token_rows_and_attention_maps(tmp_path
     assert charts["attention_00003_rollout"].values.shape == (4, 4) and charts["attention_00003_rollout"].x_labels == tokens[0]
     paths = write_figures(report, tmp_path, max_samples=2)
     assert [p.name for p in paths] == [f"{stem}.png" for stem in dict(figure_charts(report, max_samples=2))]
+
+
+def test_dashboard_sample_charts_draw_in_both_backends():
+    """The Inspect page's input, thumbnails and class probabilities are chart descriptions the PDF backend can draw too."""
+    from audits.render.views import samples as samples_view
+
+    rng = np.random.default_rng(0)
+    proba = samples_view.class_probability_chart(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], label=2)
+    assert proba.categories == ["b", "c (true)", "a"] and proba.highlight == ("b",)
+    bars = to_plotly(proba).data[0]
+    assert list(bars.marker.color) == ["#c0392b", "#7f8c8d", "#7f8c8d"] and list(bars.x) == pytest.approx([0.7, 0.2, 0.1])
+    assert list(bars.text) == ["70.0%", "20.0%", "10.0%"]
+    gallery = samples_view.sample_gallery_chart(rng.random((5, 1, 8, 8)), [f"#{i}" for i in range(5)], cols=3)
+    assert [len(r) for r in gallery.cells] == [3, 3] and gallery.cells[1][2] is None and gallery.cells[1][1].caption == "#4"
+    image = samples_view.input_image_chart(rng.random((3, 8, 8)) * 2 - 1, (-1.0, 1.0), title="Input #3")
+    assert image.cells[0][0].image.shape == (8, 8, 3) and 0.0 <= image.cells[0][0].image.min() and image.cells[0][0].image.max() <= 1.0
+    for chart in (proba, gallery, image):
+        assert to_plotly(chart).layout.title.text.startswith(chart.title)
+        assert static.to_image(chart)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_corruption_gallery_chart_marks_wrong_predictions():
+    from audits.gallery import CorruptionGallery
+    from audits.render.views.robustness import corruption_gallery_chart
+
+    images = np.random.default_rng(1).random((2, 3, 1, 6, 6))
+    preds = np.array([[0, 0, 1], [0, 1, 1]])
+    gallery = CorruptionGallery(
+        row=4, label=0, corruptions=["gaussian_noise", "blur"], severities=[0, 1, 2], parameters=np.zeros((2, 3)), value_range=[0.0, 1.0],
+        images=images, predictions=preds, confidence=np.full((2, 3), 0.5), label_probability=np.full((2, 3), 0.5),
+    )  # fmt: skip
+    chart = corruption_gallery_chart(gallery, ["cat", "dog"])
+    assert chart.col_labels == ["clean", "severity 1", "severity 2"] and chart.row_labels == ["gaussian noise", "blur"]
+    assert chart.cells[0][0].caption == "gaussian noise: cat (50%)" and chart.cells[0][2].caption == "*dog (50%)" and chart.cells[1][1].caption == "*dog (50%)"
+    assert "true class cat" in to_plotly(chart).layout.title.text

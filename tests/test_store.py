@@ -181,41 +181,53 @@ def _texts(fig: go.Figure) -> str:
     return " | ".join(parts)
 
 
-def test_interactive_figures_are_labelled():
-    from audits.render import interactive
+def test_inspect_charts_are_labelled():
+    from audits.render.plotly_backend import to_plotly
+    from audits.render.static import to_image
+    from audits.render.views.attribution import OVERLAY_COLORMAPS, attribution_overlay_chart, tabular_contribution_chart
 
     image = np.random.default_rng(1).random((1, 8, 8)).astype(np.float32)
     res = _attr("image", (2, 8, 8))
-    for mode in ("signed", "absolute"):
-        fig = interactive.attribution_overlay_figure(res, 1, image, (0.0, 1.0), opacity=0.4, mode=mode, title="IG")
-        heat = fig.data[1]
-        assert fig.layout.title.text == "IG" and heat.opacity == 0.4 and heat.colorbar.title.text
-        assert (np.asarray(heat.z) >= (-1 if mode == "signed" else 0)).all() and np.abs(np.asarray(heat.z)).max() == pytest.approx(1.0)
-    fig = interactive.class_probability_figure(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], label=2)
-    assert "probability" in _texts(fig) and "c (true)" in list(fig.data[0].y)
+    for mode, kind in (("signed", "signed"), ("absolute", "magnitude")):
+        for cmap in OVERLAY_COLORMAPS[mode].values():
+            chart = attribution_overlay_chart(res, 1, image, (0.0, 1.0), opacity=0.4, mode=mode, colormap=cmap, title="IG")
+            cell = chart.cells[0][0]
+            assert chart.title == "IG" and chart.overlay_opacity == 0.4 and chart.colorbar == kind and chart.colorbar_label
+            assert cell.overlay.min() >= (-1 if mode == "signed" else 0) and np.abs(cell.overlay).max() == pytest.approx(1.0)
+            assert to_plotly(chart).layout.title.text == "IG" and to_image(chart)[:4] == b"\x89PNG"
+    from audits.render.charts import cell_rgb
+
+    hidden = attribution_overlay_chart(res, 1, image, opacity=0.0).cells[0][0]
+    assert np.allclose(cell_rgb(hidden, 8, opacity=0.0, fade=True)[..., 0], image[0])  # no opacity: the input as it is
+    full = cell_rgb(hidden, 8, opacity=1.0, fade=True, cmap="RdBu_r")
+    strongest = np.unravel_index(np.abs(hidden.overlay).argmax(), hidden.overlay.shape)
+    assert not np.allclose(full[strongest], image[0][strongest])  # the strongest attribution is drawn in full colour
     tab = _attr("tabular", (1, 4), feature_names=["f0", "f1", "f2", "f3"], base_values=np.array([0.5]), outputs=np.array([0.9]))
     tab = dataclasses.replace(tab, attributions=np.array([[0.3, -0.2, 0.05, 0.01]], dtype=np.float32))
-    fig = interactive.tabular_contribution_figure(tab, 0, ["no", "yes"], {"f0": 1.5, "f1": "x"}, top_k=2)
+    chart = tabular_contribution_chart(tab, 0, ["no", "yes"], {"f0": 1.5, "f1": "x"}, top_k=2)
+    fig = to_plotly(chart)
     assert isinstance(fig.data[0], go.Waterfall) and "logit of 'no'" in _texts(fig) and "f0 = 1.5" in " ".join(fig.data[0].y)
     assert list(fig.data[0].measure) == ["absolute", "relative", "relative", "relative", "total"]  # two top features + 'other features'
-    fig = interactive.tabular_contribution_figure(_attr("tabular", (1, 3), feature_names=["a", "b", "c"]), 0, ["no", "yes"])
+    assert sum(chart.values[1:-1]) + chart.values[0] == pytest.approx(0.5 + 0.16, abs=1e-6) and to_image(chart)[:4] == b"\x89PNG"
+    fig = to_plotly(tabular_contribution_chart(_attr("tabular", (1, 3), feature_names=["a", "b", "c"]), 0, ["no", "yes"]))
     assert isinstance(fig.data[0], go.Bar) and "contribution" in _texts(fig)
-    fig = interactive.sample_gallery_figure(np.random.default_rng(0).random((5, 1, 8, 8)), [f"#{i}" for i in range(5)], cols=3)
-    assert len(fig.data) == 5 and fig.layout.title.text
 
 
 def test_intersection_heatmap_and_interval_table(tabular_bundle):
-    from audits.render import interactive
+    from audits.render import tables
+    from audits.render.plotly_backend import to_plotly
+    from audits.render.views.fairness import intersection_heatmap_chart
 
     card = load_card(tabular_bundle["card_path"])
     report = run_audit(load_model(card), load_data(card), parse_spec({"probes": [{"name": "group_metrics", "params": {"n_boot": 20, "min_group_size": 5}}]}))
     result = report.fairness[0]
     crossed = [g for g in result.groupings if " x " in g]
-    table = interactive.interval_table(result.table(result.groupings[0]), list(result.metrics))
+    table = tables.interval_table(result.table(result.groupings[0]), list(result.metrics))
     assert table["accuracy"].str.contains(r"\[").any() and list(table.columns[:3]) == ["group", "n", "status"]
     if crossed:
-        fig = interactive.intersection_heatmap_figure(result, crossed[0], "accuracy")
+        fig = to_plotly(intersection_heatmap_chart(result, crossed[0], "accuracy"))
         assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text and "accuracy" in fig.layout.title.text
+        assert any("n=" in cell for row in fig.data[0].text for cell in row)
 
 
 def test_store_path_is_plain(tmp_path):

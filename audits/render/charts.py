@@ -66,7 +66,8 @@ class LineChart:
 class BarChart:
     """Bars per category, one colour per series (``x`` of each series = the categories).
 
-    ``signed_colors`` colours single-series bars by sign (red positive, blue negative).
+    ``signed_colors`` colours single-series bars by sign (red positive, blue negative);
+    ``highlight`` draws the named categories in red and the others in grey (a predicted class).
     """
 
     title: str
@@ -78,6 +79,7 @@ class BarChart:
     value_range: tuple[float, float] | None = None
     signed_colors: bool = False
     height: float | None = None
+    highlight: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ class ImageGrid:
     legend: str = ""  # what the colours mean
     colorbar: Literal["signed", "magnitude"] | None = None
     colorbar_label: str = ""
+    # How overlays are blended over images: strength, colour map (a name both matplotlib and plotly know,
+    # e.g. 'RdBu_r', 'PRGn', 'inferno', 'viridis'; None: blue-white-red / inferno) and whether near-zero
+    # values fade out so the image shows through where the overlay says little.
+    overlay_opacity: float = 0.6
+    overlay_cmap: str | None = None
+    overlay_fade: bool = False
+    height: float | None = None  # inches (plotly: about 110 px per inch); None: from the number of rows
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,24 @@ class TokenChart:
     legend: str = ""
 
 
-Chart = LineChart | BarChart | HeatmapChart | ImageGrid | TokenChart
+@dataclass(frozen=True)
+class WaterfallChart:
+    """Horizontal steps from a start value through signed contributions to a total (one explained prediction).
+
+    ``measures[i]`` is 'absolute' (a bar from zero: the start), 'relative' (a step from the running
+    sum, red up, blue down) or 'total' (a bar from zero to the running sum).
+    """
+
+    title: str
+    labels: list[str]
+    values: list[float]
+    measures: list[Literal["absolute", "relative", "total"]]
+    value_label: str
+    value_range: tuple[float, float] | None = None
+    height: float | None = None
+
+
+Chart = LineChart | BarChart | HeatmapChart | ImageGrid | TokenChart | WaterfallChart
 # The diagonal of reliability diagrams: a reference, not data.
 REFERENCE = "perfect calibration"
 
@@ -164,16 +190,20 @@ def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[rows][:, cols]
 
 
-def cell_rgb(cell: ImageCell, size: int) -> np.ndarray:
-    """One cell as RGB (size, size', 3) in [0, 1]: the image with its overlay blended in."""
+def cell_rgb(cell: ImageCell, size: int, *, opacity: float = 0.6, cmap: str | None = None, fade: bool = False) -> np.ndarray:
+    """One cell as RGB (size, size', 3) in [0, 1]: the image with its overlay blended in (see ``ImageGrid``'s overlay options)."""
     ref = cell.image if cell.image is not None else cell.overlay
     base = _to_rgb(cell.image, ref.shape[:2])
     if cell.overlay is not None:
         if cell.overlay_kind == "signed":
-            colors = _colormap("bwr")((np.clip(cell.overlay, -1, 1) + 1) / 2)[..., :3]
+            unit = (np.clip(cell.overlay, -1, 1) + 1) / 2
+            strength = np.abs(np.clip(cell.overlay, -1, 1))
         else:
-            colors = _colormap("inferno")(np.clip(cell.overlay, 0, 1))[..., :3]
-        alpha = 0.6 if cell.image is not None else 1.0
+            unit = strength = np.clip(cell.overlay, 0, 1)
+        colors = _colormap(cmap or ("bwr" if cell.overlay_kind == "signed" else "inferno"))(unit)[..., :3]
+        alpha = opacity if cell.image is not None else 1.0
+        if fade and cell.image is not None:
+            alpha = alpha * np.minimum(1.0, 0.15 + strength)[..., None]
         base = (1 - alpha) * base + alpha * colors
     return _resize(base, size)
 
@@ -195,7 +225,8 @@ def _cell_images(grid: ImageGrid, size: int) -> list[list[np.ndarray | None]]:
         if key in _CELLS:
             _CELLS.move_to_end(key)
             return _CELLS[key]
-    images = [[None if c is None else cell_rgb(c, size) for c in row] for row in grid.cells]
+    options = dict(opacity=grid.overlay_opacity, cmap=grid.overlay_cmap, fade=grid.overlay_fade)
+    images = [[None if c is None else cell_rgb(c, size, **options) for c in row] for row in grid.cells]
     with _CELLS_LOCK:
         _CELLS[key] = images
         while len(_CELLS) > 16:
@@ -283,4 +314,6 @@ def is_empty(chart: Chart) -> bool:
         return not chart.cells
     if isinstance(chart, TokenChart):
         return not chart.tokens
+    if isinstance(chart, WaterfallChart):
+        return not chart.labels
     return True

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, RefLine, TokenChart, floats, mosaic
+from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, RefLine, TokenChart, WaterfallChart, floats, mosaic
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -35,7 +35,7 @@ _PALETTE = [
     "#7570b3",
     "#e7298a",
 ]
-POSITIVE, NEGATIVE = "#c0392b", "#2471a3"
+POSITIVE, NEGATIVE, NEUTRAL = "#c0392b", "#2471a3", "#7f8c8d"
 # Diverging scale for signed maps (blue lowers, red raises), sequential for magnitudes.
 SIGNED_SCALE = [[0.0, "#2166ac"], [0.5, "#ffffff"], [1.0, "#b2182b"]]
 MAGNITUDE_SCALE = "Inferno"
@@ -156,7 +156,11 @@ def _bar(chart: BarChart) -> dict:
     for j, s in enumerate(chart.series):
         y = _list(s.y)
         colors = [POSITIVE if (v or 0) > 0 else NEGATIVE for v in y] if chart.signed_colors else _color(j)
+        if chart.highlight:
+            colors = [POSITIVE if c in chart.highlight else NEUTRAL for c in cats]
         trace = {"type": "bar", "name": s.name, "marker": {"color": colors}}
+        if s.text is not None:  # bar labels (e.g. '99.4%')
+            trace |= {"text": list(s.text), "textposition": "outside", "cliponaxis": False}
         err = _error(s)
         if chart.horizontal:
             trace |= {"x": y, "y": cats, "orientation": "h", "hovertemplate": "%{y}: %{x:.4g}<extra>" + s.name + "</extra>"}
@@ -188,7 +192,8 @@ def _heatmap(chart: HeatmapChart) -> dict:
     }
     trace |= {k: v for k, v in (("zmin", chart.zmin), ("zmax", chart.zmax)) if v is not None}
     if chart.annotations is not None:
-        trace |= {"text": chart.annotations.tolist(), "texttemplate": "%{text}"}
+        # Cell notes break lines with "\n" (matplotlib); plotly breaks them with <br>.
+        trace |= {"text": [[str(t).replace("\n", "<br>") for t in row] for row in chart.annotations.tolist()], "texttemplate": "%{text}"}
     xaxis = {"title": {"text": chart.x_label}, "type": "category"}
     yaxis = {"title": {"text": chart.y_label}, "type": "category", "autorange": "reversed"}
     return _figure([trace], chart.title, chart.height, xaxis=xaxis, yaxis=yaxis)
@@ -236,7 +241,7 @@ def _image_grid(chart: ImageGrid) -> dict:
                 "showlegend": False,
                 "hoverinfo": "skip",
                 "marker": {
-                    "colorscale": SIGNED_SCALE if signed else _scale(MAGNITUDE_SCALE),
+                    "colorscale": _scale(chart.overlay_cmap) if chart.overlay_cmap else SIGNED_SCALE if signed else _scale(MAGNITUDE_SCALE),
                     "cmin": -1 if signed else 0,
                     "cmax": 1,
                     "color": [0],
@@ -246,15 +251,19 @@ def _image_grid(chart: ImageGrid) -> dict:
             }
         )
     rows = len(chart.cells)
-    height = rows * (1.0 if captions else 0.85) + 1.1
+    height = chart.height or rows * (1.0 if captions else 0.85) + 1.1
+    # Room at the left only for row labels (or first-column captions, drawn there).
+    labelled = any(chart.row_labels) or any(r and r[0] is not None and r[0].caption for r in chart.cells)
+    left = 150 if labelled else 5
+    top, bottom = (40 if any(chart.col_labels) else 5), (30 if captions or labelled else 5)
     title = chart.title + (f"<br><sup>{chart.legend}</sup>" if chart.legend else "")
     return _figure(
         data,
         title,
         height,
         margin={"l": 10, "r": 10, "t": 70, "b": 10},
-        xaxis={"visible": False, "range": [-0.5 - 150, image.shape[1] + 5]},
-        yaxis={"visible": False, "range": [image.shape[0] + 30, -40], "scaleanchor": "x"},
+        xaxis={"visible": False, "range": [-0.5 - left, image.shape[1] + 5]},
+        yaxis={"visible": False, "range": [image.shape[0] + bottom, -top], "scaleanchor": "x"},
         annotations=[{"showarrow": False, "xref": "x", "yref": "y", **n} for n in notes],
     )
 
@@ -280,6 +289,27 @@ def _tokens(chart: TokenChart) -> dict:
     return _figure([trace], title, 0.8 + 0.3 * len(chart.row_labels), xaxis=xaxis, yaxis=yaxis)
 
 
+def _waterfall(chart: WaterfallChart) -> dict:
+    values = [float(v) for v in chart.values]
+    trace = {
+        "type": "waterfall",
+        "orientation": "h",
+        "y": list(chart.labels),
+        "x": values,
+        "measure": list(chart.measures),
+        "increasing": {"marker": {"color": POSITIVE}},
+        "decreasing": {"marker": {"color": NEGATIVE}},
+        "totals": {"marker": {"color": NEUTRAL}},
+        "text": [f"{v:+.3f}" if m == "relative" else f"{v:.3f}" for v, m in zip(values, chart.measures, strict=True)],
+        "textposition": "outside",
+        "cliponaxis": False,
+        "connector": {"line": {"color": "#bbbbbb", "width": 1}},
+    }
+    xaxis = {"title": {"text": chart.value_label}} | ({"range": list(chart.value_range)} if chart.value_range else {})
+    height = chart.height or 0.9 + 0.27 * len(chart.labels)
+    return _figure([trace], chart.title, height, margin={"l": 10, "r": 40, "t": 50, "b": 10}, xaxis=xaxis, yaxis={"autorange": "reversed", "automargin": True})
+
+
 def to_plotly_dict(chart: Chart) -> dict:
     """The plotly figure of ``chart`` as a plain dict (``data`` and ``layout``), built without plotly's per-property validation.
 
@@ -296,6 +326,8 @@ def to_plotly_dict(chart: Chart) -> dict:
         return _image_grid(chart)
     if isinstance(chart, TokenChart):
         return _tokens(chart)
+    if isinstance(chart, WaterfallChart):
+        return _waterfall(chart)
     raise TypeError(f"cannot draw {chart!r}: not a chart description of audits.render.charts")
 
 

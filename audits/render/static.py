@@ -21,7 +21,7 @@ from matplotlib import cm  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, fingerprint, floats, mosaic  # noqa: E402
+from audits.render.charts import REFERENCE, BarChart, Chart, HeatmapChart, ImageGrid, LineChart, TokenChart, WaterfallChart, fingerprint, floats, mosaic  # noqa: E402
 
 PAGE_WIDTH_IN = 6.8
 POSITIVE, NEGATIVE = "#c0392b", "#2471a3"
@@ -122,6 +122,8 @@ def _bar(chart: BarChart) -> Figure:
             err = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
             err = np.where(np.isfinite(err), err, 0.0)
         colors = [POSITIVE if v > 0 else NEGATIVE for v in np.nan_to_num(y)] if chart.signed_colors else _color(j)
+        if chart.highlight:
+            colors = [POSITIVE if c in chart.highlight else "#7f8c8d" for c in chart.categories]
         bar = ax.barh if chart.horizontal else ax.bar
         kwargs = {"height": width} if chart.horizontal else {"width": width}
         errkw = {"xerr": err} if chart.horizontal else {"yerr": err}
@@ -217,7 +219,7 @@ def _image_grid(chart: ImageGrid) -> Figure:
     if chart.colorbar:
         signed = chart.colorbar == "signed"
         cax = fig.add_axes((left_in / fig_w, (0.5 + legend_in) / fig_h, min(2.6, width_in) / fig_w, 0.08 / fig_h))
-        mappable = cm.ScalarMappable(norm=Normalize(-1 if signed else 0, 1), cmap="bwr" if signed else "inferno")
+        mappable = cm.ScalarMappable(norm=Normalize(-1 if signed else 0, 1), cmap=chart.overlay_cmap or ("bwr" if signed else "inferno"))
         bar = fig.colorbar(mappable, cax=cax, orientation="horizontal")
         bar.set_label(chart.colorbar_label, fontsize=6.5)
         bar.ax.tick_params(labelsize=6)
@@ -256,6 +258,33 @@ def _tokens(chart: TokenChart) -> Figure:
     return fig
 
 
+def _waterfall(chart: WaterfallChart) -> Figure:
+    """Steps as horizontal bars from the running sum (what plotly's waterfall draws)."""
+    labels = [_wrap(c, 40) for c in chart.labels]
+    height = chart.height or 0.9 + 0.24 * len(labels)
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, min(max(height, 1.6), 9.0)))
+    _place(fig, left=min(0.25 + max((len(x) for x in chart.labels), default=0) * _CHAR_IN, 3.0), right=0.5)
+    running = 0.0
+    for i, (v, m) in enumerate(zip(chart.values, chart.measures, strict=True)):
+        v = float(v)
+        if m == "relative":
+            start, width, color, text = running, v, POSITIVE if v > 0 else NEGATIVE, f"{v:+.3f}"
+            running += v
+        else:
+            running = v if m == "absolute" else running
+            start, width, color, text = 0.0, running, "#7f8c8d", f"{running:.3f}"
+        ax.barh(i, width, left=start, color=color, height=0.7)
+        ax.text(max(start, start + width), i, " " + text, va="center", ha="left", fontsize=6.5)
+    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(chart.value_label)
+    if chart.value_range:
+        ax.set_xlim(*chart.value_range)
+    ax.grid(axis="y", visible=False)
+    ax.set_title(chart.title, loc="left")
+    return fig
+
+
 # pyplot and rcParams are process-global: figures are made one at a time (threads take turns).
 _LOCK = threading.RLock()
 
@@ -273,6 +302,8 @@ def render_static(chart: Chart) -> Figure:
             return _image_grid(chart)
         if isinstance(chart, TokenChart):
             return _tokens(chart)
+        if isinstance(chart, WaterfallChart):
+            return _waterfall(chart)
     raise TypeError(f"cannot draw {type(chart).__name__}")
 
 

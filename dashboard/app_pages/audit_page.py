@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from audits.probes import registered_probes
-from audits.render import interactive
+from audits.render import tables
 from dashboard import audit_runs, auth, cache, diff_view, display, result_view, state, workspace
 from dashboard.feedback import guarded, show_error
 from dashboard.markup import escape
@@ -193,7 +193,7 @@ with overview:
 with explanations:
     for result in report.explanations:
         st.markdown(f"**{result.method.replace('_', ' ')}**: {escape(result.headline())}")
-        st.caption(f"Cost: {interactive.cost_line(result.cost)}")
+        st.caption(f"Cost: {tables.cost_line(result.cost)}")
     if report.explanations:
         with guarded("Drawing the attribution gallery"):
             from audits.render.plotly_backend import to_plotly

@@ -7,7 +7,10 @@ import time
 import streamlit as st
 
 from audits.probes import registered_probes
-from audits.render import interactive
+from audits.render import tables
+from audits.render.plotly_backend import to_plotly
+from audits.render.views import attribution as attribution_view
+from audits.render.views import samples as samples_view
 from dashboard import auth, cache, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
 
@@ -69,7 +72,7 @@ if st.toggle(
     if modality == "image":
         captions = [f"#{i}: {names[int(data.y[i])]}→{names[int(ws.predictions[i])]}" for i in browse]
         display.plot(
-            interactive.sample_gallery_figure(data.x[browse], captions, samples.value_range(ws), title="Matching samples: #index: true → predicted"),
+            to_plotly(samples_view.sample_gallery_chart(data.x[browse], captions, samples.value_range(ws), title="Matching samples: #index: true → predicted")),
             key="inspect.gallery",
         )
     else:
@@ -91,7 +94,7 @@ with p1:
     m2.metric("Predicted", names[pred], delta="correct" if pred == label else "wrong", delta_color="normal" if pred == label else "inverse", delta_arrow="off")
     m3.metric("Confidence", f"{ws.proba[sample, pred]:.1%}")
     if modality == "image":
-        display.plot(interactive.image_figure(data.x[sample], samples.value_range(ws), title=f"Input #{sample}"), key="inspect.input")
+        display.plot(to_plotly(samples_view.input_image_chart(data.x[sample], samples.value_range(ws), title=f"Input #{sample}")), key="inspect.input")
     elif modality == "tabular" and data.raw is not None:
         row = data.raw.iloc[sample]
         display.show_table(row.astype(str).rename("value").rename_axis("feature").reset_index(), key="inspect.raw", height=min(38 + 35 * len(row), 330))
@@ -101,7 +104,7 @@ with p1:
     if attrs:
         st.caption("Sensitive attributes: " + ", ".join(f"{k} = {v}" for k, v in attrs.items()))
 with p2:
-    display.plot(interactive.class_probability_figure(ws.proba[sample], names, label=label), key="inspect.proba")
+    display.plot(to_plotly(samples_view.class_probability_chart(ws.proba[sample], names, label=label)), key="inspect.proba")
 
 # --- attributions ----------------------------------------------------------------------
 st.subheader("3. Attributions")
@@ -127,7 +130,7 @@ if modality == "image":
         help="Signed: red raises the explained class, blue lowers it. Absolute: magnitude only.",
         **state.bind("inspect.mode", options=["signed", "absolute"]),
     )
-    scales = interactive.SIGNED_SCALES if state.get("inspect.mode") == "signed" else interactive.ABSOLUTE_SCALES
+    scales = attribution_view.OVERLAY_COLORMAPS["signed" if state.get("inspect.mode") == "signed" else "absolute"]
     d3.selectbox("Colour scale", list(scales), **state.bind("inspect.scale", options=list(scales)))
 
 methods = list(state.get("inspect.methods") or [])
@@ -197,30 +200,30 @@ for start in range(0, len(methods), per_row):
             try:
                 if modality == "image":
                     scale = scales[state.get("inspect.scale")]
-                    fig = interactive.attribution_overlay_figure(
+                    chart = attribution_view.attribution_overlay_chart(
                         result,
                         0,
                         data.x[sample],
                         samples.value_range(ws),
                         opacity=state.get("inspect.opacity"),
                         mode=state.get("inspect.mode"),
-                        colorscale=scale,
+                        colormap=scale,
                         title=title,
                     )
                 elif modality == "tabular":
                     raw = data.raw.iloc[sample].to_dict() if data.raw is not None else None
-                    fig = interactive.tabular_contribution_figure(result, 0, names, raw, title=title)
+                    chart = attribution_view.tabular_contribution_chart(result, 0, names, raw, title=title)
                 else:
-                    fig = interactive.token_attribution_figure(result, 0, names)
-                display.plot(fig, key=f"inspect.attr.{method}")
+                    chart = attribution_view.text_sample_chart([result], 0, names)
+                display.plot(to_plotly(chart), key=f"inspect.attr.{method}")
             except Exception as exc:  # a figure that cannot be drawn must not hide the others
                 show_error(exc, f"Drawing {title}")
             explained = names[int(result.targets[0])]
-            st.caption(f"Explains '{explained}' ({result.output}). Cost: {interactive.cost_line(result.cost)}")
+            st.caption(f"Explains '{explained}' ({result.output}). Cost: {tables.cost_line(result.cost)}")
             if trust is not None and method in trust.methods:
                 v = trust.verdict(method)
                 st.caption(f"Trust: faithful {_BADGE[v['faithfulness']]} · weight-sensitive {_BADGE[v['randomization']]} · stable {_BADGE[v['stability']]} — {trust.reason(method)}")
-            quality = interactive.quality_table(result, 0)
+            quality = tables.quality_table(result, 0)
             if len(quality):
                 st.caption(" · ".join(f"{r.measure}: {r.value:.3g}" for r in quality.itertuples()))
 st.caption(f"Attributions ready in {elapsed:.2f} s (results are cached per model, data, method, budget and sample).")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audits.render import interactive
+from audits.render.plotly_backend import to_plotly
+from audits.render.views import robustness as robustness_view
 from dashboard import auth, cache, display, probe_catalog, result_view, run_picker, samples, state, workspace
 from dashboard.feedback import guarded
 
@@ -30,7 +31,7 @@ if data.modality == "image":
             "Prediction first changes at: "
             + (", ".join(f"{k.replace('_', ' ')} severity {v}" for k, v in flips.items()) if flips else "no corruption changes it.")
         )
-        display.plot(interactive.corruption_gallery_figure(gallery, list(data.class_names)), key="robustness.gallery")
+        display.plot(to_plotly(robustness_view.corruption_gallery_chart(gallery, list(data.class_names))), key="robustness.gallery")
 
 st.subheader("Robustness probes of the audit")
 picked = run_picker.pick_report(ws, "robustness")

@@ -12,7 +12,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from audits.render.blocks import Paragraph, RenderContext, Table, chunks, figure
-from audits.render.charts import BarChart, Chart, HeatmapChart, ImageCell, ImageGrid, RefLine, Series, TokenChart, class_name, grey_or_rgb, pretty, scaled
+from audits.render.charts import (
+    BarChart,
+    Chart,
+    HeatmapChart,
+    ImageCell,
+    ImageGrid,
+    RefLine,
+    Series,
+    TokenChart,
+    WaterfallChart,
+    class_name,
+    grey_or_rgb,
+    pretty,
+    scaled,
+)
 from audits.render.registry import view
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 
@@ -86,6 +100,52 @@ def global_importance_chart(results: list, *, top_k: int = 12) -> BarChart:
     )
 
 
+# The colour maps the dashboard offers for overlays (names both matplotlib and plotly know):
+# diverging ones for signed maps, sequential ones for magnitudes.
+OVERLAY_COLORMAPS = {
+    "signed": {"red-blue": "RdBu_r", "purple-green": "PRGn", "orange-purple": "PuOr_r"},
+    "absolute": {"inferno": "inferno", "viridis": "viridis", "hot": "hot", "greys": "Greys"},
+}
+
+
+def attribution_overlay_chart(
+    result,
+    row: int,
+    image: np.ndarray,
+    value_range: Sequence[float] = (0.0, 1.0),
+    *,
+    opacity: float = 0.6,
+    mode: str = "signed",
+    colormap: str | None = None,
+    title: str | None = None,
+) -> ImageGrid:
+    """One method's map for explained sample ``row`` laid over its (C, H, W) pixel-space input.
+
+    ``mode`` 'signed' uses a diverging map centred on zero (by default red raises the explained
+    class, blue lowers it), 'absolute' shows magnitude; the map is scaled by its own largest
+    |value| so methods compare in shape, and near-zero values fade so the image shows through.
+    ``colormap`` is a name both matplotlib and plotly know ('RdBu_r', 'PRGn', 'inferno', ...).
+    """
+    if mode not in ("signed", "absolute"):
+        raise ValueError(f"mode {mode!r} is not one of 'signed', 'absolute'")
+    kind = "signed" if mode == "signed" else "magnitude"
+    lo, hi = float(value_range[0]), float(value_range[1])
+    base = grey_or_rgb(np.clip((np.asarray(image, dtype=np.float64) - lo) / ((hi - lo) or 1.0), 0.0, 1.0))
+    overlay = scaled(np.asarray(result.attributions[row], dtype=np.float64), kind)
+    return ImageGrid(
+        title=title or pretty(result.method),
+        col_labels=[],
+        row_labels=[],
+        cells=[[ImageCell(base, overlay, kind)]],
+        colorbar=kind,
+        colorbar_label="attribution / max |attr|" if kind == "signed" else "share of max |attr|",
+        overlay_opacity=float(opacity),
+        overlay_cmap=colormap,
+        overlay_fade=True,
+        height=2.6,
+    )
+
+
 def tabular_sample_chart(result, row: int, samples=None, class_names: list[str] | None = None, *, top_k: int = 10) -> BarChart:
     """Signed per-feature contributions for one explained row, largest first, with the raw values."""
     attr = np.asarray(result.attributions[row], dtype=np.float64)
@@ -108,6 +168,50 @@ def tabular_sample_chart(result, row: int, samples=None, class_names: list[str] 
         ref_lines=[RefLine(0.0, "", axis="x")],
         signed_colors=True,
         height=0.8 + 0.24 * len(names),
+    )
+
+
+def tabular_contribution_chart(
+    result, row: int, class_names: list[str], raw_values: dict | None = None, *, top_k: int = 10, title: str | None = None
+) -> WaterfallChart | BarChart:
+    """Per-feature contributions for one explained tabular sample (``raw_values``: the row's raw values by feature, shown in the labels).
+
+    A waterfall from the base value (the expected output over the background) through the
+    ``top_k`` largest contributions (the rest summed as 'other features') to the model's
+    output when the method records base values and outputs (SHAP, IG); otherwise signed bars.
+    """
+    attr = np.asarray(result.attributions[row], dtype=np.float64)
+    order = np.argsort(-np.abs(attr))[:top_k]
+    target = class_name(class_names, result.targets[row])
+    labels = [f"{result.feature_names[i]} = {_short(raw_values[result.feature_names[i]])}" if raw_values and result.feature_names[i] in raw_values else result.feature_names[i] for i in order]  # fmt: skip
+    unit = f"{result.output} of '{target}'"
+    name = title or pretty(result.method)
+    if result.base_values is None or result.outputs is None:
+        return BarChart(
+            title=f"{name}: largest contributions",
+            categories=labels,
+            series=[Series(pretty(result.method), labels, list(attr[order]))],
+            value_label=f"contribution to the {unit}",
+            ref_lines=[RefLine(0.0, "", axis="x")],
+            signed_colors=True,
+            height=0.8 + 0.27 * len(labels),
+        )
+    base = float(np.asarray(result.base_values).reshape(len(result.sample_indices), -1)[row][0])
+    out = float(np.asarray(result.outputs).reshape(len(result.sample_indices), -1)[row][0])
+    rest = [float(attr.sum() - attr[order].sum())] if len(attr) > len(order) else []
+    values = [base, *map(float, attr[order]), *rest, out]
+    measures = ["absolute"] + ["relative"] * (len(values) - 2) + ["total"]
+    # Zoom on the path from the base value to the output (the totals' bars are cut, their labels say them).
+    path = np.concatenate([[base], base + np.cumsum(values[1:-1]), [out]])
+    lo, hi = float(path.min()), float(path.max())
+    pad = 0.12 * max(hi - lo, 1e-6)
+    return WaterfallChart(
+        title=f"{name}: from base {base:.3f} to output {out:.3f}",
+        labels=["base value", *labels, *(["other features"] if rest else []), f"model output ({result.output})"],
+        values=values,
+        measures=measures,
+        value_label=unit,
+        value_range=(lo - pad, hi + 2 * pad),
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from audits.render.blocks import MAX_TABLE_ROWS, Paragraph, RenderContext, Table, chunks, ci, figure, frame_table, num
-from audits.render.charts import BarChart, LineChart, RefLine, Series, pretty
+from audits.render.charts import BarChart, HeatmapChart, LineChart, RefLine, Series, pretty
 from audits.render.registry import view
 from audits.results.fairness import (
     AttributionDisparityResult,
@@ -151,6 +153,46 @@ def identity_term_chart(result, *, top_k: int = 40) -> BarChart:
         ref_lines=[RefLine(0.0, "", axis="x")],
         signed_colors=True,
         height=0.9 + 0.22 * len(cats),
+    )
+
+
+def intersection_heatmap_chart(result, grouping: str, metric: str, *, separator: str = " & ") -> HeatmapChart:
+    """``GroupMetricsResult``: one metric over a two-way intersection ('sex x race') as a heatmap.
+
+    Rows are the first attribute's groups, columns the second's; each cell shows the value,
+    its interval and n; cells with too few rows (or none) are left blank and say so.
+    """
+    parts = grouping.split(" x ")
+    if len(parts) != 2:
+        raise ValueError(f"{grouping!r} is not a two-way intersection ('a x b'); pick one of the result's groupings that joins two attributes with ' x '")
+    t = result.table(grouping)
+    split = t["group"].astype(str).str.split(separator, n=1, expand=True)
+    t = t.assign(first=split[0], second=split[1] if split.shape[1] > 1 else "")
+    rows, cols = sorted(t["first"].unique()), sorted(t["second"].unique())
+    z = np.full((len(rows), len(cols)), np.nan)
+    text = np.full((len(rows), len(cols)), "no rows", dtype=object)
+    for rec in t.to_dict("records"):
+        i, j = rows.index(rec["first"]), cols.index(rec["second"])
+        value = float(rec[metric])
+        if rec["status"] == "ok" and np.isfinite(value):
+            z[i, j] = value
+            lo, hi = float(rec.get(f"{metric}_lo", np.nan)), float(rec.get(f"{metric}_hi", np.nan))
+            text[i, j] = f"{value:.2f}\n[{lo:.2f}, {hi:.2f}]\nn={int(rec['n'])}" if np.isfinite(lo) else f"{value:.2f}\nn={int(rec['n'])}"
+        else:
+            text[i, j] = f"too few\nn={int(rec['n'])}"
+    label = pretty(metric)
+    return HeatmapChart(
+        title=f"{label} by {parts[0]} and {parts[1]} ({int(result.ci * 100)}% intervals; blank: fewer than {result.min_group_size} rows)",
+        x_label=parts[1],
+        y_label=parts[0],
+        x_labels=[str(c) for c in cols],
+        y_labels=[str(r) for r in rows],
+        values=z,
+        colorbar=label,
+        zmin=0.0,
+        zmax=1.0,
+        annotations=text,
+        height=(130 + 62 * len(rows)) / 110,
     )
 
 

@@ -224,6 +224,33 @@ def text_robustness_chart(result) -> LineChart:
     )
 
 
+def corruption_gallery_chart(gallery, class_names: list[str], *, title: str | None = None) -> ImageGrid:
+    """One image under every corruption (rows) and severity (columns), each captioned with its prediction.
+
+    ``gallery`` is an ``audits.gallery.CorruptionGallery``. Captions give the predicted class and
+    its probability; a '*' marks a prediction that differs from the true label.
+    """
+    lo, hi = float(gallery.value_range[0]), float(gallery.value_range[1])
+    cells = []
+    for i, name in enumerate(gallery.corruptions):
+        row = []
+        for s in range(len(gallery.severities)):
+            image = grey_or_rgb(np.clip((np.asarray(gallery.images[i, s], dtype=np.float64) - lo) / ((hi - lo) or 1.0), 0.0, 1.0))
+            pred = int(gallery.predictions[i, s])
+            caption = f"{'*' if pred != gallery.label else ''}{class_name(class_names, pred)} ({gallery.confidence[i, s]:.0%})"
+            # The first column's caption stands in for the row label in the plotly drawing, so it names the corruption too.
+            row.append(ImageCell(image, caption=f"{pretty(name)}: {caption}" if s == 0 else caption))
+        cells.append(row)
+    truth = class_name(class_names, gallery.label)
+    return ImageGrid(
+        title=title or f"Sample #{gallery.row} (true class {truth}) under each corruption",
+        col_labels=[("clean" if s == 0 else f"severity {s}") for s in gallery.severities],
+        row_labels=[pretty(c) for c in gallery.corruptions],
+        cells=cells,
+        legend="Caption: prediction (probability); * marks a prediction that differs from the true class.",
+    )
+
+
 # ---------------------------------------------------------------------------- views
 
 
