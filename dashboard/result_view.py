@@ -80,3 +80,20 @@ def show_skips_and_failures(report, names: set[str] | None = None) -> None:
         if names is None or failure.name in names:
             text = escape(f"{failure.name} failed during this audit: {failure.error}") + (f"\n\n**Fix:** {escape(failure.fix)}" if failure.fix else "")
             st.warning(text, icon=":material/report:")
+
+
+def draw_category(ws: Workspace, category: str, *, empty: str) -> None:
+    """The picked audit's results of ``category`` (``robustness``, ``fairness``), each in a box, then its skips and failures."""
+    from dashboard import probe_catalog, run_picker
+
+    picked = run_picker.pick_report(ws, category)
+    if picked is None:
+        return
+    entry, report = picked
+    results = getattr(report, category)
+    if not results:
+        st.info(empty)
+    for i, result in enumerate(results):
+        with st.container(border=True):
+            draw_result(result, ws, f"{category}.{entry.report_id}.{i}")
+    show_skips_and_failures(report, probe_catalog.probe_names(category))

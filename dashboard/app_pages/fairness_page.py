@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, probe_catalog, result_view, run_picker, workspace
+from dashboard import auth, result_view, workspace
 
 auth.require_signed_in()  # the gate again, however this script is reached
 
@@ -15,12 +15,4 @@ if not ws.data.sensitive:
     st.warning(
         f"{ws.name}'s card declares no sensitive attributes, so there are no groups to compare. Add `data.sensitive` to its card.", icon=":material/warning:"
     )
-picked = run_picker.pick_report(ws, "fairness")
-if picked is not None:
-    entry, report = picked
-    if not report.fairness:
-        st.info("This audit has no fairness results (none selected, or all skipped or failed).")
-    for i, result in enumerate(report.fairness):
-        with st.container(border=True):
-            result_view.draw_result(result, ws, f"fairness.{entry.report_id}.{i}")
-    result_view.show_skips_and_failures(report, probe_catalog.probe_names("fairness"))
+result_view.draw_category(ws, "fairness", empty="This audit has no fairness results (none selected, or all skipped or failed).")

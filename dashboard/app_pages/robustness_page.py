@@ -6,7 +6,7 @@ import streamlit as st
 
 from audits.render.plotly_backend import to_plotly
 from audits.render.views import robustness as robustness_view
-from dashboard import auth, cache, display, probe_catalog, result_view, run_picker, samples, state, workspace
+from dashboard import auth, cache, display, result_view, samples, state, workspace
 from dashboard.feedback import guarded
 
 auth.require_signed_in()  # the gate again, however this script is reached
@@ -34,12 +34,4 @@ if data.modality == "image":
         display.plot(to_plotly(robustness_view.corruption_gallery_chart(gallery, list(data.class_names))), key="robustness.gallery")
 
 st.subheader("Robustness probes of the audit")
-picked = run_picker.pick_report(ws, "robustness")
-if picked is not None:
-    entry, report = picked
-    if not report.robustness:
-        st.info("This audit has no robustness results (none selected, or all skipped or failed: see below).")
-    for i, result in enumerate(report.robustness):
-        with st.container(border=True):
-            result_view.draw_result(result, ws, f"robustness.{entry.report_id}.{i}")
-    result_view.show_skips_and_failures(report, probe_catalog.probe_names("robustness"))
+result_view.draw_category(ws, "robustness", empty="This audit has no robustness results (none selected, or all skipped or failed: see below).")
