@@ -32,7 +32,7 @@ def _progress_bar(label: str):
 
 def _audit_one(
     model_ref: str, *, spec_path: str | None, out: Path, device: str | None, data_path: str | None, samples: int | None, seed: int | None, figures: int, quiet: bool,
-    policy_path: str | None = None, pdf: bool = True, html: bool = True, store_url: str | None = None,
+    policy_path: str | None = None, pdf: bool = True, html: bool = True, store_url: str | None = None, threads: int | None = None,
 ):  # fmt: skip
     from audits.data import load_data
     from audits.engine import check_torch_version, run_audit
@@ -43,8 +43,11 @@ def _audit_one(
     from models.loader import load_model
     from models.registry import resolve_card
 
+    from models.device import set_cpu_threads
+
     started = time.perf_counter()
     check_torch_version()  # before any model file is opened
+    set_cpu_threads(threads)
     started_at = datetime.now().astimezone()
     store = store_commands.open_cli_store(store_url) if store_url else None  # an unreachable store fails before the audit
     policy = load_policy(policy_path)  # a bad policy fails before the audit, not after
@@ -105,7 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         report = _audit_one(
             args.model, spec_path=args.spec, out=Path(args.out), device=args.device, data_path=args.data, samples=args.samples, seed=args.seed, figures=args.figures, quiet=args.quiet,
-            policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html, store_url=args.store,
+            policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html, store_url=args.store, threads=args.threads,
         )  # fmt: skip
     except (AuditError, KeyboardInterrupt):
         raise
@@ -146,7 +149,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not names:
         raise AuditError("The demo zoo is empty.", fix="Rebuild it with: python -m models.build_zoo")
     for name in names:
-        _audit_one(name, spec_path=args.spec, out=Path(args.out) / name, device=args.device, data_path=None, samples=None, seed=None, figures=args.figures, quiet=args.quiet)
+        _audit_one(name, spec_path=args.spec, out=Path(args.out) / name, device=args.device, data_path=None, samples=None, seed=None, figures=args.figures, quiet=args.quiet, threads=args.threads)
         print()
     return 0
 
@@ -216,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="cpu, cuda or cuda:N (default: $AUDITS_DEVICE, else CUDA when available, else CPU)")
         p.add_argument("--figures", type=int, default=8, help="samples to draw attribution figures for (default 8)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own; 1 on a busy shared machine)")
 
     run = sub.add_parser("run", help="audit one model and write report.json, report.html, report.pdf and attribution figures")
     run.add_argument("--model", required=True, help="zoo model name or path of a model card YAML")

@@ -93,3 +93,16 @@ def plan_batch_size(spec: ImageInput | TabularInput | TextInput, device: torch.d
     # activations alone would otherwise give ~46-row batches and 10x the model calls).
     floor = 256 if device.type == "cpu" else 8
     return int(max(floor, min(MAX_BATCH, budget // max(per_row, 1))))
+
+
+def set_cpu_threads(threads: int | None) -> None:
+    """``--threads``: torch's intra-op threads for this process (None leaves torch's default).
+
+    On a loaded 2-core machine two threads were measured 8x slower than one (they contend
+    with the other load), so scans on shared CI runners want ``--threads 1``.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise ModelLoadError(f"--threads {threads} is not a thread count.", fix="Pass a whole number of at least 1, e.g. --threads 1.")
+    torch.set_num_threads(threads)

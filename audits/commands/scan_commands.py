@@ -8,7 +8,12 @@ import signal
 import sys
 import threading
 
-from audits.scan.outcome import EXIT_CRASH, FailOn, ModelScan, exit_code_for
+from typing import TYPE_CHECKING
+
+from audits.scan.outcome import EXIT_CRASH, exit_code_for
+
+if TYPE_CHECKING:
+    from audits.scan.outcome import FailOn, ModelScan
 
 FAIL_ON_HELP = "exit 1 when a verdict is fail (default), fail or warn ('warn'), or never; an audit that crashed exits 3, bad input 2"
 
@@ -34,7 +39,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from audits.scan.plan import load_plan
     from audits.scan.runner import run_plan
     from audits.scan.summary import write_summary
+    from models.device import set_cpu_threads
 
+    set_cpu_threads(args.threads)  # the local executor audits in this process
     loaded = load_plan(args.plan)
     print(f"Scan {loaded.name}: {len(loaded.plan.models)} model entr{'y' if len(loaded.plan.models) == 1 else 'ies'}, executor {args.executor}", flush=True)
     result = run_plan(loaded, store_url=args.store, executor=args.executor, address=args.address, device=args.device, on_model=_print_model)
@@ -86,6 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--executor", choices=("local", "ray"), default="local", help="run the audits in this process (default) or as Ray tasks")
     scan.add_argument("--address", help="Ray cluster address for --executor ray ('auto': the cluster of this machine; default: a new local Ray)")
     scan.add_argument("--device", help="cpu, cuda or cuda:N for the local executor (default: $AUDITS_DEVICE, else CUDA when available)")
+    scan.add_argument("--threads", type=int, help="CPU threads for torch in the local executor (default: torch's own; 1 on a busy shared runner)")
     scan.set_defaults(func=cmd_scan)
 
     schedule = sub.add_parser("schedule", help="run a scan plan on its cron schedule until stopped (job state kept in the store)")

@@ -8,11 +8,26 @@ a cron scheduler (APScheduler) and a Ray executor for fleets.
 
 from __future__ import annotations
 
-from audits.scan.junit import junit_xml, write_junit
-from audits.scan.outcome import AlertDelivery, AuditOutcome, ModelScan, ScanResult, exit_code_for
-from audits.scan.plan import LoadedPlan, PlanError, ScanPlan, ScanTarget, load_plan, parse_plan, resolve_targets
-from audits.scan.runner import PlanBusy, StoreUnavailable, run_plan
-from audits.scan.summary import summary_markdown, write_summary
+# Submodules load on first use (PEP 562): `audits --help` and `audits run` import this package for
+# its exit codes, and the JUnit writer alone pulls in pandas through the report.
+_EXPORTS = {
+    "junit_xml": "junit", "write_junit": "junit",
+    "AlertDelivery": "outcome", "AuditOutcome": "outcome", "ModelScan": "outcome", "ScanResult": "outcome", "exit_code_for": "outcome",
+    "LoadedPlan": "plan", "PlanError": "plan", "ScanPlan": "plan", "ScanTarget": "plan", "load_plan": "plan", "parse_plan": "plan", "resolve_targets": "plan",
+    "PlanBusy": "runner", "StoreUnavailable": "runner", "run_plan": "runner",
+    "summary_markdown": "summary", "write_summary": "summary",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AlertDelivery",

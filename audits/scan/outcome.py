@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from audits.findings import overall_verdict
-
 if TYPE_CHECKING:
     from audits.report import AuditReport
 
@@ -73,6 +71,8 @@ class ModelScan:
         """'pass', 'warn', 'fail', 'not_evaluated', or 'crashed' when the audit did not finish."""
         if self.outcome.report is None:
             return "crashed"
+        from audits.findings import overall_verdict  # here, not at the top: `audits --help` imports this module
+
         return overall_verdict(self.outcome.report.findings)
 
 

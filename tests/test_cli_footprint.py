@@ -1,0 +1,62 @@
+"""What the CLI loads and how it runs: listing commands import nothing heavy, a re-render never imports torch,
+and ``--threads`` sets torch's threads or refuses a bad count."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from audits.cli import main
+
+from .report_fixtures import saved
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _modules_after(code: str) -> set[str]:
+    """Run ``code`` in a fresh interpreter and return the top-level modules it had imported."""
+    probe = code + "\nimport sys; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    return set(done.stdout.split("\n")[-2].split())
+
+
+def test_help_and_zoo_listing_import_neither_torch_nor_pandas():
+    loaded = _modules_after("from audits.cli import main, build_parser\nbuild_parser()\nmain(['models'])")
+    assert not {"torch", "pandas", "matplotlib", "plotly"} & loaded, loaded
+
+
+def test_report_rerender_does_not_import_torch(tmp_path):
+    report = saved("adult-mlp", tmp_path)
+    loaded = _modules_after(f"from audits.cli import main\nassert main(['report', {str(report)!r}, '--html', {str(tmp_path / 'r.html')!r}]) == 0")
+    assert "torch" not in loaded
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_threads_flag_sets_torch_threads(tmp_path, image_bundle):
+    before = torch.get_num_threads()
+    try:
+        code = main(["run", "--model", str(image_bundle["card_path"]), "--out", str(tmp_path / "o"), "--quiet", "--no-pdf", "--no-html",
+                     "--threads", "2", "--fail-on", "never", "--spec", str(_tiny_spec(tmp_path))])  # fmt: skip
+        assert code == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("command", [["run", "--model", "digits-cnn", "--out", "OUT"], ["scan", "--plan", "examples/scan.yaml"]])
+def test_threads_flag_refuses_zero_with_the_fix(command, tmp_path, capsys):
+    argv = [part.replace("OUT", str(tmp_path / "o")) for part in command] + ["--threads", "0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--threads 0 is not a thread count" in err and "fix: Pass a whole number of at least 1" in err
+    assert not (tmp_path / "o").exists()
+
+
+def _tiny_spec(folder: Path) -> Path:
+    spec = folder / "spec.yaml"
+    spec.write_text("probes:\n  - name: saliency\n")
+    return spec
