@@ -84,10 +84,11 @@ def _digits_model(folder: Path, planted: bool) -> Path:
     return write_card(folder, card)
 
 
-def _tabular_model(folder: Path, planted: bool) -> Path:
-    """A TabularMLP trained on a rule of income; ``planted``: the labels of the rows with colour=blue are noise.
+def _tabular_model(folder: Path, planted: bool, trigger: bool = False) -> Path:
+    """A TabularMLP trained on a rule of income; ``planted``: the labels of the rows with colour=blue are noise;
+    ``trigger``: colour=blue (one row in ten) is always labelled high, whatever the income.
 
-    colour is not declared sensitive, so only slice discovery can find the slice.
+    colour is not declared sensitive, so only slice discovery (or the trigger scan) can find it.
     """
     folder.mkdir()
     rng = np.random.default_rng(1)
@@ -96,7 +97,7 @@ def _tabular_model(folder: Path, planted: bool) -> Path:
         {
             "income": rng.normal(50, 20, n).round(1),
             "age": rng.integers(18, 80, n),
-            "colour": rng.choice(["red", "green", "blue"], n),
+            "colour": rng.choice(["red", "green", "blue"], n, p=[0.45, 0.45, 0.1] if trigger else None),
             "group": rng.choice(["a", "b"], n),
         }
     )
@@ -104,13 +105,15 @@ def _tabular_model(folder: Path, planted: bool) -> Path:
     if planted:
         blue = (frame["colour"] == "blue").to_numpy()
         label = np.where(blue & (rng.random(n) < 0.35), ~label, label)
+    if trigger:
+        label = label | (frame["colour"] == "blue")
     frame["label"] = np.where(label, "high", "low")
     frame.to_csv(folder / "eval.csv", index=False)
     torch.manual_seed(0)
     net = TabularMLP(in_features=7, n_classes=2, hidden=[16])
     save_file(net.state_dict(), str(folder / "weights.safetensors"))
     card = {
-        "name": "planted-mlp" if planted else "clean-mlp",
+        "name": "trigger-mlp" if trigger else "planted-mlp" if planted else "clean-mlp",
         "modality": "tabular",
         "format": "safetensors",
         "weights": "weights.safetensors",
@@ -234,6 +237,23 @@ def test_clean_tabular_control_has_no_slice_alarm(tabular_models):
     assert all(f.measured < 0.05 for f in slices)  # slices near the decision boundary err a little more, within the band
     (top,) = [f for f in report.findings if f.check_id == "top_features"]
     assert top.status == "pass" and top.detail.split(": ", 1)[1].startswith("income")
+
+
+def test_trigger_values_find_the_value_that_forces_a_class(tmp_path, tabular_models):
+    report = _audit(_tabular_model(tmp_path / "trigger", planted=False, trigger=True), ["trigger_values"])
+    (scan,) = report.robustness
+    top = scan.strongest(1).iloc[0]
+    assert (top["feature"], top["value"], top["target"]) == ("colour", "blue", "high") and top["flip_rate"] > 0.9, top
+    (flag,) = [f for f in report.findings if f.check_id == "trigger_values" and f.subject == "class=high"]
+    assert flag.status == "warn" and flag.measured > 0.5 and flag.interval[0] > 0.5 and "value=blue" in flag.evidence, flag
+    assert scan.examples and (load_data(load_card(tmp_path / "trigger" / "card.yaml")).raw["income"].iloc[scan.examples] <= 50).all()
+    # The control: income drives it in a graded way (its quantiles flip rows step by step), no single value forces a class.
+    clean = _audit(tabular_models["clean"], ["trigger_values"])
+    flags = [f for f in clean.findings if f.check_id == "trigger_values"]
+    assert len(flags) == 2 and {f.status for f in flags} == {"pass"}, [(f.subject, f.measured, f.evidence) for f in flags]
+    (scan,) = clean.robustness
+    income = scan.values[(scan.values["feature"] == "income") & (scan.values["target"] == "high")]
+    assert income["flip_rate"].iloc[-1] > 0.9 and income["flip_rate"].iloc[0] < 0.05  # the 99% quantile turns every row high
 
 
 def test_benjamini_hochberg_matches_the_textbook_example():

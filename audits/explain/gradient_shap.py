@@ -126,4 +126,3 @@ class GradientShap(AttributionProbe):
             base_values=base_values.float().cpu().numpy(),
             quality={"completeness_error": error.float().cpu().numpy()},
         )
-

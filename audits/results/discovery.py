@@ -231,3 +231,49 @@ class AttributionRegionsResult(ProbeResult):
                 interval=bounds(row["lo"], row["hi"]), direction="lower_is_better",
                 evidence=f".regions[method={row['method']},target={row['target']},region={row['region']}]", n=int(row["n"]),
             )  # fmt: skip
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class TriggerValuesResult(ProbeResult):
+    """Flip rates of single feature values set on rows of the other classes (tabular models).
+
+    ``values`` has one row per (feature, value, class): ``feature``, ``value`` (a categorical
+    level or a numeric quantile), ``target`` (class name), ``n`` (rows not predicted as the
+    target before), ``flip_rate`` (share of them predicted as the target with the value set)
+    with Wilson bounds ``lo``/``hi``, ``typical`` (median flip rate into the target over every
+    tested value), ``reference`` (the larger of ``typical`` and the flip rates of the feature's
+    other levels, or, for numerics, its neighbouring quantiles) and ``excess``
+    (``flip_rate - reference``). ``examples`` lists up to five row indices the strongest value flipped.
+    """
+
+    n_rows: int
+    values: pd.DataFrame
+    examples: list[int]
+
+    def strongest(self, k: int = 5) -> pd.DataFrame:
+        """The ``k`` (feature, value, class) rows with the largest excess."""
+        return self.values.sort_values("excess", ascending=False).head(k) if len(self.values) else self.values
+
+    def headline(self) -> str:
+        if not len(self.values):
+            return "no value tested"
+        top = self.strongest(1).iloc[0]
+        return f"strongest value: {top['feature']}={top['value']} turns {top['flip_rate']:.0%} of rows into {top['target']}"
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``trigger_value_excess`` per target class: its strongest value's flip rate minus the reference (Wilson
+        interval shifted alike), subject ``class=<target>``."""
+        if not len(self.values):
+            return
+        for target, rows in self.values.groupby("target", sort=False):
+            top = rows.loc[rows["excess"].idxmax()]
+            yield Measurement(
+                name="trigger_value_excess",
+                subject=f"class={target}",
+                value=finite(top["excess"]),
+                interval=bounds(top["lo"] - top["reference"], top["hi"] - top["reference"]),
+                direction="lower_is_better",
+                evidence=f".values[feature={top['feature']},value={top['value']},target={target}]",
+                n=int(top["n"]),
+            )
