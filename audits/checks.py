@@ -388,19 +388,10 @@ def eval_slices(check: MaxSliceErrorExcess, report: AuditReport, found: list[Loc
         return missing(check, title, absent(report, "slice discovery"))
     rows = [x for x in query(found, "slice_error_excess") if x.pointer == worst.pointer]
     if not rows:
-        return [
-            from_measurement(
-                check,
-                worst,
-                title=title,
-                detail="no slice of the evaluation data errs significantly more than overall (Benjamini-Hochberg, every column and pair)",
-            )
-        ]
+        return [from_measurement(check, worst, title=title, detail="no slice of the evaluation data errs significantly more than overall (Benjamini-Hochberg, every column and pair)")]
     return [
         from_measurement(
-            check,
-            x,
-            title=title,
+            check, x, title=title,
             detail=f"{x.m.subject}: {x.m.n:,} rows err {x.m.value:+.1%} more often than overall; look at these rows, "
             "collect or reweight data like them, or state the limitation",
         )  # fmt: skip

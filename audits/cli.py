@@ -52,10 +52,7 @@ def _audit_one(
     spec = load_spec(spec_path) if spec_path else AuditSpec()
     overrides = {k: v for k, v in (("samples", samples), ("seed", seed)) if v is not None}
     if overrides:  # through the parser, so --samples 0 is refused like samples: 0 in a spec file
-        spec = parse_spec(
-            {**spec.model_dump(exclude_unset=True), **overrides},
-            source=f"{spec_path or '(defaults)'} with {' and '.join(f'--{k} {v}' for k, v in overrides.items())}",
-        )
+        spec = parse_spec({**spec.model_dump(exclude_unset=True), **overrides}, source=f"{spec_path or '(defaults)'} with {' and '.join(f'--{k} {v}' for k, v in overrides.items())}")
     handle = load_model(card, device=device)
     data = load_data(card, data_path)
     update, close = _progress_bar(card.name) if not quiet else (None, lambda: None)
@@ -65,13 +62,7 @@ def _audit_one(
         close()
     report = apply_policy(report, policy)
     with replaced_folder(out) as stage:  # all outputs at once: a killed run leaves the earlier audit whole
-        staged = write_outputs(
-            report,
-            json_path=stage / "report.json",
-            html_path=stage / "report.html" if html else None,
-            pdf_path=stage / "report.pdf" if pdf else None,
-            workers=2,
-        )
+        staged = write_outputs(report, json_path=stage / "report.json", html_path=stage / "report.html" if html else None, pdf_path=stage / "report.pdf" if pdf else None, workers=2)
         staged_figures = write_figures(report, stage, figures)
     written = [out / p.relative_to(stage) for p in staged]
     figures_written = [out / p.relative_to(stage) for p in staged_figures]
@@ -92,10 +83,7 @@ def _print_summary(report, report_path: Path, figures: list[Path], elapsed: floa
     ]
     for r in report.explanations + report.robustness + report.fairness:
         headline = r.headline()
-        lines.append(
-            f"  {r.method:<22} {r.cost.wall_time_s:6.2f} s {r.cost.model_calls:6d} calls {r.cost.rows_evaluated:>11,} rows"
-            + (f"  {headline}" if headline else "")
-        )
+        lines.append(f"  {r.method:<22} {r.cost.wall_time_s:6.2f} s {r.cost.model_calls:6d} calls {r.cost.rows_evaluated:>11,} rows" + (f"  {headline}" if headline else ""))
     for s in report.skipped:
         lines.append(f"  skipped {s.name}: {s.reason}")
     for f in report.failures:
@@ -106,9 +94,7 @@ def _print_summary(report, report_path: Path, figures: list[Path], elapsed: floa
         from audits.policy import overall_verdict, status_counts
 
         counts = status_counts(report.findings)
-        lines.append(
-            f"  policy {report.policy.get('name', '?')}: {overall_verdict(report.findings).upper()} ({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass, {counts['not_evaluated']} not evaluated)"
-        )
+        lines.append(f"  policy {report.policy.get('name', '?')}: {overall_verdict(report.findings).upper()} ({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass, {counts['not_evaluated']} not evaluated)")
     print("\n".join(lines))
 
 
@@ -148,9 +134,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     written = write_outputs(report, json_path=args.json, html_path=html, pdf_path=pdf, workers=2)
     counts = status_counts(report.findings)
     verdict = overall_verdict(report.findings).upper() if report.findings else "NO POLICY"
-    print(
-        f"{report.provenance.model_name} report {report.report_id}: {verdict} ({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass, {counts['not_evaluated']} not evaluated)"
-    )
+    print(f"{report.provenance.model_name} report {report.report_id}: {verdict} ({counts['fail']} fail, {counts['warn']} warn, {counts['pass']} pass, {counts['not_evaluated']} not evaluated)")
     print(f"  wrote {', '.join(str(p) for p in written) or 'nothing'} in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -162,17 +146,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not names:
         raise AuditError("The demo zoo is empty.", fix="Rebuild it with: python -m models.build_zoo")
     for name in names:
-        _audit_one(
-            name,
-            spec_path=args.spec,
-            out=Path(args.out) / name,
-            device=args.device,
-            data_path=None,
-            samples=None,
-            seed=None,
-            figures=args.figures,
-            quiet=args.quiet,
-        )
+        _audit_one(name, spec_path=args.spec, out=Path(args.out) / name, device=args.device, data_path=None, samples=None, seed=None, figures=args.figures, quiet=args.quiet)
         print()
     return 0
 
@@ -222,10 +196,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     sign_in = auth_from_files(server_secrets_files(app, settings))
     if args.host not in ("localhost", "127.0.0.1", "::1") and sign_in is None:
-        print(
-            f"warning: listening on {args.host} without sign-in: anyone who can reach it can use the dashboard ([auth] in .streamlit/secrets.toml; see docs/dashboard.md).",
-            file=sys.stderr,
-        )
+        print(f"warning: listening on {args.host} without sign-in: anyone who can reach it can use the dashboard ([auth] in .streamlit/secrets.toml; see docs/dashboard.md).", file=sys.stderr)
     if not zoo_names():
         print("The demo zoo is empty: training it first (about a minute on 2 cores)...", flush=True)
         subprocess.run([sys.executable, "-m", "models.build_zoo"], check=True)
@@ -256,12 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-pdf", action="store_true", help="do not render report.pdf")
     run.add_argument("--no-html", action="store_true", help="do not render report.html")
     run.add_argument("--store", help="also record the run in this store (URL or folder; see audits verify --help)")
-    run.add_argument(
-        "--fail-on",
-        choices=("fail", "warn", "never"),
-        default="fail",
-        help="exit 1 when the verdict is fail (default), fail or warn, or never; bad input exits 2, a crashed audit 3",
-    )
+    run.add_argument("--fail-on", choices=("fail", "warn", "never"), default="fail", help="exit 1 when the verdict is fail (default), fail or warn, or never; bad input exits 2, a crashed audit 3")
     common(run)
     run.set_defaults(func=_cmd_run)
 

@@ -242,18 +242,12 @@ def _load_image(card: ModelCard, path: Path) -> AuditData:
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "x" not in npz or "y" not in npz:
-                raise DataError(
-                    f"{path.name} must hold arrays 'x' (N x C x H x W) and 'y' (N,); it has {list(npz.keys())}.",
-                    fix="Save with np.savez(path, x=images, y=labels).",
-                )
+                raise DataError(f"{path.name} must hold arrays 'x' (N x C x H x W) and 'y' (N,); it has {list(npz.keys())}.", fix="Save with np.savez(path, x=images, y=labels).")
             x, y = npz["x"], npz["y"]
     except ValueError as exc:
         raise DataError(f"{path.name} is not a readable .npz without pickles ({exc}).", fix="Save plain numeric arrays with np.savez.") from None
     if x.ndim != 4 or tuple(x.shape[1:]) != spec.shape:
-        raise DataError(
-            f"{path.name}: x has shape {x.shape}, the card expects N x {spec.channels} x {spec.height} x {spec.width}.",
-            fix="Store images as N x C x H x W matching the card's input spec.",
-        )
+        raise DataError(f"{path.name}: x has shape {x.shape}, the card expects N x {spec.channels} x {spec.height} x {spec.width}.", fix="Store images as N x C x H x W matching the card's input spec.")
     if len(x) == 0:
         raise DataError(f"{path.name} holds no images (x has shape {x.shape}).", fix="Provide the evaluation images: at least one per class, ideally hundreds.")
     x = x.astype(np.float32, copy=False)
@@ -262,10 +256,7 @@ def _load_image(card: ModelCard, path: Path) -> AuditData:
         raise DataError(f"{path.name}: {len(bad)} image(s) contain NaN or inf (first: index {int(bad[0])}).", fix="Remove or repair those images.")
     lo, hi = spec.value_range
     if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
-        raise DataError(
-            f"{path.name}: pixel values span [{x.min():.3g}, {x.max():.3g}], outside the card's value_range {list(spec.value_range)}.",
-            fix="Store un-normalized pixels in value_range; the card's normalization is applied by the audit.",
-        )
+        raise DataError(f"{path.name}: pixel values span [{x.min():.3g}, {x.max():.3g}], outside the card's value_range {list(spec.value_range)}.", fix="Store un-normalized pixels in value_range; the card's normalization is applied by the audit.")
     if len(y) != len(x):
         raise DataError(f"{path.name}: {len(x)} images but {len(y)} labels.", fix="Store one label per image.")
     labels = _labels(y, card.class_names, path.name)
@@ -276,24 +267,15 @@ def _load_image(card: ModelCard, path: Path) -> AuditData:
         attributes = _read_table(attr_path, list(data_card.sensitive))
         files.append(attr_path)
         if len(attributes) != len(x):
-            raise DataError(
-                f"{attr_path.name} has {len(attributes)} rows but {path.name} has {len(x)} images.",
-                fix="Give exactly one attribute row per image, in the same order.",
-            )
+            raise DataError(f"{attr_path.name} has {len(attributes)} rows but {path.name} has {len(x)} images.", fix="Give exactly one attribute row per image, in the same order.")
     else:
         attributes = pd.DataFrame(index=range(len(x)))
     sensitive = list(data_card.sensitive) if data_card else []
     _check_sensitive(attributes, sensitive, "the attributes file")
     _check_attribute_values(attributes, sensitive, "the attributes file")
     return AuditData(
-        modality="image",
-        x=x,
-        y=labels,
-        class_names=card.class_names,
-        attributes=attributes.reset_index(drop=True),
-        sensitive=sensitive,
-        source=str(path),
-        sha256=_sha256(*files),
+        modality="image", x=x, y=labels, class_names=card.class_names, attributes=attributes.reset_index(drop=True),
+        sensitive=sensitive, source=str(path), sha256=_sha256(*files),
     )
 
 
@@ -301,10 +283,7 @@ def _check_attribute_values(frame: pd.DataFrame, sensitive: list[str], source: s
     for col in sensitive:
         nulls = int(frame[col].isna().sum())
         if nulls:
-            raise DataError(
-                f"{source}: sensitive column {col!r} has {nulls} missing value(s).",
-                fix="Fill them (for example with an explicit 'unknown' group) or drop those rows.",
-            )
+            raise DataError(f"{source}: sensitive column {col!r} has {nulls} missing value(s).", fix="Fill them (for example with an explicit 'unknown' group) or drop those rows.")
 
 
 def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
@@ -312,10 +291,7 @@ def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
     sensitive = list(card.data.sensitive) if card.data else []
     frame = _read_table(path, [*encoder.feature_names, label_column, *sensitive])
     if label_column not in frame.columns:
-        raise DataError(
-            f"{path.name} has no label column {label_column!r} (columns: {_file_columns(frame)[:12]}).",
-            fix="Set data.label_column in the card to the label's column name.",
-        )
+        raise DataError(f"{path.name} has no label column {label_column!r} (columns: {_file_columns(frame)[:12]}).", fix="Set data.label_column in the card to the label's column name.")
     encoder.validate(frame, source=path.name)
     _check_sensitive(frame, sensitive, path.name)
     _check_attribute_values(frame, sensitive, path.name)
@@ -323,40 +299,24 @@ def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
     raw = frame[encoder.feature_names].reset_index(drop=True)
     attributes = frame[list(dict.fromkeys(sensitive))].reset_index(drop=True)
     return AuditData(
-        modality="tabular",
-        x=encoder.encode(raw),
-        y=labels,
-        class_names=card.class_names,
+        modality="tabular", x=encoder.encode(raw), y=labels, class_names=card.class_names,
         attributes=attributes,
-        sensitive=sensitive,
-        source=str(path),
-        sha256=_sha256(path),
-        raw=raw,
-        feature_names=encoder.feature_names,
-        feature_groups=encoder.groups,
+        sensitive=sensitive, source=str(path), sha256=_sha256(path), raw=raw,
+        feature_names=encoder.feature_names, feature_groups=encoder.groups,
     )
 
 
 def _check_texts(values: pd.Series, source: str, column: str) -> list[str]:
     missing = values.isna().to_numpy()
     if missing.any():
-        raise DataError(
-            f"{source}: the text column {column!r} has {int(missing.sum())} missing value(s) (first: row {int(np.flatnonzero(missing)[0])}).",
-            fix="Drop those rows or fill them with the text.",
-        )
+        raise DataError(f"{source}: the text column {column!r} has {int(missing.sum())} missing value(s) (first: row {int(np.flatnonzero(missing)[0])}).", fix="Drop those rows or fill them with the text.")
     not_text = np.array([not isinstance(v, str) for v in values])
     if not_text.any():
         first = int(np.flatnonzero(not_text)[0])
-        raise DataError(
-            f"{source}: {int(not_text.sum())} value(s) of the text column {column!r} are not strings (row {first}: {values.iloc[first]!r}).",
-            fix="Store the texts as strings.",
-        )
+        raise DataError(f"{source}: {int(not_text.sum())} value(s) of the text column {column!r} are not strings (row {first}: {values.iloc[first]!r}).", fix="Store the texts as strings.")
     empty = np.array([not v.strip() for v in values])
     if empty.any():
-        raise DataError(
-            f"{source}: {int(empty.sum())} text(s) in {column!r} are empty or blank (first: row {int(np.flatnonzero(empty)[0])}).",
-            fix="Drop those rows: an empty text has nothing to classify or explain.",
-        )
+        raise DataError(f"{source}: {int(empty.sum())} text(s) in {column!r} are empty or blank (first: row {int(np.flatnonzero(empty)[0])}).", fix="Drop those rows: an empty text has nothing to classify or explain.")
     return list(values)
 
 
@@ -370,10 +330,7 @@ def _load_text(card: ModelCard, path: Path, label_column: str) -> AuditData:
     for column, what in ((spec.text_column, "text"), (label_column, "label")):
         if column not in frame.columns:
             key = "input.text_column" if what == "text" else "data.label_column"
-            raise DataError(
-                f"{path.name} has no {what} column {column!r} (columns: {_file_columns(frame)[:12]}).",
-                fix=f"Set {key} in the card to the {what}'s column name.",
-            )
+            raise DataError(f"{path.name} has no {what} column {column!r} (columns: {_file_columns(frame)[:12]}).", fix=f"Set {key} in the card to the {what}'s column name.")
     texts = _check_texts(frame[spec.text_column], path.name, spec.text_column)
     _check_sensitive(frame, sensitive, path.name)
     _check_attribute_values(frame, sensitive, path.name)

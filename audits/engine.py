@@ -148,9 +148,7 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def run_audit(
-    model: ModelHandle, data: AuditData, spec: AuditSpec | None = None, *, progress: ProgressFn | None = None, user: str | None = None
-) -> AuditReport:
+def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None, *, progress: ProgressFn | None = None, user: str | None = None) -> AuditReport:
     """Audit ``model`` on ``data`` as ``spec`` says and return the report.
 
     A probe that does not apply is recorded in ``skipped`` with its reason; a probe that

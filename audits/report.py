@@ -171,9 +171,7 @@ class AuditReport:
             raise ReportError(
                 f"Report schema version {version or '(missing)'} is not readable by this version (reads {sorted(READABLE_MAJORS)}.x"
                 + (", and no migration upgrades it)." if older else ")."),
-                fix="Re-run the audit with this version to regenerate the report."
-                if older
-                else "Open it with the tool version that wrote it (or newer), or re-run the audit.",
+                fix="Re-run the audit with this version to regenerate the report." if older else "Open it with the tool version that wrote it (or newer), or re-run the audit.",
             )
         try:
             report = from_jsonable(raw)

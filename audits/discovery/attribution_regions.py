@@ -107,7 +107,7 @@ class AttributionRegions(Probe):
             total = mass.sum(axis=1, keepdims=True)
             shares = np.full((len(mass), len(names)), np.nan)
             np.divide(mass @ flat_masks.T, total, out=shares, where=total > 0)
-            per_method.append((res.method, dict(zip(np.asarray(res.sample_indices).tolist(), shares, strict=True)), np.asarray(res.targets)))
+            per_method.append((res.method, dict(zip(np.asarray(res.sample_indices).tolist(), shares, strict=True))))
         targets_of = {int(i): int(t) for res in results for i, t in zip(res.sample_indices, res.targets, strict=True)}
         rows, classes, small = [], [], set()
         for t in sorted(set(targets_of.values())):
@@ -117,7 +117,7 @@ class AttributionRegions(Probe):
                 continue
             draws = rng.integers(0, len(ids), size=(self.n_boot, len(ids)))
             best, best_boot, best_region = [], [], []
-            for k, (method, by_id, targets) in enumerate(per_method):
+            for k, (method, by_id) in enumerate(per_method):
                 context.report((k + 1) / len(per_method), method)
                 mine = np.stack([by_id.get(i, np.full(len(names), np.nan)) for i in ids])
                 # The other classes' mean shares, each class apart, the largest taken: a region some other class leans

@@ -126,3 +126,4 @@ class GradientShap(AttributionProbe):
             base_values=base_values.float().cpu().numpy(),
             quality={"completeness_error": error.float().cpu().numpy()},
         )
+
