@@ -7,7 +7,7 @@ import numpy as np
 from audits.render.blocks import Paragraph, RenderContext, figure, frame_table
 from audits.render.charts import BarChart, HeatmapChart, ImageCell, ImageGrid, RefLine, Series, grey_or_rgb
 from audits.render.registry import view
-from audits.results.discovery import AttributionRegionsResult, SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
+from audits.results.discovery import AttributionRegionsResult, SliceDiscoveryResult, TriggerScanResult, TriggerValuesResult, TriggerWordsResult
 
 
 def slice_chart(result: SliceDiscoveryResult) -> BarChart:
@@ -159,4 +159,32 @@ def attribution_regions_view(r: AttributionRegionsResult, ctx: RenderContext) ->
         r.strongest(10), columns=["method", "target", "region", "n", "share", "uniform", "others", "excess", "lo", "hi", "consistency"],
         caption="Strongest (method, class, region) rows",
     )  # fmt: skip
+    return blocks
+
+
+@view(TriggerValuesResult)
+def trigger_values_view(r: TriggerValuesResult, ctx: RenderContext) -> list:
+    """The feature values that force the most rows into a class, against the feature's other values."""
+    t = r.strongest(10)
+    labels = [f"{f}={v} -> {g}" for f, v, g in zip(t["feature"], t["value"], t["target"], strict=True)]
+    chart = BarChart(
+        title="Strongest feature values: flip rate into a class (95% Wilson intervals)",
+        categories=labels,
+        series=[Series("flip rate", labels, list(t["flip_rate"]), list(t["lo"]), list(t["hi"])), Series("reference", labels, list(t["reference"]))]
+        if len(t)
+        else [],
+        value_label="flip rate",
+        value_range=(0.0, 1.05),
+    )
+    blocks: list = [
+        Paragraph(
+            f"Each feature set, one at a time, to each of its levels or quantiles on {r.n_rows:,} rows. The reference is the larger of the "
+            "typical value's flip rate and that of the feature's other levels (numerics: its neighbouring quantiles), so a feature that "
+            "drives the model step by step does not stand out; a value that forces the outcome alone does."
+        )
+    ]
+    blocks += figure(chart)
+    blocks += frame_table(t, columns=["feature", "value", "target", "n", "flip_rate", "lo", "hi", "reference", "excess"], caption="Strongest values")
+    if r.examples:
+        blocks.append(Paragraph(f"Rows the strongest value flipped: {', '.join(str(i) for i in r.examples)}."))
     return blocks
