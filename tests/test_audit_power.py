@@ -188,6 +188,16 @@ def test_attribution_regions_find_the_corner_the_planted_class_leans_on(digits_m
     cell = regions.regions[(regions.regions["target"] == str(PATCH_CLASS)) & (regions.regions["region"] == "r0c0")]
     assert (cell["uniform"] == 1 / 16).all() and (cell["share"] > 1 / 16).all() and cell["share"].median() > 4 / 16
     assert (cell["share"] > cell["others"]).all() and cell["others"].median() < 2 / 16
+    # What the reader sees: the section with the per-class table and the class's grid of shares, drawable as an image.
+    from audits.render.html import render_html
+    from audits.render.static import to_image
+    from audits.render.views.discovery import class_grid_chart, region_share_chart
+
+    html = render_html(report)
+    assert "Where the attributions sit" in html and "largest excess of attribution share in one region" in html
+    grid = class_grid_chart(regions, str(PATCH_CLASS))
+    assert grid.values.shape == (4, 4) and np.nanargmax(grid.values) == 0
+    assert to_image(grid).startswith(b"\x89PNG") and to_image(region_share_chart(regions)).startswith(b"\x89PNG")
 
 
 def test_attribution_regions_clean_control_is_quiet(digits_models):
@@ -247,6 +257,10 @@ def test_trigger_values_find_the_value_that_forces_a_class(tmp_path, tabular_mod
     (flag,) = [f for f in report.findings if f.check_id == "trigger_values" and f.subject == "class=high"]
     assert flag.status == "warn" and flag.measured > 0.5 and flag.interval[0] > 0.5 and "value=blue" in flag.evidence, flag
     assert scan.examples and (load_data(load_card(tmp_path / "trigger" / "card.yaml")).raw["income"].iloc[scan.examples] <= 50).all()
+    from audits.render.html import render_html
+
+    html = render_html(report)
+    assert "Trigger scan (tabular)</h2>" in html and "strongest value: colour=blue turns 100% of rows into high" in html
     # The control: income drives it in a graded way (its quantiles flip rows step by step), no single value forces a class.
     clean = _audit(tabular_models["clean"], ["trigger_values"])
     flags = [f for f in clean.findings if f.check_id == "trigger_values"]
