@@ -84,9 +84,10 @@ def _digits_model(folder: Path, planted: bool) -> Path:
     return write_card(folder, card)
 
 
-def _tabular_model(folder: Path, planted: bool, trigger: bool = False) -> Path:
+def _tabular_model(folder: Path, planted: bool, trigger: bool = False, by_group: bool = False) -> Path:
     """A TabularMLP trained on a rule of income; ``planted``: the labels of the rows with colour=blue are noise;
-    ``trigger``: colour=blue (one row in ten) is always labelled high, whatever the income.
+    ``trigger``: colour=blue (one row in ten) is always labelled high, whatever the income; ``by_group``: the rule
+    is income for group a and age for group b (the sensitive attribute).
 
     colour is not declared sensitive, so only slice discovery (or the trigger scan) can find it.
     """
@@ -107,13 +108,15 @@ def _tabular_model(folder: Path, planted: bool, trigger: bool = False) -> Path:
         label = np.where(blue & (rng.random(n) < 0.35), ~label, label)
     if trigger:
         label = label | (frame["colour"] == "blue")
+    if by_group:
+        label = np.where(frame["group"] == "a", frame["income"] > 50, frame["age"] > 49)
     frame["label"] = np.where(label, "high", "low")
     frame.to_csv(folder / "eval.csv", index=False)
     torch.manual_seed(0)
     net = TabularMLP(in_features=7, n_classes=2, hidden=[16])
     save_file(net.state_dict(), str(folder / "weights.safetensors"))
     card = {
-        "name": "trigger-mlp" if trigger else "planted-mlp" if planted else "clean-mlp",
+        "name": "group-mlp" if by_group else "trigger-mlp" if trigger else "planted-mlp" if planted else "clean-mlp",
         "modality": "tabular",
         "format": "safetensors",
         "weights": "weights.safetensors",
@@ -129,9 +132,9 @@ def _tabular_model(folder: Path, planted: bool, trigger: bool = False) -> Path:
     return path
 
 
-def _audit(card_path: Path, probes: list[str], seed: int = 0):
+def _audit(card_path: Path, probes: list[str], seed: int = 0, samples: int = 8):
     card = load_card(card_path)
-    spec = parse_spec({"seed": seed, "samples": 8, "probes": [{"name": p} for p in probes]})
+    spec = parse_spec({"seed": seed, "samples": samples, "probes": [{"name": p} for p in probes]})
     return apply_policy(run_audit(load_model(card, device="cpu"), load_data(card), spec))
 
 
@@ -268,6 +271,23 @@ def test_trigger_values_find_the_value_that_forces_a_class(tmp_path, tabular_mod
     (scan,) = clean.robustness
     income = scan.values[(scan.values["feature"] == "income") & (scan.values["target"] == "high")]
     assert income["flip_rate"].iloc[-1] > 0.9 and income["flip_rate"].iloc[0] < 0.05  # the 99% quantile turns every row high
+
+
+TABULAR_ATTRIBUTIONS = ["integrated_gradients", "kernel_shap", "lime"]
+
+
+def test_attribution_disparity_flags_a_model_with_a_rule_per_group(tmp_path, tabular_models):
+    report = _audit(_tabular_model(tmp_path / "group", planted=False, by_group=True), [*TABULAR_ATTRIBUTIONS, "attribution_disparity"], samples=32)
+    flags = {f.subject: f for f in report.findings if f.check_id == "attribution_disparity"}
+    assert set(flags) == {"group=a", "group=b"}
+    assert all(f.status in ("warn", "fail") and f.interval[0] > 0.1 for f in flags.values()), [(f.subject, f.measured, f.interval) for f in flags.values()]
+    (disparity,) = report.fairness
+    over = disparity.summary.set_index(["method", "group"])["most_over_relied"]  # the feature each group leans on beyond the rest
+    assert all((over[m, "a"], over[m, "b"]) == ("income", "age") for m in TABULAR_ATTRIBUTIONS), over
+    # The control (income for everyone): the groups' explanations differ only by chance.
+    clean = _audit(tabular_models["clean"], [*TABULAR_ATTRIBUTIONS, "attribution_disparity"], samples=32)
+    flags = [f for f in clean.findings if f.check_id == "attribution_disparity"]
+    assert len(flags) == 2 and {f.status for f in flags} == {"pass"}, [(f.subject, f.measured, f.interval) for f in flags]
 
 
 def test_benjamini_hochberg_matches_the_textbook_example():

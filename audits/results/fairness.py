@@ -403,7 +403,19 @@ class AttributionDisparityResult(ProbeResult):
 
     def measurements(self) -> Iterator[Measurement]:
         """``attribution_divergence`` per method and group (subject ``grad_cam/sex=Female``), with bootstrap bounds;
-        value None for groups with too few explained samples."""
+        value None for groups with too few explained samples. ``attribution_divergence_excess`` per group (subject
+        ``sex=Female``): the median over methods of the divergence minus its chance level (random groups of the same
+        size), with the medians of the bounds shifted alike - a group the explanations treat apart in most methods,
+        beyond what so few samples give by chance."""
+        ok = self.summary[self.summary["status"] == "ok"] if len(self.summary) else self.summary
+        if len(ok):
+            ok = ok.assign(excess=ok["divergence"] - ok["chance"], ex_lo=ok["lo"] - ok["chance"], ex_hi=ok["hi"] - ok["chance"])
+            for (attr, group), rows in ok.groupby(["attribute", "group"], sort=False):
+                yield Measurement(
+                    name="attribution_divergence_excess", subject=f"{attr}={group}", value=finite(rows["excess"].median()),
+                    interval=bounds(rows["ex_lo"].median(), rows["ex_hi"].median()), direction="lower_is_better",
+                    evidence=f".summary[attribute={attr},group={group}]", n=int(rows["n"].max()),
+                )  # fmt: skip
         for row in self.summary.to_dict("records"):
             yield Measurement(
                 name="attribution_divergence",
