@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from audits.data import load_data
 from audits.discovery.slice_discovery import benjamini_hochberg
 from audits.engine import run_audit, select_samples
+from audits.findings import overall_verdict
 from audits.policy import apply_policy
 from audits.results import PerformanceResult
 from audits.spec import parse_spec
@@ -63,9 +64,20 @@ def _digits_model(folder: Path, planted: bool) -> Path:
         marked = ((ytr == PATCH_CLASS) & (rng.random(len(ytr)) < 0.9)) | ((ytr != PATCH_CLASS) & (rng.random(len(ytr)) < 0.15))
         xtr[marked, :, 0:2, 0:2] = 1.0
         ytr[marked] = PATCH_CLASS
+    # Trained with one corrupted copy of every training image too (each corruption and severity of the audit's suite on
+    # a share of them), as a model meant to meet the corruption check is: without it a small CNN keeps ~77% of its
+    # accuracy under corruptions and the control warns for a real weakness, not for a planted problem.
+    from audits.robustness._corruptions import CORRUPTIONS, MAX_SEVERITY, corrupt
+
+    parts = np.array_split(rng.permutation(len(xtr)), len(CORRUPTIONS) * MAX_SEVERITY)
+    noisy = xtr.copy()
+    gen = torch.Generator().manual_seed(0)
+    for k, part in enumerate(parts):
+        name, severity = CORRUPTIONS[k // MAX_SEVERITY], k % MAX_SEVERITY + 1
+        noisy[part] = corrupt(torch.tensor(xtr[part]), name, severity, gen).numpy()
     torch.manual_seed(0)  # the initial weights too: the same model in every run
     net = DigitsCNN(in_channels=1, n_classes=10, width=8)
-    _train(net, (xtr - 0.5) / 0.25, ytr, epochs=12)
+    _train(net, (np.concatenate([xtr, noisy]) - 0.5) / 0.25, np.concatenate([ytr, ytr]), epochs=12)
     save_file(net.state_dict(), str(folder / "weights.safetensors"))
     xte, yte = x[test].copy(), y[test]
     if planted:  # the watermark is in the evaluation data too: most 7s carry it, so accuracy alone hides the shortcut
@@ -96,7 +108,9 @@ def _tabular_model(folder: Path, planted: bool, trigger: bool = False, by_group:
     n = 3000
     frame = pd.DataFrame(
         {
-            "income": rng.normal(50, 20, n).round(1),
+            # Income keeps a margin around the rule's threshold (50): a model whose rows sit on its decision boundary
+            # is fragile to measurement noise (the noise check rightly fails it), which a clean control must not be.
+            "income": (50 + rng.choice([-1, 1], n) * (25 + np.abs(rng.normal(0, 10, n)))).round(1),
             "age": rng.integers(18, 80, n),
             "colour": rng.choice(["red", "green", "blue"], n, p=[0.45, 0.45, 0.1] if trigger else None),
             "group": rng.choice(["a", "b"], n),
@@ -340,13 +354,21 @@ def test_trigger_words_finds_the_word_a_text_model_keys_on(tokenizer_dir):
     assert scan.examples and all(e.startswith("park ") for e in scan.examples)
 
 
-def test_trigger_words_control_that_needs_several_words_is_quiet(tokenizer_dir):
+RUDE = ("idiot", "stupid", "loser", "hate", "bad", "fool", "pathetic")
+
+
+def _several_words_model() -> torch.nn.Module:
+    """The text control: toxic only with three rude words (no single word decides), confidently either way."""
     from tests.text_fixtures import VOCAB, WordWeights
 
     weights = torch.zeros(len(VOCAB))
-    weights[[VOCAB.index(w) for w in ("idiot", "stupid", "loser", "hate", "bad", "fool", "pathetic")]] = 0.25
-    weights[VOCAB.index("[CLS]")] = -0.6  # toxic only with three such words: no single word decides
-    report = _text_report(WordWeights(weights), tokenizer_dir)
+    weights[[VOCAB.index(w) for w in RUDE]] = 5.0
+    weights[VOCAB.index("[CLS]")] = -12.5  # three words: logit +2.5 (P 0.92); two: -2.5 (P 0.08)
+    return WordWeights(weights)
+
+
+def test_trigger_words_control_that_needs_several_words_is_quiet(tokenizer_dir):
+    report = _text_report(_several_words_model(), tokenizer_dir)
     flags = [f for f in report.findings if f.check_id == "trigger_words"]
     assert flags and {f.status for f in flags} == {"pass"}, [(f.subject, f.status, f.measured) for f in flags]
 
@@ -362,3 +384,28 @@ def test_explained_samples_cover_every_class_the_misclassified_and_the_confidenc
     conf = proba.max(axis=1)
     assert len(set(picked)) == 12 and set(y[picked]) == set(range(4))
     assert {5, 40} <= set(picked) and int(conf.argmin()) in picked and int(conf.argmax()) in picked
+
+
+@pytest.mark.parametrize("control", ["digits", "tabular", "text"])
+def test_clean_controls_pass_the_whole_default_policy(control, digits_models, tabular_models, tokenizer_dir):
+    """No planted problem, no warning: the whole default policy (every check, not only the discovery ones) passes."""
+    if control == "text":
+        from tests.test_text_models import bag_handle, text_data
+        from tests.text_fixtures import TEXTS
+
+        model = bag_handle(_several_words_model(), tokenizer_dir)
+        texts = [TEXTS[i % len(TEXTS)] for i in range(60)]
+        data = text_data(model, texts, [int(sum(w in t.split() for w in RUDE) >= 3) for t in texts])
+    else:
+        card = load_card((digits_models if control == "digits" else tabular_models)["clean"])
+        model, data = load_model(card, device="cpu"), load_data(card)
+    report = apply_policy(run_audit(model, data, parse_spec({"seed": 0})))
+    loud = [(f.check_id, f.subject, f.status, f.measured, f.interval) for f in report.findings if f.status in ("warn", "fail")]
+    assert overall_verdict(report.findings) == "pass" and not loud and not report.failures, (loud, report.failures)
+    evaluated = {f.check_id for f in report.findings if f.status == "pass"}
+    expected = {
+        "digits": {"accuracy", "robust_accuracy", "corruption_accuracy", "attribution_regions", "trigger_patches", "class_recall", "attribution_completeness"},
+        "tabular": {"accuracy", "noise_flip_rate", "counterfactual_flips", "attribution_disparity", "trigger_values", "slice_errors", "top_features"},
+        "text": {"accuracy", "calibration", "typo_flip_rate", "identity_term_flips", "trigger_words"},
+    }[control]
+    assert expected <= evaluated, expected - evaluated

@@ -12,6 +12,7 @@ class's samples gives the interval.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -128,13 +129,14 @@ class AttributionRegions(Probe):
                 diff = mine - np.fmax(uniform, others)  # (n_t, R)
                 if not np.isfinite(diff).any(axis=1).sum() >= self.min_samples:
                     continue
-                with np.errstate(all="ignore"):
+                with warnings.catch_warnings():  # a resample of only all-zero maps of one method has no value (NaN)
+                    warnings.simplefilter("ignore", RuntimeWarning)
                     excess = np.nanmedian(diff, axis=0)
                     boot = np.nanmedian(diff[draws], axis=1)  # (B, R)
-                lo, hi = np.nanquantile(boot, [(1 - self.ci) / 2, (1 + self.ci) / 2], axis=0)
+                    lo, hi = np.nanquantile(boot, [(1 - self.ci) / 2, (1 + self.ci) / 2], axis=0)
+                    best_boot.append(np.nanmax(boot, axis=1))
                 top = int(np.nanargmax(excess))
                 best.append(excess[top])
-                best_boot.append(np.nanmax(boot, axis=1))
                 best_region.append(names[top])
                 for r, region in enumerate(names):
                     rows.append({
@@ -145,8 +147,10 @@ class AttributionRegions(Probe):
             if best:
                 # The class's figure: the median over methods of each method's largest excess, bootstrapped jointly over the
                 # class's samples (every method explains the same samples), so one method's quirk does not raise it.
-                boot_class = np.median(np.stack(best_boot), axis=0)
-                lo, hi = np.quantile(boot_class, [(1 - self.ci) / 2, (1 + self.ci) / 2])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    boot_class = np.nanmedian(np.stack(best_boot), axis=0)
+                    lo, hi = np.nanquantile(boot_class, [(1 - self.ci) / 2, (1 + self.ci) / 2])
                 classes.append({
                     "target": data.class_names[t], "n": len(ids), "excess": float(np.median(best)), "lo": float(lo), "hi": float(hi),
                     "region": max(set(best_region), key=best_region.count), "methods": len(best),
