@@ -215,12 +215,22 @@ class AttributionRegionsResult(ProbeResult):
         return f"most concentrated: class {r['target']} in {r['region']} ({r['excess']:+.0%} of its attribution over uniform and other classes)"
 
     def measurements(self) -> Iterator[Measurement]:
-        """``attribution_region_excess`` per class (subject ``class=<name>``; the median over methods, see
-        :meth:`per_class`) and ``attribution_region_excess_by_method`` per method and class (``grad_cam/class=7``)."""
-        for row in self.per_class().to_dict("records"):
+        """``attribution_region_excess`` (no subject): the most concentrated class's excess, its evidence naming the
+        class and region - one measurement whatever classes had enough explained samples, so the finding does not come
+        and go with the seed's choice of samples; ``attribution_region_excess_by_class`` per class (``class=7``; the
+        median over methods, see :meth:`per_class`) and ``attribution_region_excess_by_method`` (``grad_cam/class=7``)."""
+        c = self.per_class()
+        if len(c) and "excess" in c and c["excess"].notna().any():
+            row = c.loc[c["excess"].idxmax()]
             yield Measurement(
-                name="attribution_region_excess", subject=f"class={row['target']}", value=finite(row["excess"]), interval=bounds(row["lo"], row["hi"]),
-                direction="lower_is_better", evidence=f".regions[target={row['target']},region={row['region']}]", n=int(row["n"]),
+                name="attribution_region_excess", value=finite(row["excess"]), interval=bounds(row["lo"], row["hi"]), direction="lower_is_better",
+                evidence=f".regions[target={row['target']},region={row['region']}]", n=int(row["n"]),
+            )  # fmt: skip
+        for row in c.to_dict("records"):
+            yield Measurement(
+                name="attribution_region_excess_by_class", subject=f"class={row['target']}", value=finite(row["excess"]),
+                interval=bounds(row["lo"], row["hi"]), direction="lower_is_better",
+                evidence=f".regions[target={row['target']},region={row['region']}]", n=int(row["n"]),
             )  # fmt: skip
         if not len(self.regions):
             return

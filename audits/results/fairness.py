@@ -403,18 +403,29 @@ class AttributionDisparityResult(ProbeResult):
 
     def measurements(self) -> Iterator[Measurement]:
         """``attribution_divergence`` per method and group (subject ``grad_cam/sex=Female``), with bootstrap bounds;
-        value None for groups with too few explained samples. ``attribution_divergence_excess`` per group (subject
-        ``sex=Female``): the median over methods of the divergence minus its chance level (random groups of the same
-        size), with the medians of the bounds shifted alike - a group the explanations treat apart in most methods,
-        beyond what so few samples give by chance."""
+        value None for groups with too few explained samples. ``attribution_divergence_excess_by_group`` per group
+        (subject ``sex=Female``): the median over methods of the divergence minus its chance level (random groups of the
+        same size), with the medians of the bounds shifted alike - a group the explanations treat apart in most methods,
+        beyond what so few samples give by chance. ``attribution_divergence_excess`` per attribute (subject ``sex``):
+        its group with the largest such excess (evidence names it), so the finding per attribute stays whichever groups
+        the seed's explained samples make large enough to compare."""
         ok = self.summary[self.summary["status"] == "ok"] if len(self.summary) else self.summary
         if len(ok):
             ok = ok.assign(excess=ok["divergence"] - ok["chance"], ex_lo=ok["lo"] - ok["chance"], ex_hi=ok["hi"] - ok["chance"])
-            for (attr, group), rows in ok.groupby(["attribute", "group"], sort=False):
+            per_group = [
+                (attr, group, rows["excess"].median(), rows["ex_lo"].median(), rows["ex_hi"].median(), int(rows["n"].max()))
+                for (attr, group), rows in ok.groupby(["attribute", "group"], sort=False)
+            ]
+            for attr in dict.fromkeys(g[0] for g in per_group):
+                _, group, excess, lo, hi, n = max((g for g in per_group if g[0] == attr), key=lambda g: g[2])
                 yield Measurement(
-                    name="attribution_divergence_excess", subject=f"{attr}={group}", value=finite(rows["excess"].median()),
-                    interval=bounds(rows["ex_lo"].median(), rows["ex_hi"].median()), direction="lower_is_better",
-                    evidence=f".summary[attribute={attr},group={group}]", n=int(rows["n"].max()),
+                    name="attribution_divergence_excess", subject=str(attr), value=finite(excess), interval=bounds(lo, hi),
+                    direction="lower_is_better", evidence=f".summary[attribute={attr},group={group}]", n=n,
+                )  # fmt: skip
+            for attr, group, excess, lo, hi, n in per_group:
+                yield Measurement(
+                    name="attribution_divergence_excess_by_group", subject=f"{attr}={group}", value=finite(excess), interval=bounds(lo, hi),
+                    direction="lower_is_better", evidence=f".summary[attribute={attr},group={group}]", n=n,
                 )  # fmt: skip
         for row in self.summary.to_dict("records"):
             yield Measurement(
