@@ -25,7 +25,8 @@ class AuditSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 0
-    # Samples to explain (attribution probes) and show as examples; None = per-modality default.
+    # Samples to explain (attribution probes) and show as examples; None = per-modality default (32 images:
+    # enough per class for attribution_regions and attribution_disparity to compare; 32 tabular rows; 8 texts).
     samples: Annotated[int, Field(ge=1, le=10_000)] | None = None
     sample_selection: Literal["stratified", "random", "first"] = "stratified"
     # Cap on evaluation rows for the whole audit (a seeded random subset); None = all rows.
@@ -36,7 +37,7 @@ class AuditSpec(BaseModel):
     exclude: list[str] = Field(default_factory=list)
 
     def n_samples(self, modality: str) -> int:
-        return self.samples or {"image": 8, "tabular": 32}.get(modality, 8)
+        return self.samples or {"image": 32, "tabular": 32}.get(modality, 8)
 
     def probe_specs(self, modality: str) -> list[ProbeSpec]:
         specs = self.probes if self.probes is not None else [ProbeSpec(name=n) for n in default_probe_names(modality)]

@@ -99,8 +99,15 @@ class AttributionDisparity(Probe):
             for attr in data.sensitive:
                 values = data.attributes[attr].iloc[res.sample_indices]
                 labels = values.astype(object).where(values.notna(), MISSING_GROUP).astype(str).to_numpy()
+                everyone = data.attributes[attr].astype(object).where(data.attributes[attr].notna(), MISSING_GROUP).astype(str)
+                population = everyone.value_counts(normalize=True)
                 for group in sorted(set(labels)):
                     row, shares = self._compare(flat, labels == group, rng)
+                    # Whether the group and the rest are expected (from their shares of the data, not from the seed's
+                    # draw) to hold twice min_samples of the explained samples: the checked measurement uses only such
+                    # groups, so the findings do not come and go with the samples a seed picks.
+                    expected = float(population.get(group, 0.0)) * len(labels)
+                    row["eligible"] = bool(min(expected, len(labels) - expected) >= 2 * self.min_samples)
                     row = {"method": res.method, "attribute": attr, "group": group, **row}
                     if res.feature_names and shares is not None:
                         share_g, share_rest, mean_g = shares

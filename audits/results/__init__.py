@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 from audits.results.base import Cost, Measurement, ProbeFailure, ProbeResult, SkippedProbe
-from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
+from audits.results.discovery import AttributionRegionsResult, SliceDiscoveryResult, TriggerScanResult, TriggerValuesResult, TriggerWordsResult
 from audits.results.fairness import (
     AttributionDisparityResult,
     CounterfactualFlipResult,
@@ -38,6 +38,7 @@ __all__ = [
     "AttackResult",
     "AttentionMapsResult",
     "AttributionDisparityResult",
+    "AttributionRegionsResult",
     "AttributionResult",
     "CalibrationResult",
     "CorruptionExamples",
@@ -59,6 +60,7 @@ __all__ = [
     "TextAttentionResult",
     "TextRobustnessResult",
     "TriggerScanResult",
+    "TriggerValuesResult",
     "TriggerWordsResult",
     "TrustResult",
 ]

@@ -166,3 +166,124 @@ class TriggerWordsResult(ProbeResult):
                 evidence=f".words[word={top['word']},target={target}]",
                 n=int(top["n"]),
             )
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class AttributionRegionsResult(ProbeResult):
+    """Where the attribution mass sits, per attribution method and predicted class (image models).
+
+    Each explained sample's |attribution| map is cut into a ``grid`` x ``grid`` grid of
+    cells (``r0c0`` top left) and a ``border`` ring of ``border_px`` pixels; a region's
+    share is its part of the sample's total |attribution|. ``regions`` has one row per
+    (method, class, region): ``method``, ``target`` (predicted class), ``region``, ``n``
+    (the class's explained samples), ``share`` (their mean share), ``uniform`` (the
+    region's share of the pixels), ``others`` (the largest of the other classes' mean
+    shares: a region another class leans on too is part of how things look, not a cue of
+    one class; NaN when no other class was explained), ``excess`` (the median over the
+    class's samples of their share minus the larger of ``uniform`` and ``others``: a
+    region that holds the mass of only one sample does not count), ``lo``/``hi`` (its
+    bootstrap interval over the class's samples) and ``consistency`` (the share of the
+    class's samples above that reference). Classes with fewer than ``min_samples``
+    explained samples are left out (``notes`` says which). ``classes`` has one row per class:
+    see :meth:`per_class`.
+    """
+
+    grid: int
+    border_px: int
+    min_samples: int
+    methods: list[str]
+    regions: pd.DataFrame
+    classes: pd.DataFrame
+    notes: list[str]
+
+    def strongest(self, k: int = 5) -> pd.DataFrame:
+        """The ``k`` (method, class, region) rows with the largest excess."""
+        return self.regions.sort_values("excess", ascending=False).head(k) if len(self.regions) else self.regions
+
+    def per_class(self) -> pd.DataFrame:
+        """Per class: ``excess``, the median over methods of each method's largest excess (a shortcut shows in most
+        methods, one method's quirk does not), its bootstrap bounds ``lo``/``hi`` (the class's samples resampled
+        jointly for every method), the ``region`` most methods name, ``n`` samples and ``methods`` compared."""
+        return self.classes
+
+    def headline(self) -> str:
+        c = self.per_class()
+        if not len(c) or "excess" not in c:
+            return "no class with enough explained samples"
+        r = c.loc[c["excess"].idxmax()]
+        return f"most concentrated: class {r['target']} in {r['region']} ({r['excess']:+.0%} of its attribution over uniform and other classes)"
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``attribution_region_excess`` (no subject): the most concentrated class's excess, its evidence naming the
+        class and region - one measurement whatever classes had enough explained samples, so the finding does not come
+        and go with the seed's choice of samples; ``attribution_region_excess_by_class`` per class (``class=7``; the
+        median over methods, see :meth:`per_class`) and ``attribution_region_excess_by_method`` (``grad_cam/class=7``)."""
+        c = self.per_class()
+        if len(c) and "excess" in c and c["excess"].notna().any():
+            row = c.loc[c["excess"].idxmax()]
+            yield Measurement(
+                name="attribution_region_excess", value=finite(row["excess"]), interval=bounds(row["lo"], row["hi"]), direction="lower_is_better",
+                evidence=f".regions[target={row['target']},region={row['region']}]", n=int(row["n"]),
+            )  # fmt: skip
+        for row in c.to_dict("records"):
+            yield Measurement(
+                name="attribution_region_excess_by_class", subject=f"class={row['target']}", value=finite(row["excess"]),
+                interval=bounds(row["lo"], row["hi"]), direction="lower_is_better",
+                evidence=f".regions[target={row['target']},region={row['region']}]", n=int(row["n"]),
+            )  # fmt: skip
+        if not len(self.regions):
+            return
+        top = self.regions.loc[self.regions.groupby(["method", "target"], sort=False)["excess"].idxmax()]
+        for row in top.to_dict("records"):
+            yield Measurement(
+                name="attribution_region_excess_by_method", subject=f"{row['method']}/class={row['target']}", value=finite(row["excess"]),
+                interval=bounds(row["lo"], row["hi"]), direction="lower_is_better",
+                evidence=f".regions[method={row['method']},target={row['target']},region={row['region']}]", n=int(row["n"]),
+            )  # fmt: skip
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class TriggerValuesResult(ProbeResult):
+    """Flip rates of single feature values set on rows of the other classes (tabular models).
+
+    ``values`` has one row per (feature, value, class): ``feature``, ``value`` (a categorical
+    level or a numeric quantile), ``target`` (class name), ``n`` (rows not predicted as the
+    target before), ``flip_rate`` (share of them predicted as the target with the value set)
+    with Wilson bounds ``lo``/``hi``, ``typical`` (median flip rate into the target over every
+    tested value), ``reference`` (the larger of ``typical`` and the flip rates of the feature's
+    other levels, or, for numerics, its neighbouring quantiles) and ``excess``
+    (``flip_rate - reference``). ``examples`` lists up to five row indices the strongest value flipped.
+    """
+
+    n_rows: int
+    values: pd.DataFrame
+    examples: list[int]
+
+    def strongest(self, k: int = 5) -> pd.DataFrame:
+        """The ``k`` (feature, value, class) rows with the largest excess."""
+        return self.values.sort_values("excess", ascending=False).head(k) if len(self.values) else self.values
+
+    def headline(self) -> str:
+        if not len(self.values):
+            return "no value tested"
+        top = self.strongest(1).iloc[0]
+        return f"strongest value: {top['feature']}={top['value']} turns {top['flip_rate']:.0%} of rows into {top['target']}"
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``trigger_value_excess`` per target class: its strongest value's flip rate minus the reference (Wilson
+        interval shifted alike), subject ``class=<target>``."""
+        if not len(self.values):
+            return
+        for target, rows in self.values.groupby("target", sort=False):
+            top = rows.loc[rows["excess"].idxmax()]
+            yield Measurement(
+                name="trigger_value_excess",
+                subject=f"class={target}",
+                value=finite(top["excess"]),
+                interval=bounds(top["lo"] - top["reference"], top["hi"] - top["reference"]),
+                direction="lower_is_better",
+                evidence=f".values[feature={top['feature']},value={top['value']},target={target}]",
+                n=int(top["n"]),
+            )

@@ -403,7 +403,39 @@ class AttributionDisparityResult(ProbeResult):
 
     def measurements(self) -> Iterator[Measurement]:
         """``attribution_divergence`` per method and group (subject ``grad_cam/sex=Female``), with bootstrap bounds;
-        value None for groups with too few explained samples."""
+        value None for groups with too few explained samples. ``attribution_divergence_excess_by_group`` per group
+        (subject ``sex=Female``): the median over methods of the divergence minus its chance level (random groups of the
+        same size), with the medians of the bounds shifted alike - a group the explanations treat apart in most methods,
+        beyond what so few samples give by chance. ``attribution_divergence_excess`` per attribute (subject ``sex``):
+        its ``eligible`` group (one the budget is expected to compare, from the group's share of the data) with the
+        largest such excess (evidence names it), for every attribute with an eligible group, so the findings stay the
+        same whichever samples a seed picks."""
+        ok = self.summary[self.summary["status"] == "ok"] if len(self.summary) else self.summary
+        eligible_attrs = list(dict.fromkeys(self.summary.loc[self.summary["eligible"].astype(bool), "attribute"])) if "eligible" in self.summary else []
+        if len(ok):
+            ok = ok.assign(excess=ok["divergence"] - ok["chance"], ex_lo=ok["lo"] - ok["chance"], ex_hi=ok["hi"] - ok["chance"])
+            per_group = [
+                (attr, group, rows["excess"].median(), rows["ex_lo"].median(), rows["ex_hi"].median(), int(rows["n"].max()), bool(rows.get("eligible", rows["n"] > 0).all()))
+                for (attr, group), rows in ok.groupby(["attribute", "group"], sort=False)
+            ]  # fmt: skip
+        else:
+            per_group = []
+        for attr in eligible_attrs:  # attributes whose groups the budget is expected to compare; None if this draw could not
+            found = [g for g in per_group if g[0] == attr and g[6]]
+            if not found:
+                yield Measurement(name="attribution_divergence_excess", subject=str(attr), value=None, direction="lower_is_better", evidence=".summary")
+                continue
+            _, group, excess, lo, hi, n, _ = max(found, key=lambda g: g[2])
+            yield Measurement(
+                name="attribution_divergence_excess", subject=str(attr), value=finite(excess), interval=bounds(lo, hi),
+                direction="lower_is_better", evidence=f".summary[attribute={attr},group={group}]", n=n,
+            )  # fmt: skip
+        if per_group:
+            for attr, group, excess, lo, hi, n, _ in per_group:
+                yield Measurement(
+                    name="attribution_divergence_excess_by_group", subject=f"{attr}={group}", value=finite(excess), interval=bounds(lo, hi),
+                    direction="lower_is_better", evidence=f".summary[attribute={attr},group={group}]", n=n,
+                )  # fmt: skip
         for row in self.summary.to_dict("records"):
             yield Measurement(
                 name="attribution_divergence",

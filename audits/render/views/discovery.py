@@ -1,13 +1,13 @@
-"""Discovery results (slice discovery, trigger scan, trigger words): their charts and document blocks."""
+"""Discovery results (slice discovery, trigger scan, trigger words, attribution regions): their charts and document blocks."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from audits.render.blocks import Paragraph, RenderContext, figure, frame_table
-from audits.render.charts import BarChart, ImageCell, ImageGrid, RefLine, Series, grey_or_rgb
+from audits.render.charts import BarChart, HeatmapChart, ImageCell, ImageGrid, RefLine, Series, grey_or_rgb
 from audits.render.registry import view
-from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
+from audits.results.discovery import AttributionRegionsResult, SliceDiscoveryResult, TriggerScanResult, TriggerValuesResult, TriggerWordsResult
 
 
 def slice_chart(result: SliceDiscoveryResult) -> BarChart:
@@ -94,4 +94,97 @@ def trigger_words_view(r: TriggerWordsResult, ctx: RenderContext) -> list:
     )
     if r.examples:
         blocks.append(Paragraph("Flipped by the strongest word: " + " | ".join(r.examples)))
+    return blocks
+
+
+def region_share_chart(result: AttributionRegionsResult) -> HeatmapChart:
+    """Per class (rows) and region (columns: grid cells, then the border): the mean share of attribution mass over methods."""
+    t = result.regions
+    table = t.groupby(["target", "region"], sort=False)["share"].mean().unstack("region")
+    regions = [c for c in t["region"].drop_duplicates()]
+    table = table[regions]
+    uniform = t.drop_duplicates("region").set_index("region")["uniform"]
+    return HeatmapChart(
+        title="Share of attribution mass per region and predicted class (mean over methods)",
+        x_label="region (r<row>c<col> of the grid; border ring)",
+        y_label="predicted class",
+        x_labels=[f"{r} (uniform {uniform[r]:.0%})" for r in regions],
+        y_labels=[str(c) for c in table.index],
+        values=table.to_numpy(dtype=float),
+        colorbar="share of |attribution|",
+        zmin=0.0,
+        annotations=np.vectorize(lambda v: f"{v:.0%}")(table.to_numpy(dtype=float)),
+    )
+
+
+def class_grid_chart(result: AttributionRegionsResult, target: str) -> HeatmapChart:
+    """One class's mean share per grid cell (mean over methods), laid out as the grid lies on the image."""
+    t = result.regions[(result.regions["target"] == target) & (result.regions["region"] != "border")]
+    cells = t.groupby("region", sort=False)["share"].mean()
+    g = result.grid
+    values = np.full((g, g), np.nan)
+    for region, v in cells.items():
+        i, j = (int(x) for x in region[1:].split("c"))
+        values[i, j] = v
+    border = result.regions[(result.regions["target"] == target) & (result.regions["region"] == "border")]["share"].mean()
+    return HeatmapChart(
+        title=f"Class {target}: share of attribution mass per grid cell (uniform {1 / g**2:.0%}; border ring {border:.0%})",
+        x_label="grid column", y_label="grid row", x_labels=[str(j) for j in range(g)], y_labels=[str(i) for i in range(g)],
+        values=values, colorbar="share of |attribution|", zmin=0.0, annotations=np.vectorize(lambda v: f"{v:.0%}")(values),
+    )  # fmt: skip
+
+
+@view(AttributionRegionsResult)
+def attribution_regions_view(r: AttributionRegionsResult, ctx: RenderContext) -> list:
+    """Per class, how far its attribution mass leans on one region, and where the mass sits."""
+    blocks: list = [
+        Paragraph(
+            f"Each explained image's |attribution| map cut into a {r.grid}x{r.grid} grid and a {r.border_px}-pixel border ring, per method "
+            f"({', '.join(r.methods) or 'none'}) and predicted class. The excess is the median sample's share of a region minus the larger of "
+            "the region's share of the pixels and the largest share any other class gives it; per class, the median over methods."
+        )
+    ]
+    blocks += [Paragraph(n) for n in r.notes]
+    if not len(r.regions):
+        return blocks
+    blocks += frame_table(
+        r.per_class().sort_values("excess", ascending=False), columns=["target", "n", "excess", "lo", "hi", "region", "methods"],
+        caption="Per class: largest excess of attribution share in one region (median over methods, bootstrap bounds)",
+    )  # fmt: skip
+    blocks += figure(region_share_chart(r))
+    c = r.per_class()
+    if len(c):
+        blocks += figure(class_grid_chart(r, str(c.loc[c["excess"].idxmax(), "target"])))
+    blocks += frame_table(
+        r.strongest(10), columns=["method", "target", "region", "n", "share", "uniform", "others", "excess", "lo", "hi", "consistency"],
+        caption="Strongest (method, class, region) rows",
+    )  # fmt: skip
+    return blocks
+
+
+@view(TriggerValuesResult)
+def trigger_values_view(r: TriggerValuesResult, ctx: RenderContext) -> list:
+    """The feature values that force the most rows into a class, against the feature's other values."""
+    t = r.strongest(10)
+    labels = [f"{f}={v} -> {g}" for f, v, g in zip(t["feature"], t["value"], t["target"], strict=True)]
+    chart = BarChart(
+        title="Strongest feature values: flip rate into a class (95% Wilson intervals)",
+        categories=labels,
+        series=[Series("flip rate", labels, list(t["flip_rate"]), list(t["lo"]), list(t["hi"])), Series("reference", labels, list(t["reference"]))]
+        if len(t)
+        else [],
+        value_label="flip rate",
+        value_range=(0.0, 1.05),
+    )
+    blocks: list = [
+        Paragraph(
+            f"Each feature set, one at a time, to each of its levels or quantiles on {r.n_rows:,} rows. The reference is the larger of the "
+            "typical value's flip rate and that of the feature's other levels (numerics: its neighbouring quantiles), so a feature that "
+            "drives the model step by step does not stand out; a value that forces the outcome alone does."
+        )
+    ]
+    blocks += figure(chart)
+    blocks += frame_table(t, columns=["feature", "value", "target", "n", "flip_rate", "lo", "hi", "reference", "excess"], caption="Strongest values")
+    if r.examples:
+        blocks.append(Paragraph(f"Rows the strongest value flipped: {', '.join(str(i) for i in r.examples)}."))
     return blocks

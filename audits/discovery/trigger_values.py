@@ -1,0 +1,130 @@
+"""Trigger scan (tabular): single feature values that, set on rows of the other classes, force one outcome.
+
+A model that learned one value as the cue for a class (an account flag, a code that leaked
+the label, a rare category) predicts that class whenever the value appears, whatever the rest
+of the row says. The scan sets each raw feature, one at a time, to each of its candidate
+values (every categorical level; numeric features at a few quantiles, the extremes included)
+on a seeded subset of rows, all in large batches, and measures per (feature, value, class)
+the share of rows not predicted as the class before that are predicted as it after. A feature
+that drives the model in a graded way moves predictions step by step over its quantiles; a
+trigger is a value that stands out from the feature's other values (its neighbouring
+quantiles, or its other levels) and from what a typical value does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from audits.probes import Probe, RunContext, register
+from audits.results.discovery import TriggerValuesResult
+from audits.stats import wilson_interval
+from models.card import CategoricalFeature
+
+if TYPE_CHECKING:
+    from audits.data import AuditData
+    from models.loader import ModelHandle
+
+
+@register
+class TriggerValues(Probe):
+    """Single feature values that force one class (tabular models).
+
+    Parameters
+    ----------
+    max_rows : int
+        Rows the values are set on (a seeded random subset when there are more; the default covers most evaluation
+        sets whole, so the scan does not move with the seed).
+    quantiles : list of float
+        Quantiles of each numeric feature tried as values (the extremes as the outer ones).
+    max_levels : int
+        Categorical features with more levels try only the most frequent ones.
+    """
+
+    name: ClassVar[str] = "trigger_values"
+    result_type: ClassVar = TriggerValuesResult
+    category: ClassVar = "robustness"
+    modalities: ClassVar = ("tabular",)
+    default_for: ClassVar = ("tabular",)
+    title: ClassVar[str] = "Trigger scan (tabular)"
+    description: ClassVar[str] = (
+        "Sets each feature, one at a time, to each categorical level or numeric quantile on rows of the other classes: "
+        "which single values force one outcome regardless of the rest of the row."
+    )
+
+    def __init__(self, *, max_rows: int = 20_000, quantiles: tuple[float, ...] = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99), max_levels: int = 50) -> None:
+        if max_rows < 1 or max_levels < 1:
+            raise ValueError("max_rows and max_levels must be at least 1")
+        if not quantiles or not all(0.0 <= q <= 1.0 for q in quantiles):
+            raise ValueError(f"quantiles must lie in [0, 1], got {quantiles}")
+        self.max_rows = max_rows
+        self.quantiles = sorted(float(q) for q in quantiles)
+        self.max_levels = max_levels
+
+    def check(self, model: ModelHandle, data: AuditData) -> str | None:
+        reason = super().check(model, data)
+        if reason is None and (model.encoder is None or data.raw is None):
+            reason = "the model declares no tabular encoder for raw features"
+        return reason
+
+    def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> TriggerValuesResult:
+        rows = np.arange(len(data))
+        if len(rows) > self.max_rows:
+            rows = np.sort(context.rng(self.name).choice(len(rows), size=self.max_rows, replace=False))
+        x, orig, raw = data.x[rows], context.predictions[rows], data.raw.iloc[rows].reset_index(drop=True)
+        candidates = []  # (feature, value label, sort position for numerics or None, encoded columns, encoded values)
+        for f, cols in zip(model.encoder.spec.features, model.encoder.groups, strict=True):
+            if isinstance(f, CategoricalFeature):
+                counts = raw[f.name].astype("string").value_counts()
+                levels = [lv for lv in f.levels if lv in counts.index]
+                levels = sorted(levels, key=lambda lv: -counts[lv])[: self.max_levels]
+                values = [(lv, None, lv) for lv in levels]
+            else:
+                col = pd.to_numeric(raw[f.name], errors="coerce").dropna()
+                if col.empty:
+                    continue
+                qs = np.unique(np.quantile(col.to_numpy(dtype=np.float64), self.quantiles))
+                values = [(f"{v:.6g}", k, float(v)) for k, v in enumerate(qs)]
+            for label, pos, value in values:
+                one = raw.iloc[:1].copy()
+                one[f.name] = value
+                candidates.append((f.name, label, pos, cols, model.encoder.encode(one)[0, cols]))
+        new = np.empty((len(candidates), len(rows)), dtype=np.int64)
+        per_call = max(1, 2**22 // max(x.size, 1))  # candidates per model call: about 4M encoded values
+        for start in range(0, len(candidates), per_call):
+            chunk = candidates[start : start + per_call]
+            batch = np.repeat(x[None], len(chunk), axis=0)
+            for k, (_, _, _, cols, enc) in enumerate(chunk):
+                batch[k][:, cols] = enc
+            new[start : start + len(chunk)] = model.predict_proba(batch.reshape(-1, x.shape[1])).argmax(axis=1).reshape(len(chunk), len(rows))
+            context.report((start + len(chunk)) / max(len(candidates), 1), "values")
+        out = []
+        for target in range(model.n_classes):
+            before = orig != target
+            n = int(before.sum())
+            if n == 0:
+                continue
+            rates = (new[:, before] == target).mean(axis=1) if len(candidates) else np.zeros(0)
+            lo, hi = wilson_interval(rates * n, n)
+            typical = float(np.median(rates)) if len(rates) else 0.0
+            for k, (feature, label, pos, _, _) in enumerate(candidates):
+                same = [j for j, c in enumerate(candidates) if c[0] == feature and j != k]
+                if pos is not None:  # numeric: the neighbouring quantiles only (a graded driver moves step by step)
+                    same = [j for j in same if abs(candidates[j][2] - pos) == 1]
+                reference = max([typical, *(float(rates[j]) for j in same)])
+                out.append({
+                    "feature": feature, "value": label, "target": data.class_names[target], "n": n, "flip_rate": float(rates[k]),
+                    "lo": float(lo[k]), "hi": float(hi[k]), "typical": typical, "reference": reference, "excess": float(rates[k]) - reference,
+                })  # fmt: skip
+        values = pd.DataFrame(out)
+        examples: list[int] = []
+        if len(values):
+            top = values.loc[values["excess"].idxmax()]
+            k = next(j for j, c in enumerate(candidates) if c[0] == top["feature"] and c[1] == top["value"])
+            t = data.class_names.index(top["target"])
+            examples = [int(r) for r in rows[(orig != t) & (new[k] == t)][:5]]
+        return TriggerValuesResult(
+            method=self.name, params=self.params, seed=context.seed, n_rows=len(rows), values=values, examples=examples,
+        )  # fmt: skip
