@@ -171,3 +171,25 @@ def test_bad_parameters_and_nothing_to_score_say_what_to_do(tabular_bundle):
     assert alone.methods == ["integrated_gradients"] and "computed integrated_gradients itself" in alone.notes[0]
     # Two classes: the other class's map mirrors this one, so no random-logit check (it would always fail).
     assert "random_logit_similarity" not in alone.metrics["integrated_gradients"] and any("two classes" in n for n in alone.notes)
+
+
+def test_deletion_curve_matches_explicit_inputs_and_black_pixels_cost_no_rows(image_bundle):
+    card = load_card(image_bundle["card_path"])
+    model = load_model(card)
+    x = image_bundle["x"][:3].copy()
+    x[:, :, :4, :] = 0.0  # the top half already black: deleting those pixels changes nothing
+    maps = np.random.default_rng(3).normal(size=(3, 64))
+    features = Features(index=np.arange(64), baseline=np.zeros(64), n=64, valid=np.ones((3, 64), dtype=bool))
+    targets = np.array([1, 4, 7])
+    calls, rows = model.meter.snapshot()
+    got = faithfulness(model, x, targets, maps, features, steps=64, n_random=0, corr_runs=5, corr_fraction=0.25, rng=np.random.default_rng(0), insertion=False)
+    spent = model.meter.snapshot()[1] - rows
+    # At most the 32 non-black pixels + 1 distinct deletion rows and 5 subsets per sample, not 65 + 5.
+    assert spent <= 3 * (33 + 5)
+    for i in range(3):
+        order = np.argsort(-maps[i], kind="stable")
+        inputs = np.repeat(x[i : i + 1], 65, axis=0).reshape(65, -1)
+        for c in range(65):
+            inputs[c, order[:c]] = 0.0
+        proba = model.predict_proba(inputs.reshape(65, 1, 8, 8))[:, targets[i]]
+        np.testing.assert_allclose(got["deletion_curve"][i], proba, rtol=1e-5, atol=1e-6)

@@ -119,6 +119,11 @@ def faithfulness(
     base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
     n, f = maps.shape
     out: dict[str, list] = {k: [] for k in ("deletion_auc", "insertion_auc", "deletion_score", "insertion_score", "faithfulness_correlation", "deletion_curve")}
+    # Features whose every element already equals the baseline (black pixels): removing them changes nothing.
+    flat_x = np.asarray(x).reshape(n, -1)
+    perturbable = features.index >= 0
+    differs = (flat_x[:, perturbable] != np.asarray(features.baseline)[perturbable][None, :]).astype(np.float64)
+    at_base = np.stack([np.bincount(features.index[perturbable], weights=d, minlength=f) for d in differs]) == 0 if n else np.zeros((0, f), dtype=bool)
     plans = []
     for i in range(n):
         valid = np.flatnonzero(features.valid[i])
@@ -134,11 +139,14 @@ def faithfulness(
         inserted = features.valid[i][None, None, :] & ~deleted  # only the first c features present
         size = max(1, int(round(corr_fraction * m)))
         subsets = np.zeros((corr_runs, f), dtype=bool)
-        for j in range(corr_runs):
-            subsets[j, rng.choice(valid, size=size, replace=False)] = True
+        # Each run's subset: the ``size`` smallest of m uniform keys (one draw for every run at once).
+        picks = np.argpartition(rng.random((corr_runs, m)), size - 1, axis=1)[:, :size] if size < m else np.tile(np.arange(m), (corr_runs, 1))
+        subsets[np.arange(corr_runs)[:, None], valid[picks]] = True
         curves = np.stack([deleted, inserted], axis=1) if insertion else deleted[:, None]
         removed = np.concatenate([curves.reshape(-1, f), subsets])
-        plans.append((m, k, cuts, len(orders), removed, subsets))
+        # Rows that differ only in features already at the baseline are the same input: one model row each.
+        unique, inverse = _distinct(removed | at_base[i][None, :])
+        plans.append((m, k, cuts, len(orders), unique, inverse, subsets))
     # All samples' perturbed rows go through the model together, in groups of bounded memory.
     per_row = int(np.prod(shape))
     budget = max(1, (1 << 25) // max(per_row, 1))
@@ -156,12 +164,12 @@ def faithfulness(
         proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         offset = 0
         for j in range(start, stop):
-            r = len(plans[j][4])
+            r, inverse = len(plans[j][4]), plans[j][5]
             t = int(targets[j])
-            results.append((logits[offset : offset + r, t], proba[offset : offset + r, t]))
+            results.append((logits[offset : offset + r, t][inverse], proba[offset : offset + r, t][inverse]))
             offset += r
         start = stop
-    for i, ((m, k, cuts, n_orders, _removed, subsets), (logit, proba)) in enumerate(zip(plans, results, strict=True)):
+    for i, ((m, k, cuts, n_orders, _unique, _inverse, subsets), (logit, proba)) in enumerate(zip(plans, results, strict=True)):
         n_kinds = 2 if insertion else 1
         n_curves = n_orders * n_kinds * (k + 1)
         curves = proba[:n_curves].reshape(n_orders, n_kinds, k + 1)
@@ -177,6 +185,14 @@ def faithfulness(
         drops = logit[0] - logit[n_curves:]  # the deletion curve's first point has nothing removed
         out["faithfulness_correlation"].append(pearson(subsets.astype(np.float64) @ maps[i], drops))
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def _distinct(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a boolean (R, F) array and, per row, the index of its distinct row."""
+    packed = np.packbits(masks, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return masks[first], inverse.ravel()
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
