@@ -110,7 +110,8 @@ def faithfulness(
     dict
         Per sample: ``deletion_auc``/``insertion_auc`` (probability of the target, mean over the
         curve), ``deletion_score``/``insertion_score`` (gain over random orderings as a share of
-        |p(x) - p(baseline)|; 0 = random, higher is better), ``faithfulness_correlation``
+        |p(x) - p(baseline)|; 0 = random, higher is better), ``deletion_gain`` and ``deletion_span``
+        (that gain and that share's denominator, for pooling over samples), ``faithfulness_correlation``
         (Pearson, over subsets, of the attribution sum and the logit drop), and ``deletion_curve``.
     """
     shape = tuple(x.shape[1:])
@@ -118,7 +119,8 @@ def faithfulness(
     index = torch.as_tensor(features.index, device=device)
     base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
     n, f = maps.shape
-    out: dict[str, list] = {k: [] for k in ("deletion_auc", "insertion_auc", "deletion_score", "insertion_score", "faithfulness_correlation", "deletion_curve")}
+    keys = ("deletion_auc", "insertion_auc", "deletion_score", "insertion_score", "deletion_gain", "deletion_span", "faithfulness_correlation", "deletion_curve")
+    out: dict[str, list] = {k: [] for k in keys}
     # Features whose every element already equals the baseline (black pixels): removing them changes nothing.
     flat_x = np.asarray(x).reshape(n, -1)
     perturbable = features.index >= 0
@@ -179,6 +181,8 @@ def faithfulness(
         span = max(abs(curves[0, 0, 0] - curves[0, 0, -1]), _MIN_SPAN)
         out["deletion_auc"].append(auc[0, 0])
         out["insertion_auc"].append(auc[0, 1])
+        out["deletion_gain"].append(auc[1:, 0].mean() - auc[0, 0] if n_random else np.nan)
+        out["deletion_span"].append(span)
         out["deletion_score"].append((auc[1:, 0].mean() - auc[0, 0]) / span if n_random else np.nan)
         out["insertion_score"].append((auc[0, 1] - auc[1:, 1].mean()) / span if n_random else np.nan)
         out["deletion_curve"].append(np.interp(np.linspace(0, 1, steps + 1), cuts / max(m, 1), curves[0, 0]))

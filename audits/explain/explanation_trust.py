@@ -18,7 +18,7 @@ from audits.explain._trust_metrics import Features, faithfulness, feature_maps, 
 from audits.explain._trust_rerun import parameter_layers, randomized_copy, rerun
 from audits.probes import Probe, RunContext, make_probe, register, registered_probes
 from audits.results import AttributionResult
-from audits.results.trust import TrustResult
+from audits.results.trust import PROPERTIES, TrustResult, bootstrap_interval, cohen_kappa
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -37,12 +37,17 @@ class ExplanationTrust(Probe):
     methods : list of str or None
         Attribution methods to score (probe names); None scores every one that ran before.
     n_samples : int
-        Explained samples scored per method (the first ones, which the audit spreads over classes).
+        Explained samples whose maps are re-run (randomized model, random logit, noise) per method
+        (the first ones, which the audit spreads over classes).
+    faithfulness_samples : int
+        Explained samples scored for faithfulness (no re-run: forward passes only), at most the explained ones.
     steps : int
         Points of the deletion and insertion curves: features leave or enter in ``steps`` chunks,
         so a curve costs ``steps + 1`` model rows whatever the image size.
     n_random : int
         Random orderings each curve is normalised against.
+    n_boot : int
+        Bootstrap resamples of the scored samples for each property's 95% interval (0: no intervals).
     corr_runs, corr_fraction : int, float
         Random feature subsets (each this share of the features) for the faithfulness correlation.
     max_features : int
@@ -75,8 +80,10 @@ class ExplanationTrust(Probe):
         *,
         methods: list[str] | None = None,
         n_samples: int = 6,
+        faithfulness_samples: int = 32,
         steps: int = 16,
-        n_random: int = 2,
+        n_random: int = 4,
+        n_boot: int = 1000,
         corr_runs: int = 32,
         corr_fraction: float = 0.125,
         max_features: int = 256,
@@ -85,10 +92,10 @@ class ExplanationTrust(Probe):
         noise: float = 0.05,
         noise_draws: int = 2,
     ) -> None:
-        for label, value, low in (("n_samples", n_samples, 1), ("steps", steps, 1), ("corr_runs", corr_runs, 3), ("max_features", max_features, 4)):
+        for label, value, low in (("n_samples", n_samples, 1), ("faithfulness_samples", faithfulness_samples, 1), ("steps", steps, 1), ("corr_runs", corr_runs, 3), ("max_features", max_features, 4)):
             if value < low:
                 raise ValueError(f"{label} must be at least {low}, got {value}")
-        for label, value in (("n_random", n_random), ("cascade_stages", cascade_stages), ("noise_draws", noise_draws)):
+        for label, value in (("n_random", n_random), ("n_boot", n_boot), ("cascade_stages", cascade_stages), ("noise_draws", noise_draws)):
             if value < 0:
                 raise ValueError(f"{label} must be 0 or more, got {value}")
         if not 0 < corr_fraction < 1:
@@ -97,8 +104,10 @@ class ExplanationTrust(Probe):
             raise ValueError(f"noise must be 0 or more, got {noise}")
         self.methods = None if methods is None else list(methods)
         self.n_samples = n_samples
+        self.faithfulness_samples = faithfulness_samples
         self.steps = steps
         self.n_random = n_random
+        self.n_boot = n_boot
         self.corr_runs = corr_runs
         self.corr_fraction = corr_fraction
         self.max_features = max_features
@@ -133,27 +142,36 @@ class ExplanationTrust(Probe):
         layers = parameter_layers(model.network)
         top_down = layers[::-1]
         stages = [top_down[: max(1, int(np.ceil(len(top_down) * (s + 1) / self.cascade_stages)))] for s in range(self.cascade_stages)] if layers else []
+        # One randomized copy per cascade stage, shared by every method: they are judged against the same random model.
+        stage_rng = context.rng(f"{self.name}:randomization")
+        randomized = [randomized_copy(model, top, int(stage_rng.integers(2**31))) for top in stages]
         metrics: dict[str, dict[str, np.ndarray]] = {}
         cascade: dict[str, np.ndarray] = {}
         curves: dict[str, np.ndarray] = {}
         costs: dict[str, list[int]] = {}
+        intervals: dict[str, dict[str, list[float]]] = {}
         description = ""
         for i, r in enumerate(maps):
             context.report(i / len(maps), r.method)
             calls_before, rows_before = model.meter.snapshot()
-            rows = np.arange(min(self.n_samples, len(r.sample_indices)))
-            features, pixel_ids, description = self._features(model, data, r, rows)
-            reference = self._as_features(r.attributions[rows], pixel_ids, features)
+            # Faithfulness needs only forward passes: every explained sample (up to faithfulness_samples);
+            # the checks that re-run the method take the first n_samples of them.
+            scored = np.arange(min(max(self.faithfulness_samples, self.n_samples), len(r.sample_indices)))
+            rows = scored[: self.n_samples]
+            all_features, pixel_ids, description = self._features(model, data, r, scored)
+            features = dataclasses.replace(all_features, valid=all_features.valid[rows])
+            scored_maps = self._as_features(r.attributions[scored], pixel_ids, all_features)
+            reference = scored_maps[rows]
             rng = context.rng(f"{self.name}:{r.method}")
-            x = data.x[np.asarray(r.sample_indices)[rows]]
+            x = data.x[np.asarray(r.sample_indices)[scored]]
             targets = np.asarray(r.targets)[rows]
             scores = faithfulness(
-                model, x, targets, reference, features,
+                model, x, np.asarray(r.targets)[scored], scored_maps, all_features,
                 steps=self.steps, n_random=self.n_random, corr_runs=self.corr_runs, corr_fraction=self.corr_fraction, rng=rng,
             )  # fmt: skip
             curves[r.method] = scores.pop("deletion_curve")
             values = dict(scores)
-            values["sparseness"] = gini(reference, features.valid)
+            values["sparseness"] = gini(scored_maps, all_features.valid)
 
             def again(label: str, handle, source, targets=None, r=r, rows=rows, features=features, pixel_ids=pixel_ids) -> np.ndarray | None:
                 """The method's maps re-run on ``handle`` and ``source`` (None, noted, when that fails)."""
@@ -165,9 +183,8 @@ class ExplanationTrust(Probe):
 
             if stages:
                 sims = []
-                for top in stages:
-                    seed = int(rng.integers(2**31))
-                    got = again("model randomization", randomized_copy(model, top, seed), data)
+                for shuffled in randomized:
+                    got = again("model randomization", shuffled, data)
                     sims.append(spearman_abs(reference, got, features.valid) if got is not None else np.full(len(rows), np.nan))
                 cascade[r.method] = np.stack(sims)
                 values["model_randomization_similarity"] = sims[-1]
@@ -189,8 +206,10 @@ class ExplanationTrust(Probe):
                     values["stability_max_change"] = np.max(changes, axis=0)
                     values["stability_mean_change"] = np.mean(changes, axis=0)
             metrics[r.method] = values
+            intervals[r.method] = self._intervals(values, rng)
             calls_after, rows_after = model.meter.snapshot()
             costs[r.method] = [calls_after - calls_before, rows_after - rows_before]
+        skill = cohen_kappa(context.predictions, data.y) if getattr(data, "y", None) is not None and len(context.proba) == len(data.y) else None
         if self.random_logit and model.n_classes <= 2:
             notes.append("No random-logit check: with two classes the other class's map mirrors the explained one.")
         if data.modality == "text" and self.noise_draws:
@@ -207,8 +226,18 @@ class ExplanationTrust(Probe):
             deletion_curves=curves,
             costs=costs,
             map_costs={r.method: [int(r.cost.model_calls), int(r.cost.rows_evaluated)] for r in maps},
+            intervals=intervals,
+            model_skill=None if skill is None else skill[0],
+            model_skill_interval=None if skill is None else skill[1],
             notes=notes,
         )
+
+    def _intervals(self, values: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, list[float]]:
+        """95% bootstrap interval of each property value over the samples it rests on."""
+        if not self.n_boot:
+            return {}
+        out = {prop: bootstrap_interval(values, prop, rng, self.n_boot) for prop in PROPERTIES}
+        return {k: v for k, v in out.items() if v is not None}
 
     def _features(self, model: ModelHandle, data: AuditData, r: AttributionResult, rows: np.ndarray) -> tuple[Features, np.ndarray | None, str]:
         """The features of ``r``'s maps, the pixel -> block ids (images) and a description."""
