@@ -193,3 +193,16 @@ def test_deletion_curve_matches_explicit_inputs_and_black_pixels_cost_no_rows(im
             inputs[c, order[:c]] = 0.0
         proba = model.predict_proba(inputs.reshape(65, 1, 8, 8))[:, targets[i]]
         np.testing.assert_allclose(got["deletion_curve"][i], proba, rtol=1e-5, atol=1e-6)
+
+
+def test_cheap_maps_are_scored_on_more_samples_within_the_rerun_budget(image_bundle):
+    card = load_card(image_bundle["card_path"])
+    model, data = load_model(card), load_data(card)
+    context = build_context(model, data, seed=0, sample_indices=np.arange(4))
+    wide = _trust(model, data, context, ["saliency"], n_samples=2, faithfulness_samples=12, noise_draws=1, cascade_stages=1)
+    assert len(wide.metrics["saliency"]["deletion_gain"]) == 12  # 4 explained + 8 re-run
+    assert len(wide.metrics["saliency"]["model_randomization_similarity"]) >= 2
+    narrow = _trust(model, data, context, ["saliency"], n_samples=2, faithfulness_samples=12, max_rerun_rows=0, noise_draws=1, cascade_stages=1)
+    assert len(narrow.metrics["saliency"]["deletion_gain"]) == 4 and len(narrow.metrics["saliency"]["model_randomization_similarity"]) == 2
+    lo, hi = wide.interval("saliency", "faithfulness")
+    assert lo <= wide.property_value("saliency", "faithfulness") <= hi

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from audits.engine import select_samples
 from audits.errors import AuditError
 from audits.explain._trust_metrics import Features, faithfulness, feature_maps, gini, image_blocks, relative_change, spearman_abs
 from audits.explain._trust_rerun import parameter_layers, randomized_copy, rerun
@@ -40,7 +41,13 @@ class ExplanationTrust(Probe):
         Explained samples whose maps are re-run (randomized model, random logit, noise) per method
         (the first ones, which the audit spreads over classes).
     faithfulness_samples : int
-        Explained samples scored for faithfulness (no re-run: forward passes only), at most the explained ones.
+        Samples scored for faithfulness: every explained one, then (seeded, spread over classes) more
+        that the method is re-run on, as long as that costs at most ``max_rerun_rows`` model rows.
+    max_rerun_rows : int
+        Model rows a method's re-runs may spend on extra samples: methods whose maps are cheap (gradients)
+        are scored on up to ``faithfulness_samples`` samples and re-run on more than ``n_samples`` for the
+        randomization and stability checks; costly ones (LIME, KernelSHAP) stay at the explained samples
+        and ``n_samples``.
     steps : int
         Points of the deletion and insertion curves: features leave or enter in ``steps`` chunks,
         so a curve costs ``steps + 1`` model rows whatever the image size.
@@ -81,6 +88,7 @@ class ExplanationTrust(Probe):
         methods: list[str] | None = None,
         n_samples: int = 6,
         faithfulness_samples: int = 32,
+        max_rerun_rows: int = 4096,
         steps: int = 16,
         n_random: int = 4,
         n_boot: int = 1000,
@@ -105,6 +113,7 @@ class ExplanationTrust(Probe):
         self.methods = None if methods is None else list(methods)
         self.n_samples = n_samples
         self.faithfulness_samples = faithfulness_samples
+        self.max_rerun_rows = max_rerun_rows
         self.steps = steps
         self.n_random = n_random
         self.n_boot = n_boot
@@ -151,32 +160,43 @@ class ExplanationTrust(Probe):
         costs: dict[str, list[int]] = {}
         intervals: dict[str, dict[str, list[float]]] = {}
         description = ""
+        reruns_per_sample = len(stages) + int(self.random_logit and model.n_classes > 2) + (self.noise_draws if self.noise > 0 and data.modality != "text" else 0)
+        # Candidates for extra faithfulness samples, the same for every method (one per class first).
+        candidates = select_samples(np.asarray(data.y), min(len(data), self.faithfulness_samples + len(context.sample_indices)), "stratified", context.rng(f"{self.name}:extra"))
         for i, r in enumerate(maps):
             context.report(i / len(maps), r.method)
             calls_before, rows_before = model.meter.snapshot()
-            # Faithfulness needs only forward passes: every explained sample (up to faithfulness_samples);
-            # the checks that re-run the method take the first n_samples of them.
-            scored = np.arange(min(max(self.faithfulness_samples, self.n_samples), len(r.sample_indices)))
-            rows = scored[: self.n_samples]
-            all_features, pixel_ids, description = self._features(model, data, r, scored)
+            explained = np.asarray(r.sample_indices)
+            per_sample = max(float(r.cost.rows_evaluated) / len(explained), 1.0)
+            # Cheap maps: more samples, scored by re-running the method (budget: max_rerun_rows rows).
+            room = int(self.max_rerun_rows // per_sample)
+            extra = np.array([c for c in candidates if c not in set(explained.tolist())][: max(0, min(self.faithfulness_samples - len(explained), room))], dtype=np.int64)
+            scored_idx = np.concatenate([explained[: self.faithfulness_samples], extra])
+            scored_targets = np.concatenate([np.asarray(r.targets)[: self.faithfulness_samples], context.predictions[extra]])
+            n_rerun = min(len(scored_idx), max(self.n_samples, int(room // max(reruns_per_sample, 1))))
+            rows = np.arange(n_rerun)
+            all_features, pixel_ids, description = self._features(model, data, scored_idx)
             features = dataclasses.replace(all_features, valid=all_features.valid[rows])
-            scored_maps = self._as_features(r.attributions[scored], pixel_ids, all_features)
+            parts = [self._as_features(r.attributions[: self.faithfulness_samples], pixel_ids, all_features)]
+            if len(extra):
+                parts.append(self._as_features(rerun(r, model, data, context, targets=context.predictions[extra], indices=extra), pixel_ids, all_features))
+            scored_maps = np.concatenate(parts)
             reference = scored_maps[rows]
             rng = context.rng(f"{self.name}:{r.method}")
-            x = data.x[np.asarray(r.sample_indices)[scored]]
-            targets = np.asarray(r.targets)[rows]
+            x = data.x[scored_idx]
+            targets = scored_targets[rows]
             scores = faithfulness(
-                model, x, np.asarray(r.targets)[scored], scored_maps, all_features,
+                model, x, scored_targets, scored_maps, all_features,
                 steps=self.steps, n_random=self.n_random, corr_runs=self.corr_runs, corr_fraction=self.corr_fraction, rng=rng,
             )  # fmt: skip
             curves[r.method] = scores.pop("deletion_curve")
             values = dict(scores)
             values["sparseness"] = gini(scored_maps, all_features.valid)
 
-            def again(label: str, handle, source, targets=None, r=r, rows=rows, features=features, pixel_ids=pixel_ids) -> np.ndarray | None:
+            def again(label: str, handle, source, targets=targets, r=r, idx=scored_idx[rows], features=features, pixel_ids=pixel_ids) -> np.ndarray | None:
                 """The method's maps re-run on ``handle`` and ``source`` (None, noted, when that fails)."""
                 try:
-                    return self._as_features(rerun(r, handle, source, context, rows, targets=targets), pixel_ids, features)
+                    return self._as_features(rerun(r, handle, source, context, targets=targets, indices=idx), pixel_ids, features)
                 except Exception as exc:  # one check failing must not lose the method's other scores
                     notes.append(f"{r.method}: {label} could not be computed ({type(exc).__name__}: {exc})")
                     return None
@@ -198,7 +218,7 @@ class ExplanationTrust(Probe):
             if self.noise_draws and self.noise > 0 and data.modality != "text":
                 changes = []
                 for _ in range(self.noise_draws):
-                    noisy = self._noisy(model, data, np.asarray(r.sample_indices)[rows], rng)
+                    noisy = self._noisy(model, data, scored_idx[rows], rng)
                     got = again("stability", model, noisy)
                     if got is not None:
                         changes.append(relative_change(reference, got, features.valid))
@@ -239,9 +259,9 @@ class ExplanationTrust(Probe):
         out = {prop: bootstrap_interval(values, prop, rng, self.n_boot) for prop in PROPERTIES}
         return {k: v for k, v in out.items() if v is not None}
 
-    def _features(self, model: ModelHandle, data: AuditData, r: AttributionResult, rows: np.ndarray) -> tuple[Features, np.ndarray | None, str]:
-        """The features of ``r``'s maps, the pixel -> block ids (images) and a description."""
-        x = data.x[np.asarray(r.sample_indices)[rows]]
+    def _features(self, model: ModelHandle, data: AuditData, idx: np.ndarray) -> tuple[Features, np.ndarray | None, str]:
+        """The features of the maps of data rows ``idx``, the pixel -> block ids (images) and a description."""
+        x = data.x[idx]
         if data.modality == "image":
             channels, height, width = x.shape[1:]
             pixel_ids, n = image_blocks(height, width, self.max_features)
@@ -249,14 +269,14 @@ class ExplanationTrust(Probe):
             index = np.tile(pixel_ids, channels)
             side = int(np.ceil(np.sqrt(height * width / n)))
             what = f"{n} pixel blocks of about {side}x{side} (removed = {lo:g}, the black end of the value range)"
-            return Features(index=index, baseline=np.full(index.shape, lo), n=n, valid=np.ones((len(rows), n), dtype=bool)), pixel_ids, what
+            return Features(index=index, baseline=np.full(index.shape, lo), n=n, valid=np.ones((len(idx), n), dtype=bool)), pixel_ids, what
         if data.modality == "tabular":
             index = np.full(x.shape[1], -1)
             for g, cols in enumerate(data.feature_groups):
                 index[cols] = g
             n = len(data.feature_groups)
             return (
-                Features(index=index, baseline=data.x.mean(axis=0), n=n, valid=np.ones((len(rows), n), dtype=bool)),
+                Features(index=index, baseline=data.x.mean(axis=0), n=n, valid=np.ones((len(idx), n), dtype=bool)),
                 None,
                 f"{n} raw features (removed = column mean)",
             )

@@ -33,12 +33,12 @@ PROPERTIES: dict[str, tuple[str, Literal["min", "max"]]] = {
     "randomization": ("trust_randomization_similarity", "max"),
     "stability": ("trust_stability_change", "max"),
 }
-# Default thresholds (fail, warn); the default policy checks the same measurements with the same numbers.
-DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"faithfulness": (0.05, 0.15), "randomization": (0.8, 0.5), "stability": (1.0, 0.5)}
+# Default thresholds (fail, warn); audits/policies/trust.yaml checks the same measurements with the same numbers.
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"faithfulness": (0.0, 0.12), "randomization": (0.8, 0.5), "stability": (1.0, 0.4)}
 # Below this Cohen's kappa (predictions against labels) the model has learned no decision worth explaining.
 MIN_MODEL_SKILL = 0.2
 _WORDS: dict[str, dict[str, str]] = {
-    "faithfulness": {"pass": "faithful", "warn": "only weakly faithful", "fail": "no more faithful than a random ordering"},
+    "faithfulness": {"pass": "faithful", "warn": "only weakly faithful", "fail": "less faithful than a random ordering"},
     "randomization": {
         "pass": "sensitive to the model's weights",
         "warn": "partly insensitive to the model's weights",
