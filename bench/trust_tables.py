@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import time
 
 import numpy as np
@@ -27,15 +28,16 @@ from models.registry import resolve_card
 
 
 class RandomMap(AttributionProbe):
-    """A map of seeded Gaussian noise: faithful to nothing."""
+    """A map of Gaussian noise seeded by the input itself: faithful to nothing, new for every new input."""
 
     name = "random_map"
     modalities = ("image", "tabular")
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> AttributionResult:
         x = data.x[context.sample_indices]
-        shape = (len(x), data.n_features) if data.modality == "tabular" else x.shape
-        return self.result(model, data, context, context.rng("random_map").normal(size=shape))
+        shape = (data.n_features,) if data.modality == "tabular" else x.shape[1:]
+        maps = [np.random.default_rng(int.from_bytes(hashlib.sha256(row.tobytes()).digest()[:8], "little")).normal(size=shape) for row in x]
+        return self.result(model, data, context, np.stack(maps))
 
 
 class InputMap(AttributionProbe):

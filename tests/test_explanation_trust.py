@@ -71,8 +71,11 @@ def test_true_contributions_score_best_on_deletion_for_a_linear_model(tabular_bu
     for name in ("reversed", "magnitude", "random"):
         assert (auc["truth"]["deletion_auc"] <= auc[name]["deletion_auc"] + 1e-9).all(), name
     assert auc["truth"]["deletion_auc"].mean() < auc["reversed"]["deletion_auc"].mean()
-    # Removing a subset changes the logit difference by exactly its contributions: correlation 1 on the margin.
     assert auc["truth"]["deletion_score"].mean() > 0
+    # Removing a subset lowers the target's logit by exactly the subset's contributions to it: correlation 1.
+    own = np.stack([(w[targets][:, cols] * (x - mean)[:, cols]).sum(axis=1) for cols in data.feature_groups], axis=1)
+    got = faithfulness(model, x, targets, own, features, steps=4, n_random=2, corr_runs=16, corr_fraction=0.5, rng=np.random.default_rng(2))
+    np.testing.assert_allclose(got["faithfulness_correlation"], 1.0, atol=1e-5)
 
 
 def test_a_map_equal_to_the_input_fails_the_randomization_checks(image_bundle, input_map_probe):
@@ -206,3 +209,20 @@ def test_cheap_maps_are_scored_on_more_samples_within_the_rerun_budget(image_bun
     assert len(narrow.metrics["saliency"]["deletion_gain"]) == 4 and len(narrow.metrics["saliency"]["model_randomization_similarity"]) == 2
     lo, hi = wide.interval("saliency", "faithfulness")
     assert lo <= wide.property_value("saliency", "faithfulness") <= hi
+
+
+def test_text_faithfulness_removes_whole_words_not_word_pieces():
+    card = resolve_card("toxicity-minilm")
+    model, data = load_model(card, device="cpu"), load_data(card)
+    text = data.texts[0]
+    tok = model.tokenizer
+    words = tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str(tok.backend_tokenizer.normalizer.normalize_str(text))
+    pieces = int((~np.isin(data.x[0], tok.all_special_ids)).sum())
+    assert len(words) < pieces, "the first text must have a word split into pieces"
+    context = build_context(model, data, seed=0, sample_indices=np.array([0]))
+    earlier = (make_probe("layer_integrated_gradients", {"n_steps": 4}).run(model, data, context),)
+    params = {"n_samples": 1, "faithfulness_samples": 1, "max_rerun_rows": 0, "cascade_stages": 1, "steps": 4, "corr_runs": 8}
+    result = make_probe("explanation_trust", params).run(model, data, dataclasses.replace(context, earlier=earlier))
+    assert result.features.startswith(f"words (up to {len(words)} per text")
+    values = result.metrics["layer_integrated_gradients"]
+    assert np.isfinite(values["faithfulness_correlation"]).all() and np.isfinite(values["model_randomization_similarity"]).all()

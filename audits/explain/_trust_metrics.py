@@ -27,7 +27,8 @@ _MIN_SPAN = 0.05
 class Features:
     """How a map's features sit in the flattened input of one sample.
 
-    ``index`` (D,) the feature id of each input element (-1: never perturbed, e.g. padding),
+    ``index`` (D,) the feature id of each input element (-1: never perturbed, e.g. padding), or
+    (n_samples, D) when features differ per sample (the words of each text),
     ``baseline`` (D,) the value a removed element takes, ``n`` the number of features and
     ``valid`` (n_samples, n) which features each sample has (text: its own tokens only).
     """
@@ -116,16 +117,19 @@ def faithfulness(
     """
     shape = tuple(x.shape[1:])
     device = model.device
-    index = torch.as_tensor(features.index, device=device)
-    base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
     n, f = maps.shape
+    per_sample = np.broadcast_to(features.index, (n, int(np.prod(shape)))) if features.index.ndim == 1 else features.index
+    index = torch.as_tensor(np.ascontiguousarray(per_sample), device=device)
+    base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
     keys = ("deletion_auc", "insertion_auc", "deletion_score", "insertion_score", "deletion_gain", "deletion_span", "faithfulness_correlation", "deletion_curve")
     out: dict[str, list] = {k: [] for k in keys}
     # Features whose every element already equals the baseline (black pixels): removing them changes nothing.
     flat_x = np.asarray(x).reshape(n, -1)
-    perturbable = features.index >= 0
-    differs = (flat_x[:, perturbable] != np.asarray(features.baseline)[perturbable][None, :]).astype(np.float64)
-    at_base = np.stack([np.bincount(features.index[perturbable], weights=d, minlength=f) for d in differs]) == 0 if n else np.zeros((0, f), dtype=bool)
+    baseline = np.asarray(features.baseline)
+    at_base = np.zeros((n, f), dtype=bool)
+    for i in range(n):
+        keep = per_sample[i] >= 0
+        at_base[i] = np.bincount(per_sample[i][keep], weights=(flat_x[i, keep] != baseline[keep]).astype(np.float64), minlength=f)[:f] == 0
     plans = []
     for i in range(n):
         valid = np.flatnonzero(features.valid[i])
@@ -160,10 +164,10 @@ def faithfulness(
             rows += len(plans[stop][4])
             stop += 1
         xs = model.to_tensor(x[start:stop]).reshape(stop - start, -1)
-        batch = torch.cat([_perturbed(xs[j], base, index, torch.as_tensor(plans[start + j][4], device=device)) for j in range(stop - start)])
+        batch = torch.cat([_perturbed(xs[j], base, index[start + j], torch.as_tensor(plans[start + j][4], device=device)) for j in range(stop - start)])
         logits = model.logits(batch.reshape(len(batch), *shape)).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # the logits themselves stay (faithfulness correlation reads them)
+        proba = shifted / shifted.sum(axis=1, keepdims=True)
         offset = 0
         for j in range(start, stop):
             r, inverse = len(plans[j][4]), plans[j][5]

@@ -16,6 +16,7 @@ import numpy as np
 from audits.engine import select_samples
 from audits.errors import AuditError
 from audits.explain._trust_metrics import Features, faithfulness, feature_maps, gini, image_blocks, relative_change, spearman_abs
+from audits.explain._text import player_segments
 from audits.explain._trust_rerun import parameter_layers, randomized_copy, rerun
 from audits.probes import Probe, RunContext, make_probe, register, registered_probes
 from audits.results import AttributionResult
@@ -176,7 +177,9 @@ class ExplanationTrust(Probe):
             n_rerun = min(len(scored_idx), max(self.n_samples, int(room // max(reruns_per_sample, 1))))
             rows = np.arange(n_rerun)
             all_features, pixel_ids, description = self._features(model, data, scored_idx)
-            features = dataclasses.replace(all_features, valid=all_features.valid[rows])
+            features = dataclasses.replace(
+                all_features, valid=all_features.valid[rows], index=all_features.index[rows] if all_features.index.ndim == 2 else all_features.index
+            )
             parts = [self._as_features(r.attributions[: self.faithfulness_samples], pixel_ids, all_features)]
             if len(extra):
                 parts.append(self._as_features(rerun(r, model, data, context, targets=context.predictions[extra], indices=extra), pixel_ids, all_features))
@@ -284,19 +287,30 @@ class ExplanationTrust(Probe):
         special = set(getattr(tok, "all_special_ids", []) or [])
         fill = getattr(tok, "mask_token_id", None)
         fill = fill if fill is not None else getattr(tok, "pad_token_id", 0)
-        valid = ~np.isin(x, list(special)) if special else x != 0
-        n = x.shape[1]
-        return Features(index=np.arange(n), baseline=np.full(n, fill), n=n, valid=valid), None, f"tokens ({n} positions; removed = token {fill})"
+        length = x.shape[1]
+        # Words, not tokens: the word pieces of one word leave and enter together (special tokens never do).
+        texts = data.texts
+        segments = player_segments(model, x, [texts[int(i)] for i in idx], "words")
+        counts = segments.max(axis=1) + 1
+        n = max(int(counts.max()) if len(counts) else 1, 1)
+        valid = np.arange(n)[None, :] < counts[:, None]
+        what = f"words (up to {n} per text; removed = token {fill} in each of the word's tokens)"
+        return Features(index=segments, baseline=np.full(length, fill), n=n, valid=valid), None, what
 
     @staticmethod
     def _as_features(maps: np.ndarray, pixel_ids: np.ndarray | None, features: Features) -> np.ndarray:
-        out = feature_maps(np.asarray(maps), pixel_ids, features.n)
-        if out.shape[1] != features.n:  # text maps may be cropped to the longest explained text
-            padded = np.zeros((len(out), features.n))
-            w = min(features.n, out.shape[1])
-            padded[:, :w] = out[:, :w]
-            out = padded
-        return out
+        maps = np.asarray(maps)
+        if features.index.ndim == 2:  # text: token maps (maybe cropped to the longest text) summed into each text's words
+            width = features.index.shape[1]
+            tokens = np.zeros((len(maps), width))
+            w = min(width, maps.shape[1])
+            tokens[:, :w] = maps.reshape(len(maps), -1)[:, :w]
+            out = np.zeros((len(maps), features.n))
+            for i, row in enumerate(features.index):
+                keep = row >= 0
+                out[i] = np.bincount(row[keep], weights=tokens[i, keep], minlength=features.n)[: features.n]
+            return out
+        return feature_maps(maps, pixel_ids, features.n)
 
     def _noisy(self, model: ModelHandle, data: AuditData, idx: np.ndarray, rng: np.random.Generator) -> AuditData:
         """``data`` with Gaussian noise on the rows ``idx`` (images clipped to the value range)."""
