@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 _FALLBACK = {"image": "saliency", "tabular": "integrated_gradients", "text": "layer_integrated_gradients"}
 
 
+def _rows(features: Features, rows) -> Features:
+    """``features`` of some of its samples (their valid features, and their own index where it differs per sample)."""
+    index = features.index[rows] if features.index.ndim == 2 else features.index
+    return dataclasses.replace(features, valid=features.valid[rows], index=index)
+
+
 @register
 class ExplanationTrust(Probe):
     """Trust metrics of the audit's attribution maps.
@@ -177,12 +183,12 @@ class ExplanationTrust(Probe):
             n_rerun = min(len(scored_idx), max(self.n_samples, int(room // max(reruns_per_sample, 1))))
             rows = np.arange(n_rerun)
             all_features, pixel_ids, description = self._features(model, data, scored_idx)
-            features = dataclasses.replace(
-                all_features, valid=all_features.valid[rows], index=all_features.index[rows] if all_features.index.ndim == 2 else all_features.index
-            )
-            parts = [self._as_features(r.attributions[: self.faithfulness_samples], pixel_ids, all_features)]
+            features = _rows(all_features, rows)
+            own = len(scored_idx) - len(extra)
+            parts = [self._as_features(r.attributions[:own], pixel_ids, _rows(all_features, slice(0, own)))]
             if len(extra):
-                parts.append(self._as_features(rerun(r, model, data, context, targets=context.predictions[extra], indices=extra), pixel_ids, all_features))
+                extra_maps = rerun(r, model, data, context, targets=context.predictions[extra], indices=extra)
+                parts.append(self._as_features(extra_maps, pixel_ids, _rows(all_features, slice(own, None))))
             scored_maps = np.concatenate(parts)
             reference = scored_maps[rows]
             rng = context.rng(f"{self.name}:{r.method}")
@@ -306,6 +312,8 @@ class ExplanationTrust(Probe):
             w = min(width, maps.shape[1])
             tokens[:, :w] = maps.reshape(len(maps), -1)[:, :w]
             out = np.zeros((len(maps), features.n))
+            if len(features.index) != len(maps):
+                raise ValueError(f"{len(maps)} text maps but word positions of {len(features.index)} texts")
             for i, row in enumerate(features.index):
                 keep = row >= 0
                 out[i] = np.bincount(row[keep], weights=tokens[i, keep], minlength=features.n)[: features.n]
