@@ -42,6 +42,14 @@ def trust_view(r: TrustResult, ctx: RenderContext) -> list:
             "caption",
         ),
     ]
+    if r.model_skill is not None:
+        skill = f"The model's predictions agree with the labels with Cohen's kappa {r.model_skill:.2f}"
+        if r.model_skill_interval is not None:
+            skill += f" (95% interval {r.model_skill_interval[0]:.2f} to {r.model_skill_interval[1]:.2f})"
+        if r.model_learned is False:
+            blocks.insert(0, Paragraph(skill + ": at chance level, so no map explains a learned decision and every method's trust score is 0.", "warning"))
+        else:
+            blocks.append(Paragraph(skill + ".", "caption"))
     blocks += [Paragraph(n, "note") for n in r.notes]
     return blocks
 
