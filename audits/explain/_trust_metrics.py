@@ -121,7 +121,16 @@ def faithfulness(
     per_sample = np.broadcast_to(features.index, (n, int(np.prod(shape)))) if features.index.ndim == 1 else features.index
     index = torch.as_tensor(np.array(per_sample), device=device)  # a writable copy (a broadcast view is read-only)
     base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
-    keys = ("deletion_auc", "insertion_auc", "deletion_score", "insertion_score", "deletion_gain", "deletion_span", "faithfulness_correlation", "deletion_curve")
+    keys = (
+        "deletion_auc",
+        "insertion_auc",
+        "deletion_score",
+        "insertion_score",
+        "deletion_gain",
+        "deletion_span",
+        "faithfulness_correlation",
+        "deletion_curve",
+    )
     out: dict[str, list] = {k: [] for k in keys}
     # Features whose every element already equals the baseline (black pixels): removing them changes nothing.
     flat_x = np.asarray(x).reshape(n, -1)

@@ -15,8 +15,8 @@ import numpy as np
 
 from audits.engine import select_samples
 from audits.errors import AuditError
-from audits.explain._trust_metrics import Features, faithfulness, feature_maps, gini, image_blocks, relative_change, spearman_abs
 from audits.explain._text import player_segments
+from audits.explain._trust_metrics import Features, faithfulness, feature_maps, gini, image_blocks, relative_change, spearman_abs
 from audits.explain._trust_rerun import parameter_layers, randomized_copy, rerun
 from audits.probes import Probe, RunContext, make_probe, register, registered_probes
 from audits.results import AttributionResult
@@ -107,7 +107,13 @@ class ExplanationTrust(Probe):
         noise: float = 0.05,
         noise_draws: int = 2,
     ) -> None:
-        for label, value, low in (("n_samples", n_samples, 1), ("faithfulness_samples", faithfulness_samples, 1), ("steps", steps, 1), ("corr_runs", corr_runs, 3), ("max_features", max_features, 4)):
+        for label, value, low in (
+            ("n_samples", n_samples, 1),
+            ("faithfulness_samples", faithfulness_samples, 1),
+            ("steps", steps, 1),
+            ("corr_runs", corr_runs, 3),
+            ("max_features", max_features, 4),
+        ):
             if value < low:
                 raise ValueError(f"{label} must be at least {low}, got {value}")
         for label, value in (("n_random", n_random), ("n_boot", n_boot), ("cascade_stages", cascade_stages), ("noise_draws", noise_draws)):
@@ -167,9 +173,13 @@ class ExplanationTrust(Probe):
         costs: dict[str, list[int]] = {}
         intervals: dict[str, dict[str, list[float]]] = {}
         description = ""
-        reruns_per_sample = len(stages) + int(self.random_logit and model.n_classes > 2) + (self.noise_draws if self.noise > 0 and data.modality != "text" else 0)
+        reruns_per_sample = (
+            len(stages) + int(self.random_logit and model.n_classes > 2) + (self.noise_draws if self.noise > 0 and data.modality != "text" else 0)
+        )
         # Candidates for extra faithfulness samples, the same for every method (one per class first).
-        candidates = select_samples(np.asarray(data.y), min(len(data), self.faithfulness_samples + len(context.sample_indices)), "stratified", context.rng(f"{self.name}:extra"))
+        candidates = select_samples(
+            np.asarray(data.y), min(len(data), self.faithfulness_samples + len(context.sample_indices)), "stratified", context.rng(f"{self.name}:extra")
+        )
         for i, r in enumerate(maps):
             context.report(i / len(maps), r.method)
             calls_before, rows_before = model.meter.snapshot()
@@ -177,7 +187,9 @@ class ExplanationTrust(Probe):
             per_sample = max(float(r.cost.rows_evaluated) / len(explained), 1.0)
             # Cheap maps: more samples, scored by re-running the method (budget: max_rerun_rows rows).
             room = int(self.max_rerun_rows // per_sample)
-            extra = np.array([c for c in candidates if c not in set(explained.tolist())][: max(0, min(self.faithfulness_samples - len(explained), room))], dtype=np.int64)
+            extra = np.array(
+                [c for c in candidates if c not in set(explained.tolist())][: max(0, min(self.faithfulness_samples - len(explained), room))], dtype=np.int64
+            )
             scored_idx = np.concatenate([explained[: self.faithfulness_samples], extra])
             scored_targets = np.concatenate([np.asarray(r.targets)[: self.faithfulness_samples], context.predictions[extra]])
             n_rerun = min(len(scored_idx), max(self.n_samples, int(room // max(reruns_per_sample, 1))))
@@ -290,7 +302,6 @@ class ExplanationTrust(Probe):
                 f"{n} raw features (removed = column mean)",
             )
         tok = model.tokenizer
-        special = set(getattr(tok, "all_special_ids", []) or [])
         fill = getattr(tok, "mask_token_id", None)
         fill = fill if fill is not None else getattr(tok, "pad_token_id", 0)
         length = x.shape[1]

@@ -63,9 +63,19 @@ def compact_trust_table(r: TrustResult, methods: list[str] | None = None) -> Tab
     for m in shown:
         verdict, score = r.verdict(m), r.score(m)
         rows.append(
-            [pretty(m), *(verdict[p].replace("_", " ") for p in ("faithfulness", "randomization", "stability")), "-" if score is None else f"{score:.0%}", r.reason(m)]
+            [
+                pretty(m),
+                *(verdict[p].replace("_", " ") for p in ("faithfulness", "randomization", "stability")),
+                "-" if score is None else f"{score:.0%}",
+                r.reason(m),
+            ]
         )
-    return Table(["Method", "Faithful", "Weight-sensitive", "Stable", "Trust", "Why"], rows, caption="How far each map above can be trusted (explanation trust)", numeric=[4])
+    return Table(
+        ["Method", "Faithful", "Weight-sensitive", "Stable", "Trust", "Why"],
+        rows,
+        caption="How far each map above can be trusted (explanation trust)",
+        numeric=[4],
+    )
 
 
 def trust_beside_gallery(report, methods: list[str]) -> list:
