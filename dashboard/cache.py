@@ -134,7 +134,7 @@ def attribution(
 def trust(model_hash: str, data_hash: str, key: str, sample: int, seed: int, _model: LoadedModel, _data: AuditData, _context: RunContext, _maps: tuple) -> TrustResult:
     """Trust badges of the Inspect page's maps of one sample (``key`` names the methods and their budgets; cached)."""
     COMPUTED["trust"] += 1
-    instance = make_probe("explanation_trust", {"n_samples": 1, "cascade_stages": 1, "noise_draws": 2})
+    instance = make_probe("explanation_trust", {"n_samples": 1, "faithfulness_samples": 1, "cascade_stages": 1, "noise_draws": 2})
     context = dataclasses.replace(_context, seed=seed, sample_indices=np.array([sample], dtype=np.int64), earlier=_maps)
     with _model.lock:
         return instance.run(_model.handle, _data, context)

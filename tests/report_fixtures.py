@@ -27,7 +27,7 @@ SPECS = {
             {"name": "group_metrics", "params": {"n_boot": 100}},
             {"name": "slice_discovery"},
             {"name": "trigger_scan", "params": {"max_images": 120}},
-            {"name": "explanation_trust", "params": {"n_samples": 2, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
+            {"name": "explanation_trust", "params": {"n_samples": 2, "faithfulness_samples": 4, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
         ],
     },
     "adult-mlp": {
@@ -40,7 +40,7 @@ SPECS = {
             {"name": "group_metrics", "params": {"n_boot": 100}},
             {"name": "counterfactual_flips", "params": {"max_rows": 1500}},
             {"name": "slice_discovery"},
-            {"name": "explanation_trust", "params": {"n_samples": 2, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
+            {"name": "explanation_trust", "params": {"n_samples": 2, "faithfulness_samples": 4, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
         ],
     },
 }

@@ -146,3 +146,26 @@ def test_audits_report_re_renders_from_json_and_re_evaluates_with_a_policy(tmp_p
     # A bad policy is an error exit with the fix.
     assert main(["report", str(source), "--policy", str(tmp_path / "missing.yaml")]) == 2
     assert "fix:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
+def test_a_compact_trust_table_follows_the_attribution_gallery_in_pdf_and_html(name):
+    from audits.results import TrustResult
+
+    from .report_fixtures import rendered_html
+
+    report = zoo_report(name)
+    trust = next(r for r in report.robustness if isinstance(r, TrustResult))
+    _, pages = pdf_text(rendered_pdf(name))
+    text = "\n".join(pages)
+    caption = "How far each map above can be trusted"
+    # In the Attributions section right after its gallery (or the tabular charts; the figures are images), before
+    # the next section (the headings' last occurrences: the first are the contents).
+    start, end = text.rindex("Attributions\n"), text.rindex("Methods and trust")
+    assert start < text.index(caption) < end
+    table = text[text.index(caption) : end]
+    for m in trust.methods:
+        assert f"{trust.score(m):.0%}" in table and trust.verdict(m)["faithfulness"] in table
+    html = rendered_html(name)
+    gallery = "Attributions per explained sample" if name == "digits-cnn" else "Global feature importance"
+    assert html.index(gallery) < html.index(caption) < html.index("Attribution methods and the quality numbers")

@@ -27,7 +27,8 @@ _MIN_SPAN = 0.05
 class Features:
     """How a map's features sit in the flattened input of one sample.
 
-    ``index`` (D,) the feature id of each input element (-1: never perturbed, e.g. padding),
+    ``index`` (D,) the feature id of each input element (-1: never perturbed, e.g. padding), or
+    (n_samples, D) when features differ per sample (the words of each text),
     ``baseline`` (D,) the value a removed element takes, ``n`` the number of features and
     ``valid`` (n_samples, n) which features each sample has (text: its own tokens only).
     """
@@ -110,15 +111,34 @@ def faithfulness(
     dict
         Per sample: ``deletion_auc``/``insertion_auc`` (probability of the target, mean over the
         curve), ``deletion_score``/``insertion_score`` (gain over random orderings as a share of
-        |p(x) - p(baseline)|; 0 = random, higher is better), ``faithfulness_correlation``
+        |p(x) - p(baseline)|; 0 = random, higher is better), ``deletion_gain`` and ``deletion_span``
+        (that gain and that share's denominator, for pooling over samples), ``faithfulness_correlation``
         (Pearson, over subsets, of the attribution sum and the logit drop), and ``deletion_curve``.
     """
     shape = tuple(x.shape[1:])
     device = model.device
-    index = torch.as_tensor(features.index, device=device)
-    base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
     n, f = maps.shape
-    out: dict[str, list] = {k: [] for k in ("deletion_auc", "insertion_auc", "deletion_score", "insertion_score", "faithfulness_correlation", "deletion_curve")}
+    per_sample = np.broadcast_to(features.index, (n, int(np.prod(shape)))) if features.index.ndim == 1 else features.index
+    index = torch.as_tensor(np.array(per_sample), device=device)  # a writable copy (a broadcast view is read-only)
+    base = torch.as_tensor(features.baseline, device=device, dtype=model.to_tensor(x[:1]).dtype)
+    keys = (
+        "deletion_auc",
+        "insertion_auc",
+        "deletion_score",
+        "insertion_score",
+        "deletion_gain",
+        "deletion_span",
+        "faithfulness_correlation",
+        "deletion_curve",
+    )
+    out: dict[str, list] = {k: [] for k in keys}
+    # Features whose every element already equals the baseline (black pixels): removing them changes nothing.
+    flat_x = np.asarray(x).reshape(n, -1)
+    baseline = np.asarray(features.baseline)
+    at_base = np.zeros((n, f), dtype=bool)
+    for i in range(n):
+        keep = per_sample[i] >= 0
+        at_base[i] = np.bincount(per_sample[i][keep], weights=(flat_x[i, keep] != baseline[keep]).astype(np.float64), minlength=f)[:f] == 0
     plans = []
     for i in range(n):
         valid = np.flatnonzero(features.valid[i])
@@ -134,11 +154,14 @@ def faithfulness(
         inserted = features.valid[i][None, None, :] & ~deleted  # only the first c features present
         size = max(1, int(round(corr_fraction * m)))
         subsets = np.zeros((corr_runs, f), dtype=bool)
-        for j in range(corr_runs):
-            subsets[j, rng.choice(valid, size=size, replace=False)] = True
+        # Each run's subset: the ``size`` smallest of m uniform keys (one draw for every run at once).
+        picks = np.argpartition(rng.random((corr_runs, m)), size - 1, axis=1)[:, :size] if size < m else np.tile(np.arange(m), (corr_runs, 1))
+        subsets[np.arange(corr_runs)[:, None], valid[picks]] = True
         curves = np.stack([deleted, inserted], axis=1) if insertion else deleted[:, None]
         removed = np.concatenate([curves.reshape(-1, f), subsets])
-        plans.append((m, k, cuts, len(orders), removed, subsets))
+        # Rows that differ only in features already at the baseline are the same input: one model row each.
+        unique, inverse = _distinct(removed | at_base[i][None, :])
+        plans.append((m, k, cuts, len(orders), unique, inverse, subsets))
     # All samples' perturbed rows go through the model together, in groups of bounded memory.
     per_row = int(np.prod(shape))
     budget = max(1, (1 << 25) // max(per_row, 1))
@@ -150,18 +173,18 @@ def faithfulness(
             rows += len(plans[stop][4])
             stop += 1
         xs = model.to_tensor(x[start:stop]).reshape(stop - start, -1)
-        batch = torch.cat([_perturbed(xs[j], base, index, torch.as_tensor(plans[start + j][4], device=device)) for j in range(stop - start)])
+        batch = torch.cat([_perturbed(xs[j], base, index[start + j], torch.as_tensor(plans[start + j][4], device=device)) for j in range(stop - start)])
         logits = model.logits(batch.reshape(len(batch), *shape)).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # the logits themselves stay (faithfulness correlation reads them)
+        proba = shifted / shifted.sum(axis=1, keepdims=True)
         offset = 0
         for j in range(start, stop):
-            r = len(plans[j][4])
+            r, inverse = len(plans[j][4]), plans[j][5]
             t = int(targets[j])
-            results.append((logits[offset : offset + r, t], proba[offset : offset + r, t]))
+            results.append((logits[offset : offset + r, t][inverse], proba[offset : offset + r, t][inverse]))
             offset += r
         start = stop
-    for i, ((m, k, cuts, n_orders, _removed, subsets), (logit, proba)) in enumerate(zip(plans, results, strict=True)):
+    for i, ((m, k, cuts, n_orders, _unique, _inverse, subsets), (logit, proba)) in enumerate(zip(plans, results, strict=True)):
         n_kinds = 2 if insertion else 1
         n_curves = n_orders * n_kinds * (k + 1)
         curves = proba[:n_curves].reshape(n_orders, n_kinds, k + 1)
@@ -171,12 +194,22 @@ def faithfulness(
         span = max(abs(curves[0, 0, 0] - curves[0, 0, -1]), _MIN_SPAN)
         out["deletion_auc"].append(auc[0, 0])
         out["insertion_auc"].append(auc[0, 1])
+        out["deletion_gain"].append(auc[1:, 0].mean() - auc[0, 0] if n_random else np.nan)
+        out["deletion_span"].append(span)
         out["deletion_score"].append((auc[1:, 0].mean() - auc[0, 0]) / span if n_random else np.nan)
         out["insertion_score"].append((auc[0, 1] - auc[1:, 1].mean()) / span if n_random else np.nan)
         out["deletion_curve"].append(np.interp(np.linspace(0, 1, steps + 1), cuts / max(m, 1), curves[0, 0]))
         drops = logit[0] - logit[n_curves:]  # the deletion curve's first point has nothing removed
         out["faithfulness_correlation"].append(pearson(subsets.astype(np.float64) @ maps[i], drops))
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def _distinct(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a boolean (R, F) array and, per row, the index of its distinct row."""
+    packed = np.packbits(masks, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return masks[first], inverse.ravel()
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

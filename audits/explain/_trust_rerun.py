@@ -50,20 +50,24 @@ def rerun(
     model: ModelHandle,
     data: AuditData,
     context: RunContext,
-    rows: np.ndarray,
+    rows: np.ndarray | None = None,
     *,
     targets: np.ndarray | None = None,
+    indices: np.ndarray | None = None,
 ) -> np.ndarray:
     """The maps of ``result``'s method, with its parameters, for the explained samples ``rows``
-    (positions into ``result.sample_indices``) on ``model`` and ``data``.
+    (positions into ``result.sample_indices``), or for the data rows ``indices``, on ``model`` and ``data``.
 
     ``targets`` (one per row) replaces the explained classes; by default they stay those of
-    ``result``, so a randomized model explains the same class as the audited one.
+    ``result``, so a randomized model explains the same class as the audited one (``indices``
+    need ``targets``).
     """
     params = dict(result.params)
     params.pop("target", None)  # the class comes through the context below, per sample
     probe = make_probe(result.method, params)
-    idx = np.asarray(result.sample_indices)[rows]
+    idx = np.asarray(result.sample_indices)[rows] if indices is None else np.asarray(indices)
+    if targets is None and indices is not None:
+        raise ValueError("rerun on data rows needs their targets")
     chosen = np.asarray(result.targets)[rows] if targets is None else np.asarray(targets)
     # Attribution probes explain ``context.predictions`` when no target is set: a one-hot
     # "prediction" per explained row carries the wanted class without touching the probes.

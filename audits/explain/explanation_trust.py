@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from audits.engine import select_samples
 from audits.errors import AuditError
+from audits.explain._text import player_segments
 from audits.explain._trust_metrics import Features, faithfulness, feature_maps, gini, image_blocks, relative_change, spearman_abs
 from audits.explain._trust_rerun import parameter_layers, randomized_copy, rerun
 from audits.probes import Probe, RunContext, make_probe, register, registered_probes
 from audits.results import AttributionResult
-from audits.results.trust import TrustResult
+from audits.results.trust import PROPERTIES, TrustResult, bootstrap_interval, cohen_kappa
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -26,6 +28,12 @@ if TYPE_CHECKING:
 
 # What the probe explains itself when no attribution probe ran before it.
 _FALLBACK = {"image": "saliency", "tabular": "integrated_gradients", "text": "layer_integrated_gradients"}
+
+
+def _rows(features: Features, rows) -> Features:
+    """``features`` of some of its samples (their valid features, and their own index where it differs per sample)."""
+    index = features.index[rows] if features.index.ndim == 2 else features.index
+    return dataclasses.replace(features, valid=features.valid[rows], index=index)
 
 
 @register
@@ -37,12 +45,23 @@ class ExplanationTrust(Probe):
     methods : list of str or None
         Attribution methods to score (probe names); None scores every one that ran before.
     n_samples : int
-        Explained samples scored per method (the first ones, which the audit spreads over classes).
+        Explained samples whose maps are re-run (randomized model, random logit, noise) per method
+        (the first ones, which the audit spreads over classes).
+    faithfulness_samples : int
+        Samples scored for faithfulness: every explained one, then (seeded, spread over classes) more
+        that the method is re-run on, as long as that costs at most ``max_rerun_rows`` model rows.
+    max_rerun_rows : int
+        Model rows a method's re-runs may spend on extra samples: methods whose maps are cheap (gradients)
+        are scored on up to ``faithfulness_samples`` samples and re-run on more than ``n_samples`` for the
+        randomization and stability checks; costly ones (LIME, KernelSHAP) stay at the explained samples
+        and ``n_samples``.
     steps : int
         Points of the deletion and insertion curves: features leave or enter in ``steps`` chunks,
         so a curve costs ``steps + 1`` model rows whatever the image size.
     n_random : int
         Random orderings each curve is normalised against.
+    n_boot : int
+        Bootstrap resamples of the scored samples for each property's 95% interval (0: no intervals).
     corr_runs, corr_fraction : int, float
         Random feature subsets (each this share of the features) for the faithfulness correlation.
     max_features : int
@@ -75,8 +94,11 @@ class ExplanationTrust(Probe):
         *,
         methods: list[str] | None = None,
         n_samples: int = 6,
+        faithfulness_samples: int = 32,
+        max_rerun_rows: int = 4096,
         steps: int = 16,
-        n_random: int = 2,
+        n_random: int = 4,
+        n_boot: int = 1000,
         corr_runs: int = 32,
         corr_fraction: float = 0.125,
         max_features: int = 256,
@@ -85,10 +107,16 @@ class ExplanationTrust(Probe):
         noise: float = 0.05,
         noise_draws: int = 2,
     ) -> None:
-        for label, value, low in (("n_samples", n_samples, 1), ("steps", steps, 1), ("corr_runs", corr_runs, 3), ("max_features", max_features, 4)):
+        for label, value, low in (
+            ("n_samples", n_samples, 1),
+            ("faithfulness_samples", faithfulness_samples, 1),
+            ("steps", steps, 1),
+            ("corr_runs", corr_runs, 3),
+            ("max_features", max_features, 4),
+        ):
             if value < low:
                 raise ValueError(f"{label} must be at least {low}, got {value}")
-        for label, value in (("n_random", n_random), ("cascade_stages", cascade_stages), ("noise_draws", noise_draws)):
+        for label, value in (("n_random", n_random), ("n_boot", n_boot), ("cascade_stages", cascade_stages), ("noise_draws", noise_draws)):
             if value < 0:
                 raise ValueError(f"{label} must be 0 or more, got {value}")
         if not 0 < corr_fraction < 1:
@@ -97,8 +125,11 @@ class ExplanationTrust(Probe):
             raise ValueError(f"noise must be 0 or more, got {noise}")
         self.methods = None if methods is None else list(methods)
         self.n_samples = n_samples
+        self.faithfulness_samples = faithfulness_samples
+        self.max_rerun_rows = max_rerun_rows
         self.steps = steps
         self.n_random = n_random
+        self.n_boot = n_boot
         self.corr_runs = corr_runs
         self.corr_fraction = corr_fraction
         self.max_features = max_features
@@ -133,41 +164,68 @@ class ExplanationTrust(Probe):
         layers = parameter_layers(model.network)
         top_down = layers[::-1]
         stages = [top_down[: max(1, int(np.ceil(len(top_down) * (s + 1) / self.cascade_stages)))] for s in range(self.cascade_stages)] if layers else []
+        # One randomized copy per cascade stage, shared by every method: they are judged against the same random model.
+        stage_rng = context.rng(f"{self.name}:randomization")
+        randomized = [randomized_copy(model, top, int(stage_rng.integers(2**31))) for top in stages]
         metrics: dict[str, dict[str, np.ndarray]] = {}
         cascade: dict[str, np.ndarray] = {}
         curves: dict[str, np.ndarray] = {}
         costs: dict[str, list[int]] = {}
+        intervals: dict[str, dict[str, list[float]]] = {}
         description = ""
+        reruns_per_sample = (
+            len(stages) + int(self.random_logit and model.n_classes > 2) + (self.noise_draws if self.noise > 0 and data.modality != "text" else 0)
+        )
+        # Candidates for extra faithfulness samples, the same for every method (one per class first).
+        candidates = select_samples(
+            np.asarray(data.y), min(len(data), self.faithfulness_samples + len(context.sample_indices)), "stratified", context.rng(f"{self.name}:extra")
+        )
         for i, r in enumerate(maps):
             context.report(i / len(maps), r.method)
             calls_before, rows_before = model.meter.snapshot()
-            rows = np.arange(min(self.n_samples, len(r.sample_indices)))
-            features, pixel_ids, description = self._features(model, data, r, rows)
-            reference = self._as_features(r.attributions[rows], pixel_ids, features)
+            explained = np.asarray(r.sample_indices)
+            per_sample = max(float(r.cost.rows_evaluated) / len(explained), 1.0)
+            # Cheap maps: more samples, scored by re-running the method (budget: max_rerun_rows rows).
+            room = int(self.max_rerun_rows // per_sample)
+            extra = np.array(
+                [c for c in candidates if c not in set(explained.tolist())][: max(0, min(self.faithfulness_samples - len(explained), room))], dtype=np.int64
+            )
+            scored_idx = np.concatenate([explained[: self.faithfulness_samples], extra])
+            scored_targets = np.concatenate([np.asarray(r.targets)[: self.faithfulness_samples], context.predictions[extra]])
+            n_rerun = min(len(scored_idx), max(self.n_samples, int(room // max(reruns_per_sample, 1))))
+            rows = np.arange(n_rerun)
+            all_features, pixel_ids, description = self._features(model, data, scored_idx)
+            features = _rows(all_features, rows)
+            own = len(scored_idx) - len(extra)
+            parts = [self._as_features(r.attributions[:own], pixel_ids, _rows(all_features, slice(0, own)))]
+            if len(extra):
+                extra_maps = rerun(r, model, data, context, targets=context.predictions[extra], indices=extra)
+                parts.append(self._as_features(extra_maps, pixel_ids, _rows(all_features, slice(own, None))))
+            scored_maps = np.concatenate(parts)
+            reference = scored_maps[rows]
             rng = context.rng(f"{self.name}:{r.method}")
-            x = data.x[np.asarray(r.sample_indices)[rows]]
-            targets = np.asarray(r.targets)[rows]
+            x = data.x[scored_idx]
+            targets = scored_targets[rows]
             scores = faithfulness(
-                model, x, targets, reference, features,
+                model, x, scored_targets, scored_maps, all_features,
                 steps=self.steps, n_random=self.n_random, corr_runs=self.corr_runs, corr_fraction=self.corr_fraction, rng=rng,
             )  # fmt: skip
             curves[r.method] = scores.pop("deletion_curve")
             values = dict(scores)
-            values["sparseness"] = gini(reference, features.valid)
+            values["sparseness"] = gini(scored_maps, all_features.valid)
 
-            def again(label: str, handle, source, targets=None, r=r, rows=rows, features=features, pixel_ids=pixel_ids) -> np.ndarray | None:
+            def again(label: str, handle, source, targets=targets, r=r, idx=scored_idx[rows], features=features, pixel_ids=pixel_ids) -> np.ndarray | None:
                 """The method's maps re-run on ``handle`` and ``source`` (None, noted, when that fails)."""
                 try:
-                    return self._as_features(rerun(r, handle, source, context, rows, targets=targets), pixel_ids, features)
+                    return self._as_features(rerun(r, handle, source, context, targets=targets, indices=idx), pixel_ids, features)
                 except Exception as exc:  # one check failing must not lose the method's other scores
                     notes.append(f"{r.method}: {label} could not be computed ({type(exc).__name__}: {exc})")
                     return None
 
             if stages:
                 sims = []
-                for top in stages:
-                    seed = int(rng.integers(2**31))
-                    got = again("model randomization", randomized_copy(model, top, seed), data)
+                for shuffled in randomized:
+                    got = again("model randomization", shuffled, data)
                     sims.append(spearman_abs(reference, got, features.valid) if got is not None else np.full(len(rows), np.nan))
                 cascade[r.method] = np.stack(sims)
                 values["model_randomization_similarity"] = sims[-1]
@@ -181,7 +239,7 @@ class ExplanationTrust(Probe):
             if self.noise_draws and self.noise > 0 and data.modality != "text":
                 changes = []
                 for _ in range(self.noise_draws):
-                    noisy = self._noisy(model, data, np.asarray(r.sample_indices)[rows], rng)
+                    noisy = self._noisy(model, data, scored_idx[rows], rng)
                     got = again("stability", model, noisy)
                     if got is not None:
                         changes.append(relative_change(reference, got, features.valid))
@@ -189,8 +247,10 @@ class ExplanationTrust(Probe):
                     values["stability_max_change"] = np.max(changes, axis=0)
                     values["stability_mean_change"] = np.mean(changes, axis=0)
             metrics[r.method] = values
+            intervals[r.method] = self._intervals(values, rng)
             calls_after, rows_after = model.meter.snapshot()
             costs[r.method] = [calls_after - calls_before, rows_after - rows_before]
+        skill = cohen_kappa(context.predictions, data.y) if getattr(data, "y", None) is not None and len(context.proba) == len(data.y) else None
         if self.random_logit and model.n_classes <= 2:
             notes.append("No random-logit check: with two classes the other class's map mirrors the explained one.")
         if data.modality == "text" and self.noise_draws:
@@ -207,12 +267,22 @@ class ExplanationTrust(Probe):
             deletion_curves=curves,
             costs=costs,
             map_costs={r.method: [int(r.cost.model_calls), int(r.cost.rows_evaluated)] for r in maps},
+            intervals=intervals,
+            model_skill=None if skill is None else skill[0],
+            model_skill_interval=None if skill is None else skill[1],
             notes=notes,
         )
 
-    def _features(self, model: ModelHandle, data: AuditData, r: AttributionResult, rows: np.ndarray) -> tuple[Features, np.ndarray | None, str]:
-        """The features of ``r``'s maps, the pixel -> block ids (images) and a description."""
-        x = data.x[np.asarray(r.sample_indices)[rows]]
+    def _intervals(self, values: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, list[float]]:
+        """95% bootstrap interval of each property value over the samples it rests on."""
+        if not self.n_boot:
+            return {}
+        out = {prop: bootstrap_interval(values, prop, rng, self.n_boot) for prop in PROPERTIES}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _features(self, model: ModelHandle, data: AuditData, idx: np.ndarray) -> tuple[Features, np.ndarray | None, str]:
+        """The features of the maps of data rows ``idx``, the pixel -> block ids (images) and a description."""
+        x = data.x[idx]
         if data.modality == "image":
             channels, height, width = x.shape[1:]
             pixel_ids, n = image_blocks(height, width, self.max_features)
@@ -220,34 +290,46 @@ class ExplanationTrust(Probe):
             index = np.tile(pixel_ids, channels)
             side = int(np.ceil(np.sqrt(height * width / n)))
             what = f"{n} pixel blocks of about {side}x{side} (removed = {lo:g}, the black end of the value range)"
-            return Features(index=index, baseline=np.full(index.shape, lo), n=n, valid=np.ones((len(rows), n), dtype=bool)), pixel_ids, what
+            return Features(index=index, baseline=np.full(index.shape, lo), n=n, valid=np.ones((len(idx), n), dtype=bool)), pixel_ids, what
         if data.modality == "tabular":
             index = np.full(x.shape[1], -1)
             for g, cols in enumerate(data.feature_groups):
                 index[cols] = g
             n = len(data.feature_groups)
             return (
-                Features(index=index, baseline=data.x.mean(axis=0), n=n, valid=np.ones((len(rows), n), dtype=bool)),
+                Features(index=index, baseline=data.x.mean(axis=0), n=n, valid=np.ones((len(idx), n), dtype=bool)),
                 None,
                 f"{n} raw features (removed = column mean)",
             )
         tok = model.tokenizer
-        special = set(getattr(tok, "all_special_ids", []) or [])
         fill = getattr(tok, "mask_token_id", None)
         fill = fill if fill is not None else getattr(tok, "pad_token_id", 0)
-        valid = ~np.isin(x, list(special)) if special else x != 0
-        n = x.shape[1]
-        return Features(index=np.arange(n), baseline=np.full(n, fill), n=n, valid=valid), None, f"tokens ({n} positions; removed = token {fill})"
+        length = x.shape[1]
+        # Words, not tokens: the word pieces of one word leave and enter together (special tokens never do).
+        texts = data.texts
+        segments = player_segments(model, x, [texts[int(i)] for i in idx], "words")
+        counts = segments.max(axis=1) + 1
+        n = max(int(counts.max()) if len(counts) else 1, 1)
+        valid = np.arange(n)[None, :] < counts[:, None]
+        what = f"words (up to {n} per text; removed = token {fill} in each of the word's tokens)"
+        return Features(index=segments, baseline=np.full(length, fill), n=n, valid=valid), None, what
 
     @staticmethod
     def _as_features(maps: np.ndarray, pixel_ids: np.ndarray | None, features: Features) -> np.ndarray:
-        out = feature_maps(np.asarray(maps), pixel_ids, features.n)
-        if out.shape[1] != features.n:  # text maps may be cropped to the longest explained text
-            padded = np.zeros((len(out), features.n))
-            w = min(features.n, out.shape[1])
-            padded[:, :w] = out[:, :w]
-            out = padded
-        return out
+        maps = np.asarray(maps)
+        if features.index.ndim == 2:  # text: token maps (maybe cropped to the longest text) summed into each text's words
+            width = features.index.shape[1]
+            tokens = np.zeros((len(maps), width))
+            w = min(width, maps.shape[1])
+            tokens[:, :w] = maps.reshape(len(maps), -1)[:, :w]
+            out = np.zeros((len(maps), features.n))
+            if len(features.index) != len(maps):
+                raise ValueError(f"{len(maps)} text maps but word positions of {len(features.index)} texts")
+            for i, row in enumerate(features.index):
+                keep = row >= 0
+                out[i] = np.bincount(row[keep], weights=tokens[i, keep], minlength=features.n)[: features.n]
+            return out
+        return feature_maps(maps, pixel_ids, features.n)
 
     def _noisy(self, model: ModelHandle, data: AuditData, idx: np.ndarray, rng: np.random.Generator) -> AuditData:
         """``data`` with Gaussian noise on the rows ``idx`` (images clipped to the value range)."""

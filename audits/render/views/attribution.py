@@ -28,6 +28,7 @@ from audits.render.charts import (
     scaled,
 )
 from audits.render.registry import view
+from audits.render.views.trust import trust_beside_gallery
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 
 # ---------------------------------------------------------------------------- charts
@@ -385,8 +386,10 @@ def overview_blocks(report, ctx: RenderContext) -> list:
         image_results = [r for r in results if r.modality == "image" and r.attributions.ndim == 3]
         for rows in chunks(list(range(len(samples.indices))), 8):
             blocks += figure(attribution_gallery_chart(image_results, samples, ctx.class_names, rows=rows))
+            blocks += trust_beside_gallery(report, [r.method for r in image_results])
     elif modality == "tabular":
         blocks += figure(global_importance_chart(results), "Bars are scaled per method, so methods compare in ranking and shape, not in absolute size.")
+        blocks += trust_beside_gallery(report, [r.method for r in results])
         top = [[pretty(r.method), r.output, ", ".join(r.top_features(5))] for r in results if r.feature_names]
         blocks.append(Table(["Method", "Output", "Top 5 features (mean |attribution|)"], top, caption="Most important features per method"))
         first = _shapley_first(results)
@@ -394,6 +397,7 @@ def overview_blocks(report, ctx: RenderContext) -> list:
             blocks += figure(tabular_sample_chart(first, row, samples, ctx.class_names))
     else:
         blocks += figure(token_chart(results, samples, ctx.class_names), empty="No token attributions to show.")
+        blocks += trust_beside_gallery(report, [r.method for r in results])
     return blocks
 
 

@@ -1,4 +1,5 @@
-"""Explanation trust: one compact table of every method's verdict per property, its reason and key numbers."""
+"""Explanation trust: one table of every method's verdict per property, its reason and key numbers, and the
+compact table the report sets right after each attribution gallery (:func:`trust_beside_gallery`)."""
 
 from __future__ import annotations
 
@@ -41,5 +42,44 @@ def trust_view(r: TrustResult, ctx: RenderContext) -> list:
             "caption",
         ),
     ]
+    if r.model_skill is not None:
+        skill = f"The model's predictions agree with the labels with Cohen's kappa {r.model_skill:.2f}"
+        if r.model_skill_interval is not None:
+            skill += f" (95% interval {r.model_skill_interval[0]:.2f} to {r.model_skill_interval[1]:.2f})"
+        if r.model_learned is False:
+            blocks.insert(0, Paragraph(skill + ": at chance level, so no map explains a learned decision and every method's trust score is 0.", "warning"))
+        else:
+            blocks.append(Paragraph(skill + ".", "caption"))
     blocks += [Paragraph(n, "note") for n in r.notes]
     return blocks
+
+
+def compact_trust_table(r: TrustResult, methods: list[str] | None = None) -> Table | None:
+    """The methods' verdicts in a few columns (for beside a gallery); None when none of them was scored."""
+    shown = [m for m in (methods if methods is not None else r.methods) if m in r.methods]
+    if not shown:
+        return None
+    rows = []
+    for m in shown:
+        verdict, score = r.verdict(m), r.score(m)
+        rows.append(
+            [
+                pretty(m),
+                *(verdict[p].replace("_", " ") for p in ("faithfulness", "randomization", "stability")),
+                "-" if score is None else f"{score:.0%}",
+                r.reason(m),
+            ]
+        )
+    return Table(
+        ["Method", "Faithful", "Weight-sensitive", "Stable", "Trust", "Why"],
+        rows,
+        caption="How far each map above can be trusted (explanation trust)",
+        numeric=[4],
+    )
+
+
+def trust_beside_gallery(report, methods: list[str]) -> list:
+    """The compact trust table of ``methods`` from the report's explanation-trust result, if it has one."""
+    result = next((x for x in (*report.explanations, *report.robustness) if isinstance(x, TrustResult)), None)
+    table = None if result is None else compact_trust_table(result, methods)
+    return [] if table is None else [table]
