@@ -115,13 +115,9 @@ class AutoAttack(AttackProbe):
         broken_by = np.where(clean_ok[:, None], 0, -1).repeat(m, axis=1).astype(np.int8)
         one_step = np.zeros((n, m), dtype=bool)
 
-        def survivors() -> tuple[np.ndarray, np.ndarray]:
-            r, c = np.nonzero((broken_by == 0) & (eps[None, :] > 0))
-            return r, c
-
         def batched(fn, r: np.ndarray, c: np.ndarray) -> np.ndarray:
             if len(r) == 0:
-                return np.zeros((0, 2))
+                return np.zeros((0, 2), dtype=bool)
             r_t = torch.as_tensor(r, device=model.device)
             c_t = torch.as_tensor(c, device=model.device)
 
@@ -132,52 +128,75 @@ class AutoAttack(AttackProbe):
             with torch.inference_mode(False), torch.enable_grad():
                 return model.map_batches(run, np.arange(len(r)), model.batch_size).cpu().numpy()
 
-        stages = 1 + (n_targets > 0) + (self.queries > 0) + 1
-        context.report(0.0, "APGD-CE")
-        r, c = survivors()
-
         def apgd_ce(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
             broken, at = apgd(model.model, x[s], y[s], e, self.norm, self.steps, low, high, start=start[s])
-            return torch.stack([broken.float(), ((at >= 0) & (at <= 1)).float()], dim=1)
+            return torch.stack([broken, (at >= 0) & (at <= 1)], dim=1)
 
+        def apgd_t(st: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+            s, t = st // max(n_targets, 1), st % max(n_targets, 1)
+            broken, _ = apgd(model.model, x[s], y[s], e, self.norm, self.steps, low, high, start=start[s], target=targets[s, t])
+            return broken[:, None]
+
+        def square_attack(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return square(model.model, x[s], y[s], e, self.norm, self.queries, low, high, generator)[:, None]
+
+        # APGD-CE, the cheap attack that breaks nearly every breakable row, runs on every (row, epsilon) at
+        # once. The costly attacks after it run, per row, only at the largest budget the row still stands
+        # at (its frontier): a row the whole ensemble leaves standing there counts as robust at every
+        # smaller budget without being attacked there (the smaller ball lies inside the larger). Where
+        # APGD-T or Square breaks a row at its frontier, the next smaller budget becomes its frontier in
+        # another round. All frontiers of a round are one batch (one Square loop for every budget); within
+        # a round each attack runs on the rows the ones before it left standing.
+        context.report(0.0, "APGD-CE")
+        r, c = np.nonzero(clean_ok[:, None] & (eps[None, :] > 0))
         out = batched(apgd_ce, r, c)
-        broken_by[r[out[:, 0] > 0.5], c[out[:, 0] > 0.5]] = 1
-        one_step[r[out[:, 1] > 0.5], c[out[:, 1] > 0.5]] = True
-        for t in range(n_targets):
-            context.report((1 + t / n_targets) / stages, f"APGD-T, target {t + 1}")
-            r, c = survivors()
-
-            def apgd_t(s: torch.Tensor, e: torch.Tensor, t: int = t) -> torch.Tensor:
-                broken, _ = apgd(model.model, x[s], y[s], e, self.norm, self.steps, low, high, start=start[s], target=targets[s, t])
-                return broken.float()[:, None]
-
-            out = batched(apgd_t, r, c)
-            broken_by[r[out[:, 0] > 0.5], c[out[:, 0] > 0.5]] = 2
-        gradient_ok = broken_by == 0
-        if self.queries > 0:
-            context.report((stages - 2) / stages, "Square")
-            r, c = survivors()
-
-            def square_attack(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-                with torch.no_grad():
-                    return square(model.model, x[s], y[s], e, self.norm, self.queries, low, high, generator).float()[:, None]
-
-            out = batched(square_attack, r, c)
-            broken_by[r[out[:, 0] > 0.5], c[out[:, 0] > 0.5]] = 3
+        broken_by[r[out[:, 0]], c[out[:, 0]]] = 1
+        one_step[r[out[:, 1]], c[out[:, 1]]] = True
+        finished = np.zeros((n, m), dtype=bool)  # the whole ensemble ran on this (row, epsilon)
+        descending = np.argsort(-eps, kind="stable")
+        descending = descending[eps[descending] > 0]
+        rounds = 0
+        while True:
+            standing = (broken_by[:, descending] == 0) & ~finished[:, descending]
+            first = standing.argmax(axis=1)
+            r = np.flatnonzero(standing.any(axis=1) & ~(finished[:, descending] & (broken_by[:, descending] == 0)).any(axis=1))
+            c = descending[first[r]]
+            if len(r) == 0:
+                break
+            rounds += 1
+            label = f"round {rounds}" if rounds > 1 else ""
+            if n_targets:
+                # Every target class at once: a row counts as broken by APGD-T when any target's run broke it,
+                # which is what the attacks run one target after another find, in a tenth of the iterations.
+                context.report(1 / 3, f"APGD-T, {n_targets} targets {label}".strip())
+                live = np.flatnonzero(broken_by[r, c] == 0)
+                pick = np.repeat(live, n_targets)
+                which = np.tile(np.arange(n_targets), len(live))
+                out = batched(apgd_t, r[pick] * n_targets + which, c[pick])
+                hit = np.zeros(len(r), dtype=bool)
+                np.logical_or.at(hit, pick, out[:, 0])
+                broken_by[r[hit], c[hit]] = 2
+            if self.queries > 0:
+                context.report(2 / 3, f"Square {label}".strip())
+                live = broken_by[r, c] == 0
+                out = batched(square_attack, r[live], c[live])
+                broken_by[r[live][out[:, 0]], c[live][out[:, 0]]] = 3
+            finished[r, c] = True
+        gradient_ok = clean_ok[:, None] & ((broken_by == 0) | (broken_by == 3))
 
         # Masking diagnostic: APGD-CE from the clean point with a budget that reaches every input.
-        context.report((stages - 1) / stages, "unbounded epsilon")
+        context.report(0.97, "unbounded epsilon")
         unbounded = (high - low) * (1.0 if self.norm == "linf" else float(np.sqrt(np.prod(model.input_shape))))
         r = np.flatnonzero(clean_ok)
-        c = np.zeros(len(r), dtype=np.int64)
         eps_un = torch.full((1,), unbounded, dtype=torch.float32, device=model.device)
 
         def apgd_unbounded(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
             broken, _ = apgd(model.model, x[s], y[s], eps_un.expand(len(s)), self.norm, self.steps, low, high)
-            return broken.float()[:, None]
+            return broken[:, None]
 
-        out = batched(apgd_unbounded, r, c)
-        unbounded_ra = float((out[:, 0] < 0.5).sum() / n) if n else float("nan")
+        out = batched(apgd_unbounded, r, np.zeros(len(r), dtype=np.int64))
+        unbounded_ra = float((~out[:, 0]).sum() / n) if n else float("nan")
 
         robust = broken_by == 0
         wrong = ~robust
