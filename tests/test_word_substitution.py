@@ -7,8 +7,15 @@ import pytest
 
 from audits.engine import build_context
 from audits.robustness.word_substitution import WordSubstitution
-from tests.test_text_models import ID, bag_handle, text_data, tokenizer_dir  # noqa: F401  (fixture)
-from tests.text_fixtures import KeyedBag
+from tests.test_text_models import ID, bag_handle, text_data
+from tests.text_fixtures import KeyedBag, make_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer")
+    make_tokenizer().save_pretrained(str(folder))
+    return folder
 
 
 def _attack(model, texts, labels, groups=None, **params):

@@ -176,8 +176,12 @@ class WordSubstitution(RobustnessProbe):
         examples = pd.DataFrame(
             [
                 {
-                    "row": int(rows[i]), "text": texts[i], "attacked": attacked[i], "substitutions": int(substitutions[i]),
-                    "clean_prediction": data.class_names[int(clean_proba[i].argmax())], "attacked_prediction": data.class_names[int(pred[i])],
+                    "row": int(rows[i]),
+                    "text": texts[i],
+                    "attacked": attacked[i],
+                    "substitutions": int(substitutions[i]),
+                    "clean_prediction": data.class_names[int(clean_proba[i].argmax())],
+                    "attacked_prediction": data.class_names[int(pred[i])],
                     "flipped": bool(success[i]),
                 }  # fmt: skip
                 for i in picked
