@@ -24,6 +24,7 @@ CASES = {
     "B8": "bench.b8_scan_overhead",
     "B9": "bench.b9_trust",
     "B10": "bench.b10_autoattack",
+    "B11": "bench.b11_default_autoattack",
 }
 
 
