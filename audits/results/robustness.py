@@ -392,7 +392,8 @@ class AutoAttackResult(AttackResult):
     one row per epsilon and attack: ``broken`` (share of evaluated rows this attack broke
     first, the attacks running in order on the survivors). ``broken_by`` holds per row and
     epsilon the attack that broke it (its index in ``attacks`` plus one; 0 survived, -1 wrong
-    when clean). The gradient-masking diagnostics: ``gradient_free_gain`` (largest share of
+    when clean; a row that survived every attack at one budget is not attacked at smaller
+    ones and reads 0 there). The gradient-masking diagnostics: ``gradient_free_gain`` (largest share of
     rows over the sweep that only the gradient-free attack broke), ``iteration_gain`` (largest
     share that needed more than one APGD-CE step), ``unbounded_robust_accuracy`` (APGD-CE from
     the clean point at ``unbounded_epsilon``, which can reach any input: ~0 unless gradients
