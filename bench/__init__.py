@@ -23,6 +23,8 @@ CASES = {
     "B7": "bench.b7_store",
     "B8": "bench.b8_scan_overhead",
     "B9": "bench.b9_trust",
+    "B10": "bench.b10_autoattack",
+    "B11": "bench.b11_default_autoattack",
 }
 
 

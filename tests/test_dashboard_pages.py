@@ -306,3 +306,14 @@ def test_inspect_trust_badges_beside_each_map(store):
     assert not _problems(at), _problems(at)
     captions = _captions(at)
     assert captions.count("Trust: faithful") == 2 and "weight-sensitive" in captions, captions
+
+
+def test_robustness_page_shows_the_autoattack_ensemble(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDITS_STORE", str(tmp_path))
+    params = {"max_rows": 32, "epsilons": [0.0, 0.1], "steps": 5, "queries": 20}
+    store_audit("digits-cnn", {"seed": 0, "samples": 2, "max_rows": 64, "probes": [{"name": "autoattack", "params": params}]})
+    at = _page(_app("digits-cnn"), "robustness_page")
+    assert not _problems(at), _problems(at)
+    assert "AutoAttack ensemble (APGD-CE, APGD-T, Square)" in [s.value for s in at.subheader]
+    assert any("only gradient-free broke" in m.value for m in at.markdown)  # the headline with the masking diagnostics
+    assert len(at.get("plotly_chart")) >= 1

@@ -392,7 +392,8 @@ class AutoAttackResult(AttackResult):
     one row per epsilon and attack: ``broken`` (share of evaluated rows this attack broke
     first, the attacks running in order on the survivors). ``broken_by`` holds per row and
     epsilon the attack that broke it (its index in ``attacks`` plus one; 0 survived, -1 wrong
-    when clean). The gradient-masking diagnostics: ``gradient_free_gain`` (largest share of
+    when clean; a row that survived every attack at one budget is not attacked at smaller
+    ones and reads 0 there). The gradient-masking diagnostics: ``gradient_free_gain`` (largest share of
     rows over the sweep that only the gradient-free attack broke), ``iteration_gain`` (largest
     share that needed more than one APGD-CE step), ``unbounded_robust_accuracy`` (APGD-CE from
     the clean point at ``unbounded_epsilon``, which can reach any input: ~0 unless gradients
@@ -519,3 +520,60 @@ class SmoothingResult(ProbeResult):
             yield proportion("smoothed_accuracy", s.smoothed_accuracy, n, subject=subject, evidence=where)
             yield proportion("abstention_rate", s.abstention_rate, n, subject=subject, direction="lower_is_better", evidence=where)
             yield Measurement(name="median_certified_radius", subject=subject, value=finite(s.median_radius), direction="higher_is_better", evidence=where, n=n)
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class WordSubstitutionResult(ProbeResult):
+    """A budgeted greedy word-substitution attack on a text classifier (synonyms only; identity terms never change).
+
+    Per evaluated row: ``success`` (a correct decision the attack turned wrong),
+    ``substitutions`` (words it replaced; 0 where it did not run or changed nothing) and
+    ``attackable`` (the text has a word with an allowed synonym). ``words``: each replacement
+    used in a successful attack (``original``, ``substitute``, ``uses``). ``by_group``:
+    per sensitive attribute and group ``clean_accuracy``, ``attacked_accuracy`` and
+    ``attack_success_rate``. ``examples``: a few attacked texts.
+    """
+
+    rows: np.ndarray
+    budget: int
+    clean_accuracy: float
+    success: np.ndarray
+    substitutions: np.ndarray
+    attackable: np.ndarray
+    attack_success_rate: float
+    attacked_accuracy: float
+    mean_substitutions: float
+    words: pd.DataFrame
+    by_group: pd.DataFrame
+    examples: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_correct(self) -> int:
+        """Rows right when clean: the ones attacked, and the denominator of ``attack_success_rate``."""
+        return int(round(self.clean_accuracy * len(self.rows))) if len(self.rows) else 0
+
+    def headline(self) -> str:
+        head = (
+            f"{self.attack_success_rate:.1%} of correct decisions flipped by at most {self.budget} synonym swaps "
+            f"(accuracy {self.clean_accuracy:.3f} -> {self.attacked_accuracy:.3f})"
+        )
+        if self.success.any():
+            head += f"; {self.mean_substitutions:.2g} swaps on average"
+        gap = largest_gap(self.by_group, "attack_success_rate", higher_is_better=False)
+        if gap:
+            head += f"; largest gap {gap['gap']:.2f} ({gap['attribute']}: {gap['worst']} vs {gap['best']})"
+        return head
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``attack_success_rate`` (of correct rows) and ``attacked_accuracy`` (of all rows), subject ``word_substitution/budget=3``, Wilson intervals."""
+        subject = f"{self.method}/budget={self.budget}"
+        yield proportion(
+            "attack_success_rate", self.attack_success_rate, self.n_correct, subject=subject, direction="lower_is_better", evidence=".attack_success_rate"
+        )
+        yield proportion("attacked_accuracy", self.attacked_accuracy, len(self.rows), subject=subject, evidence=".attacked_accuracy")
+        yield Measurement(
+            name="mean_substitutions", subject=subject, value=finite(self.mean_substitutions), direction="higher_is_better",
+            evidence=".mean_substitutions", n=int(self.success.sum()),
+        )  # fmt: skip

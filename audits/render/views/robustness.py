@@ -19,6 +19,7 @@ from audits.results.robustness import (
     TabularAdversarialResult,
     TabularPerturbationResult,
     TextRobustnessResult,
+    WordSubstitutionResult,
 )
 
 # ---------------------------------------------------------------------------- charts
@@ -434,4 +435,43 @@ def smoothing_view(r: SmoothingResult, ctx: RenderContext) -> list:
     blocks += frame_table(r.curve, caption="Certified accuracy per noise level and radius", digits=4)
     if not r.by_group.empty:
         blocks += frame_table(r.by_group, caption="Certified accuracy and abstention per group", digits=4)
+    return blocks
+
+
+def word_substitution_group_chart(result) -> BarChart:
+    """Per sensitive attribute and group: the share of correct decisions the attack flipped."""
+    t = result.by_group.dropna(subset=["attack_success_rate"])
+    names = [f"{a}: {g}" for a, g in zip(t["attribute"], t["group"], strict=True)]
+    return BarChart(
+        title=f"Correct decisions flipped by at most {result.budget} synonym swaps, per group",
+        categories=names,
+        series=[Series("attack success rate", names, list(t["attack_success_rate"]))],
+        value_label="share of correct decisions flipped",
+        value_range=(0.0, 1.0),
+        height=0.8 + 0.24 * len(names),
+    )
+
+
+@view(WordSubstitutionResult)
+def word_substitution_view(r: WordSubstitutionResult, ctx: RenderContext) -> list:
+    """Attack success rate and accuracy under attack, the words it swapped, per group, examples."""
+    blocks: list = [
+        KeyValues(
+            [
+                ("Texts attacked (correct when clean)", f"{r.n_correct:,} of {len(r.rows):,}"),
+                ("Texts with a word that may be swapped", pct(float(r.attackable.mean()) if len(r.rows) else float("nan"))),
+                ("Most swaps per text", str(r.budget)),
+                ("Attack success rate", pct(r.attack_success_rate)),
+                ("Accuracy clean / under attack", f"{num(r.clean_accuracy)} / {num(r.attacked_accuracy)}"),
+                ("Swaps per successful attack (mean)", num(r.mean_substitutions, 2)),
+            ]
+        )
+    ]
+    if not r.words.empty:
+        blocks += frame_table(r.words, caption="Swaps used by the successful attacks", max_rows=12)
+    if not r.by_group.empty:
+        blocks += figure(word_substitution_group_chart(r))
+        blocks += frame_table(r.by_group, caption="Per group: clean accuracy, accuracy under attack, attack success rate")
+    if not r.examples.empty:
+        blocks += frame_table(r.examples, caption="Examples (flipped first)", max_rows=6)
     return blocks
