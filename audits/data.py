@@ -6,7 +6,7 @@ import csv
 import gzip
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +39,9 @@ class AuditData:
     raw: pd.DataFrame | None = None
     feature_names: list[str] = field(default_factory=list)
     feature_groups: list[np.ndarray] = field(default_factory=list)
+    # From the card: the favourable outcome (None: class 1 of a binary model) and per-attribute reference groups.
+    favourable_class: str | None = None
+    reference_groups: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -69,6 +72,8 @@ class AuditData:
             raw=None if self.raw is None else self.raw.iloc[index].reset_index(drop=True),
             feature_names=self.feature_names,
             feature_groups=self.feature_groups,
+            favourable_class=self.favourable_class,
+            reference_groups=self.reference_groups,
         )
 
 
@@ -350,7 +355,9 @@ def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
     data_path = Path(path) if path is not None else card.resolve(card.data.path)  # type: ignore[union-attr]
     label_column = card.data.label_column if card.data else "y"
     if card.modality == "image":
-        return _load_image(card, data_path)
-    if card.modality == "text":
-        return _load_text(card, data_path, label_column)
-    return _load_tabular(card, data_path, label_column)
+        data = _load_image(card, data_path)
+    elif card.modality == "text":
+        data = _load_text(card, data_path, label_column)
+    else:
+        data = _load_tabular(card, data_path, label_column)
+    return replace(data, favourable_class=card.favourable_class, reference_groups=dict(card.data.reference_groups) if card.data else {})

@@ -252,6 +252,8 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         group_sizes={a: {str(k): int(v) for k, v in data.attributes[a].astype(str).value_counts().sort_index().items()} for a in data.sensitive},
         feature_names=list(data.feature_names),
         row_indices=row_indices,
+        favourable_class=data.favourable_class,
+        reference_groups=dict(data.reference_groups),
     )
     explanations: list[AttributionResult] = results["explanation"]
     return AuditReport(

@@ -161,6 +161,23 @@ class EvaluationData(_Strict):
     label_column: str = "y"
     attributes_path: str | None = None
     sensitive: list[str] = Field(default_factory=list)
+    # Per sensitive attribute, the group others are compared with (default: its largest group).
+    reference_groups: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("reference_groups", mode="before")
+    @classmethod
+    def _reference_as_text(cls, value: object) -> object:
+        # Group values are compared as text (the data's `1` is the group "1").
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _check_reference(self) -> EvaluationData:
+        unknown = sorted(set(self.reference_groups) - set(self.sensitive))
+        if unknown:
+            raise ValueError(f"reference_groups names {unknown}, which are not sensitive attributes {self.sensitive}")
+        return self
 
 
 class ModelCard(_Strict):
@@ -176,6 +193,9 @@ class ModelCard(_Strict):
     input: Annotated[ImageInput | TabularInput | TextInput, Field(discriminator="kind")]
     # What the network returns; probabilities are converted to log-space for attribution targets.
     output: Literal["logits", "probabilities"] = "logits"
+    # The outcome a person wants (a loan granted, a comment kept: "non-toxic"). Fairness probes count
+    # selection rates, false positives and flips towards it. None: class 1 of a binary model, with a note.
+    favourable_class: str | None = None
     target_layer: str | None = None
     data: EvaluationData | None = None
     # Free-form provenance the audit copies into its report (training recipe, data notes).
@@ -195,6 +215,8 @@ class ModelCard(_Strict):
     def _check(self) -> ModelCard:
         if len(self.class_names) < 2:
             raise ValueError("class_names needs at least 2 classes")
+        if self.favourable_class is not None and self.favourable_class not in self.class_names:
+            raise ValueError(f"favourable_class {self.favourable_class!r} is not one of class_names {self.class_names}: name one of them")
         if self.input.kind != self.modality:
             raise ValueError(f"modality is {self.modality!r} but input.kind is {self.input.kind!r}")
         if self.format in ("safetensors", "pytorch_state_dict") and self.architecture is None:

@@ -84,7 +84,7 @@ class CounterfactualFlips(Probe):
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> CounterfactualFlipResult:
         inputs, not_inputs = _sensitive_inputs(model, data)
-        pos = resolve_positive_class(self.positive_class, data.class_names)
+        pos = resolve_positive_class(self.positive_class, data.class_names, data.favourable_class)
         rows = np.arange(len(data))
         if self.max_rows is not None and self.max_rows < len(rows):
             rows = np.sort(context.rng(self.name).choice(len(rows), size=self.max_rows, replace=False))

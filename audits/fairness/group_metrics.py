@@ -75,8 +75,11 @@ def sensitive_frame(data: AuditData, columns: list[str], missing: MissingPolicy)
     return pd.DataFrame(out)
 
 
-def resolve_positive_class(positive_class: int | str | None, class_names: list[str]) -> int | None:
-    """Index of the favourable class: given, else class 1 for a binary model, else None (multiclass)."""
+def resolve_positive_class(positive_class: int | str | None, class_names: list[str], declared: str | None = None) -> int | None:
+    """Index of the favourable class: the probe's ``positive_class``, else the card's ``favourable_class``
+    (``declared``), else class 1 for a binary model, else None (multiclass)."""
+    if positive_class is None:
+        positive_class = declared
     if positive_class is None:
         return 1 if len(class_names) == 2 else None
     if isinstance(positive_class, str):
@@ -86,6 +89,18 @@ def resolve_positive_class(positive_class: int | str | None, class_names: list[s
     if not 0 <= int(positive_class) < len(class_names):
         raise DataError(f"positive_class {positive_class} is out of range 0..{len(class_names) - 1}.", fix="Give a class index or name.")
     return int(positive_class)
+
+
+def favourable_outcome(positive_class: int | str | None, data: AuditData) -> tuple[int | None, str | None]:
+    """The favourable class index for ``data`` and, where it was assumed rather than declared, a note saying so."""
+    pos = resolve_positive_class(positive_class, data.class_names, data.favourable_class)
+    if positive_class is None and data.favourable_class is None and pos is not None:
+        return pos, (
+            f"No favourable_class in the model card: class 1 ({data.class_names[pos]!r}) is taken as the favourable outcome "
+            f"(selection rates, false positives and the four-fifths rule count towards it). If {data.class_names[0]!r} is the "
+            f"outcome people want, declare favourable_class: {data.class_names[0]} in the card."
+        )
+    return pos, None
 
 
 def _groupings(frame: pd.DataFrame, combos: list[list[str]]) -> tuple[np.ndarray, int, list[_Grouping]]:
@@ -194,7 +209,7 @@ class GroupMetrics(Probe):
         return reason
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> GroupMetricsResult:
-        pos = resolve_positive_class(self.positive_class, data.class_names)
+        pos, assumed = favourable_outcome(self.positive_class, data)
         combos = _combos(list(data.sensitive), self.intersections)
         frame = sensitive_frame(data, list(data.sensitive), self.missing)
         cell, n_cells, groupings = _groupings(frame, combos)
@@ -207,7 +222,8 @@ class GroupMetrics(Probe):
         overall_stats = stats.grouped(np.zeros(n_cells, dtype=np.int64), 1)
         overall = {m: v[:, 0] for m, v in compute(overall_stats).items()}
         overall_table = _overall_table(overall, names, self.ci)
-        group_rows, disparity_rows, criteria_rows, fifths_rows, notes = [], [], [], [], []
+        group_rows, disparity_rows, criteria_rows, fifths_rows = [], [], [], []
+        notes: list[str] = [assumed] if assumed else []
         chance: dict[str, dict] = {}
         for g in groupings:
             gstats: GroupStats = stats.grouped(g.group_of_cell, len(g.labels))
@@ -242,6 +258,7 @@ class GroupMetrics(Probe):
             seed=context.seed,
             task="binary" if pos is not None else "multiclass",
             positive_class=None if pos is None else data.class_names[pos],
+            favourable_declared=assumed is None,
             metrics=names,
             groupings=[g.name for g in groupings],
             overall=overall_table,

@@ -58,6 +58,8 @@ class GroupMetricsResult(ProbeResult):
     min_group_size: int
     notes: list[str] = field(default_factory=list)
     quality: dict = field(default_factory=dict)
+    # False where the favourable class was assumed (class 1 of a binary model), not declared in the card or spec.
+    favourable_declared: bool = True
 
     def table(self, grouping: str) -> pd.DataFrame:
         """The rows of ``groups`` for one grouping (e.g. 'sex' or 'sex x race')."""

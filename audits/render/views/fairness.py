@@ -221,7 +221,7 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
     blocks: list = [
         Paragraph(
             f"Task: {r.task}"
-            + (f", favourable class '{r.positive_class}'" if r.positive_class else "")
+            + (f", favourable class '{r.positive_class}'" + ("" if r.favourable_declared else " (assumed: class 1; the card declares no favourable_class)") if r.positive_class else "")
             + f". Groups with fewer than {r.min_group_size} rows are "
             f"reported as insufficient data and left out of disparities. Intervals: {r.n_boot} bootstrap resamples."
         )
