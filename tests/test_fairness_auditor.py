@@ -116,3 +116,101 @@ def test_the_report_states_the_favourable_outcome_in_the_fairness_section(tabula
         card = parse_card({**tabular_bundle["card"], "favourable_class": favourable}, base_dir=tabular_bundle["dir"])
         report = run_audit(load_model(card, device="cpu"), load_data(card), spec)
         assert expected in html.unescape(render_html(report))
+
+
+# --- 4. the metrics auditors expect ------------------------------------------------------------
+
+
+def test_every_rate_of_the_hand_counted_tables_is_exact_and_a_group_of_one_is_flagged():
+    result = group_metrics(*hand_counted("grant"))
+    table = result.table("applicant").set_index("group")
+    for group, rates in EXPECTED.items():
+        assert table.loc[group, "n"] == sum(COUNTS[group].values()) and table.loc[group, "status"] == "ok"
+        for metric, value in rates.items():
+            assert table.loc[group, metric] == pytest.approx(value, abs=1e-12), (group, metric)
+    assert table.loc["C", "status"] == "insufficient data"
+    assert all(np.isnan(table.loc["C", m]) for m in EXPECTED["A"])
+    assert any("C (n=1)" in n for n in result.notes)
+
+
+def test_shared_metrics_equal_fairlearns_metricframe_on_the_hand_counted_tables():
+    from fairlearn.metrics import MetricFrame, false_negative_rate, false_positive_rate, selection_rate, true_negative_rate, true_positive_rate
+    from sklearn.metrics import accuracy_score, precision_score
+
+    data, proba = hand_counted("grant")
+    fav = CLASSES.index("grant")
+    y_true, y_pred = (data.y == fav).astype(int), (proba.argmax(axis=1) == fav).astype(int)
+    keep = data.attributes["applicant"].to_numpy() != "C"
+    shared = {
+        "selection_rate": selection_rate, "accuracy": accuracy_score, "tpr": true_positive_rate, "fpr": false_positive_rate,
+        "fnr": false_negative_rate, "tnr": true_negative_rate, "precision": precision_score,
+        "npv": lambda t, p: precision_score(t, p, pos_label=0),
+    }  # fmt: skip
+    frame = MetricFrame(metrics=shared, y_true=y_true[keep], y_pred=y_pred[keep], sensitive_features=data.attributes["applicant"][keep])
+    table = group_metrics(data, proba).table("applicant").set_index("group")
+    for group in ("A", "B"):
+        for metric in shared:
+            assert table.loc[group, metric] == pytest.approx(frame.by_group.loc[group, metric], abs=1e-12), (group, metric)
+
+
+def test_calibration_within_groups_gives_each_group_its_reliability_curve():
+    result = group_metrics(*hand_counted("grant"))
+    rel = result.reliability.set_index("group")
+    # Every decision has confidence 0.8: one bin per group, accuracy = the group's share of right decisions.
+    assert set(rel.index) == {"A", "B"}  # C (one row) is insufficient: no curve
+    assert rel.loc["A", "count"] == 10 and rel.loc["A", "confidence"] == pytest.approx(0.8) and rel.loc["A", "accuracy"] == pytest.approx(0.7)
+    assert rel.loc["B", "accuracy"] == pytest.approx(0.5)
+    table = result.table("applicant").set_index("group")
+    assert table.loc["A", "calibration_error"] == pytest.approx(0.1) and table.loc["B", "calibration_error"] == pytest.approx(0.3)
+
+
+def _benefit_data(groups: list[str], benefits: list[int], x: np.ndarray | None = None) -> tuple[AuditData, np.ndarray]:
+    """Rows whose benefit (decision - label + 1, favourable = class 1) is as given: 2 = FP, 0 = FN, 1 = right."""
+    decision = np.array([1 if b == 2 else (0 if b == 0 else 1) for b in benefits])
+    label = np.array([0 if b == 2 else (1 if b == 0 else 1) for b in benefits])
+    x = np.zeros((len(benefits), 1), np.float32) if x is None else x
+    data = AuditData(
+        modality="tabular", x=x, y=label, class_names=["no", "yes"], attributes=pd.DataFrame({"g": groups}), sensitive=["g"],
+        source="benefits", sha256="-", feature_names=["x"], feature_groups=[np.array([0])], favourable_class="yes",
+    )  # fmt: skip
+    return data, np.stack([1 - decision, decision], axis=1).astype(np.float64)
+
+
+def individual(data: AuditData, proba: np.ndarray, **params):
+    context = RunContext(seed=0, proba=proba, sample_indices=np.arange(3))
+    return make_probe("individual_fairness", {"min_group_size": 1, **params}).run(_handle(), data, context)
+
+
+def test_equal_benefits_give_a_theil_index_of_zero():
+    result = individual(*_benefit_data(["a", "a", "b", "b"], [1, 1, 1, 1]))
+    assert result.overall["theil"] == 0.0 and result.overall["generalized_entropy"] == 0.0
+    assert (result.decomposition[["total", "between", "within"]] == 0).all().all()
+
+
+def test_theil_splits_into_a_known_between_group_and_within_group_part():
+    # Group a benefits [2, 2], group b [1, 1]: no inequality within groups, all of it between them.
+    result = individual(*_benefit_data(["a", "a", "b", "b"], [2, 2, 1, 1]))
+    theil = result.decomposition.set_index("index").loc["theil"]
+    expected = 2 / 3 * np.log(4 / 3) + 1 / 3 * np.log(2 / 3)
+    assert theil["total"] == pytest.approx(expected) and theil["between"] == pytest.approx(expected) and theil["within"] == pytest.approx(0.0, abs=1e-15)
+    # Group a [2, 0], group b [1, 1]: equal group means, so all of it within groups: Theil = ln(2) / 2.
+    result = individual(*_benefit_data(["a", "a", "b", "b"], [2, 0, 1, 1]))
+    theil = result.decomposition.set_index("index").loc["theil"]
+    assert theil["total"] == pytest.approx(np.log(2) / 2) and theil["between"] == pytest.approx(0.0, abs=1e-15)
+    assert theil["within"] == pytest.approx(np.log(2) / 2)
+    # alpha 2 on the same rows: mean((b/mu)^2 - 1) / 2 = ((4 + 0 + 1 + 1) / 4 - 1) / 2 = 0.25, all within groups.
+    ge = result.decomposition.set_index("index").loc["generalized_entropy"]
+    assert ge["total"] == pytest.approx(0.25) and ge["between"] + ge["within"] == pytest.approx(0.25)
+
+
+def test_consistency_of_nearest_neighbours_matches_hand_computation():
+    x = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2]], np.float32)
+    same = individual(*_benefit_data(["a"] * 3 + ["b"] * 3, [1, 1, 1, 1, 1, 1], x), k=2)
+    # Decisions 1,1,1 | 1,1,1 (every label 'yes' decided 'yes'): every row agrees with its neighbours.
+    assert same.overall["consistency"] == 1.0
+    data, proba = _benefit_data(["a"] * 3 + ["b"] * 3, [1, 1, 0, 1, 1, 1], x)  # row 2 denied
+    result = individual(data, proba, k=2)
+    # Rows 0 and 1 each see one denial among two neighbours (0.5); row 2 sees two grants (0); the far cluster agrees (1).
+    assert result.overall["consistency"] == pytest.approx((0.5 + 0.5 + 0 + 3) / 6)
+    groups = result.groups.set_index("group")
+    assert groups.loc["a", "consistency"] == pytest.approx(1 / 3) and groups.loc["b", "consistency"] == 1.0

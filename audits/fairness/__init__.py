@@ -10,6 +10,7 @@ from audits.fairness import (  # noqa: F401
     counterfactual,
     group_metrics,
     identity_terms,
+    individual_fairness,
     mitigation,
     proxies,
 )
@@ -17,6 +18,7 @@ from audits.fairness.attribution_disparity import AttributionDisparityResult
 from audits.fairness.counterfactual import CounterfactualFlipResult
 from audits.fairness.group_metrics import GroupMetricsResult
 from audits.fairness.identity_terms import IdentityTermResult
+from audits.fairness.individual_fairness import IndividualFairnessResult
 from audits.fairness.mitigation import MitigationPreviewResult
 from audits.fairness.proxies import ProxyFeaturesResult
 
@@ -25,6 +27,7 @@ __all__ = [
     "CounterfactualFlipResult",
     "GroupMetricsResult",
     "IdentityTermResult",
+    "IndividualFairnessResult",
     "MitigationPreviewResult",
     "ProxyFeaturesResult",
 ]

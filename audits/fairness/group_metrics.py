@@ -222,7 +222,7 @@ class GroupMetrics(Probe):
         overall_stats = stats.grouped(np.zeros(n_cells, dtype=np.int64), 1)
         overall = {m: v[:, 0] for m, v in compute(overall_stats).items()}
         overall_table = _overall_table(overall, names, self.ci)
-        group_rows, disparity_rows, criteria_rows, fifths_rows = [], [], [], []
+        group_rows, disparity_rows, criteria_rows, fifths_rows, reliability_rows = [], [], [], [], []
         notes: list[str] = [assumed] if assumed else []
         chance: dict[str, dict] = {}
         for g in groupings:
@@ -234,6 +234,8 @@ class GroupMetrics(Probe):
             if small:
                 notes.append(f"{g.name}: insufficient data (< {self.min_group_size} rows) for {', '.join(small)}; left out of disparities.")
             group_rows.append(_group_table(g, n, eligible, values, names, self.ci))
+            if len(g.columns) == 1:
+                reliability_rows += _reliability_rows(g, gstats, eligible)
             disp = {m: disparity(values[m], overall[m], eligible) for m in names}
             disparity_rows += _disparity_rows(g, disp, eligible, names, self.ci)
             criteria_rows += _criteria_rows(g, disp, self.ci, binary=pos is not None)
@@ -266,6 +268,7 @@ class GroupMetrics(Probe):
             disparities=pd.DataFrame(disparity_rows),
             criteria=pd.DataFrame(criteria_rows),
             four_fifths=pd.DataFrame(fifths_rows, columns=["grouping", "ratio", "lo", "hi", "lowest_group", "highest_group", "verdict", "conclusive"]),
+            reliability=pd.DataFrame(reliability_rows, columns=["grouping", "group", "bin_low", "bin_high", "count", "confidence", "accuracy"]),
             n_boot=self.n_boot,
             ci=self.ci,
             min_group_size=self.min_group_size,
@@ -330,6 +333,26 @@ def _cardinality_note(grouping: str, c: dict) -> str:
         f"grows by chance alone (multiple comparisons): the {metric} gap {c['gap']:.3f} against {c['chance_p95']:.3f} at the 95th percentile "
         f"of random groupings of the same sizes (permutation p = {c['p_value']:.2f}); {verdict}. Merge small levels or audit fewer groups."
     )
+
+
+def _reliability_rows(g: _Grouping, stats: GroupStats, eligible: np.ndarray) -> list[dict]:
+    """Per eligible group, its reliability curve: per confidence bin, rows, mean confidence and accuracy (as the performance section's)."""
+    counts = stats.calibration[0].sum(axis=-1)  # (G, B)
+    correct = stats.calibration[0][..., 1]
+    confidence = stats.confidence_sum[0]
+    n_bins = counts.shape[1]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    rows = []
+    for k, label in enumerate(g.labels):
+        if not eligible[k]:
+            continue
+        for b in np.flatnonzero(counts[k] > 0):
+            c = float(counts[k, b])
+            rows.append({
+                "grouping": g.name, "group": label, "bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "count": int(c),
+                "confidence": float(confidence[k, b] / c), "accuracy": float(correct[k, b] / c),
+            })  # fmt: skip
+    return rows
 
 
 def _interval(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:

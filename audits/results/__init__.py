@@ -17,6 +17,7 @@ from audits.results.fairness import (
     CounterfactualFlipResult,
     GroupMetricsResult,
     IdentityTermResult,
+    IndividualFairnessResult,
     MitigationPreviewResult,
     ProxyFeaturesResult,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "CounterfactualFlipResult",
     "GroupMetricsResult",
     "IdentityTermResult",
+    "IndividualFairnessResult",
     "Measurement",
     "MitigationPreviewResult",
     "PerformanceResult",

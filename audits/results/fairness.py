@@ -21,8 +21,12 @@ _METRIC_DIRECTION: dict[str, Direction] = {
     "balanced_accuracy": "higher_is_better",
     "tpr": "higher_is_better",
     "precision": "higher_is_better",
+    "tnr": "higher_is_better",
+    "npv": "higher_is_better",
     "fpr": "lower_is_better",
     "fnr": "lower_is_better",
+    "fdr": "lower_is_better",
+    "for": "lower_is_better",
     "calibration_error": "lower_is_better",
 }
 # Disparity measures yielded per (grouping, metric): name suffix -> direction.
@@ -41,7 +45,8 @@ class GroupMetricsResult(ProbeResult):
     and to the overall value, each with bounds, plus the worst- and best-off group.
     ``criteria``: demographic parity, equalized odds, equal opportunity, equal accuracy
     (multiclass: accuracy, balanced accuracy and calibration gaps). ``four_fifths``: the
-    selection-rate ratio against 0.8 (binary only).
+    selection-rate ratio against 0.8 (binary only). ``reliability``: per group of each single
+    attribute, its reliability curve (the group's ``calibration_error`` is that curve's ECE).
     """
 
     task: str  # 'binary' or 'multiclass'
@@ -60,6 +65,8 @@ class GroupMetricsResult(ProbeResult):
     quality: dict = field(default_factory=dict)
     # False where the favourable class was assumed (class 1 of a binary model), not declared in the card or spec.
     favourable_declared: bool = True
+    # Per group of each single attribute: its reliability curve (bin_low, bin_high, count, confidence, accuracy).
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def table(self, grouping: str) -> pd.DataFrame:
         """The rows of ``groups`` for one grouping (e.g. 'sex' or 'sex x race')."""
@@ -416,3 +423,65 @@ class AttributionDisparityResult(ProbeResult):
                 evidence=f".summary[method={row['method']},attribute={row['attribute']},group={row['group']}]",
                 n=int(row["n"]),
             )
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class IndividualFairnessResult(ProbeResult):
+    """Consistency of decisions among nearest neighbours and the inequality of per-row benefits.
+
+    ``overall``: ``consistency`` (1 = every row decided like its ``k`` nearest neighbours),
+    ``theil`` (generalized entropy index with alpha 1) and ``generalized_entropy`` (alpha
+    ``alpha``) of the benefits ``decision - label + 1`` (towards ``positive_class``).
+    ``decomposition``: per attribute and index, ``total`` = ``between`` + ``within`` and the
+    between-group share. ``groups``: per attribute and group, ``n``, ``status``, mean
+    ``consistency``, ``mean_benefit`` and the group's own Theil index.
+    """
+
+    positive_class: str
+    k: int
+    alpha: float
+    overall: dict
+    decomposition: pd.DataFrame
+    groups: pd.DataFrame
+    n_rows: int
+    n_consistency_rows: int
+    min_group_size: int
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        o = self.overall
+        parts = [f"consistency {o['consistency']:.3f} (k={self.k})", f"Theil index {o['theil']:.4f}"]
+        theil = self.decomposition[self.decomposition["index"] == "theil"] if len(self.decomposition) else self.decomposition
+        for r in theil.to_dict("records"):
+            share = f" ({r['between_share']:.0%} of it)" if np.isfinite(r["between_share"]) else ""
+            parts.append(f"between {r['attribute']} groups {r['between']:.4f}{share}")
+        return ", ".join(parts)
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``consistency`` (overall and per ``attribute=group``), ``theil_index`` and ``generalized_entropy_index`` overall,
+        and per attribute ``theil_between_group``/``theil_within_group`` (and the same for the generalized entropy index)."""
+        o = self.overall
+        yield Measurement(
+            name="consistency", subject="all", value=finite(o.get("consistency")), direction="higher_is_better", evidence=".overall", n=self.n_consistency_rows
+        )
+        yield Measurement(name="theil_index", subject="all", value=finite(o.get("theil")), direction="lower_is_better", evidence=".overall", n=self.n_rows)
+        yield Measurement(
+            name="generalized_entropy_index",
+            subject="all",
+            value=finite(o.get("generalized_entropy")),
+            direction="lower_is_better",
+            evidence=".overall",
+            n=self.n_rows,
+        )
+        for r in self.decomposition.to_dict("records"):
+            where = f".decomposition[attribute={r['attribute']},index={r['index']}]"
+            for part in ("between", "within"):
+                yield Measurement(
+                    name=f"{r['index']}_{part}_group", subject=r["attribute"], value=finite(r[part]), direction="lower_is_better", evidence=where, n=self.n_rows
+                )
+        for r in self.groups.to_dict("records"):
+            yield Measurement(
+                name="consistency", subject=f"{r['attribute']}={r['group']}", value=finite(r["consistency"]), direction="higher_is_better",
+                evidence=f".groups[attribute={r['attribute']},group={r['group']}]", n=int(r["n"]),
+            )  # fmt: skip

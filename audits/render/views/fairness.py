@@ -14,6 +14,7 @@ from audits.results.fairness import (
     CounterfactualFlipResult,
     GroupMetricsResult,
     IdentityTermResult,
+    IndividualFairnessResult,
     MitigationPreviewResult,
     ProxyFeaturesResult,
 )
@@ -41,6 +42,30 @@ def group_metric_chart(result, grouping: str, metrics: Sequence[str] | None = No
 def _main_metrics(result) -> list[str]:
     wanted = ("selection_rate", "tpr", "fpr", "accuracy") if result.task == "binary" else ("accuracy", "balanced_accuracy", "calibration_error")
     return [m for m in wanted if m in result.metrics]
+
+
+def group_reliability_chart(result, grouping: str) -> LineChart:
+    """Calibration within groups: each eligible group's reliability curve (accuracy against confidence per bin)."""
+    t = result.reliability[result.reliability["grouping"] == grouping] if len(result.reliability) else result.reliability
+    ece = result.table(grouping).set_index("group")["calibration_error"]
+    series = [Series("perfect calibration", [0.0, 1.0], [0.0, 1.0], mode="lines", dash=True)]
+    for group, rows in t.groupby("group", sort=False):
+        series.append(
+            Series(
+                f"{group} (ECE {ece.get(group, float('nan')):.3f})",
+                list(rows["confidence"]),
+                list(rows["accuracy"]),
+                text=[f"{int(c)} rows" for c in rows["count"]],
+            )
+        )
+    return LineChart(
+        title=f"{grouping}: calibration within groups (reliability per group)",
+        x_label="mean confidence in bin",
+        y_label="accuracy in bin",
+        series=series,
+        x_range=(0.0, 1.0),
+        y_range=(0.0, 1.02),
+    )
 
 
 def disparity_chart(result, groupings: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> BarChart:
@@ -221,7 +246,11 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
     blocks: list = [
         Paragraph(
             f"Task: {r.task}"
-            + (f", favourable class '{r.positive_class}'" + ("" if r.favourable_declared else " (assumed: class 1; the card declares no favourable_class)") if r.positive_class else "")
+            + (
+                f", favourable class '{r.positive_class}'" + ("" if r.favourable_declared else " (assumed: class 1; the card declares no favourable_class)")
+                if r.positive_class
+                else ""
+            )
             + f". Groups with fewer than {r.min_group_size} rows are "
             f"reported as insufficient data and left out of disparities. Intervals: {r.n_boot} bootstrap resamples."
         )
@@ -230,6 +259,8 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
         for chunk in chunks(metrics, 4):
             blocks.append(_group_table(r, g, chunk))
         blocks += figure(group_metric_chart(r, g))
+        if len(r.reliability) and (r.reliability["grouping"] == g).any():
+            blocks += figure(group_reliability_chart(r, g))
     if singles:
         blocks += figure(disparity_chart(r, singles))
     d = r.disparities[r.disparities["grouping"].isin(singles)]
@@ -396,4 +427,36 @@ def identity_terms_view(r: IdentityTermResult, ctx: RenderContext) -> list:
     blocks += figure(identity_term_chart(r))
     if not r.examples.empty:
         blocks += frame_table(r.examples, caption="Largest shifts", max_rows=6)
+    return blocks
+
+
+@view(IndividualFairnessResult)
+def individual_fairness_view(r: IndividualFairnessResult, ctx: RenderContext) -> list:
+    """Consistency and the inequality of benefits, with the between/within-group split per attribute."""
+    o = r.overall
+    blocks: list = [
+        Table(
+            ["Measure", "Value", "Reads"],
+            [
+                ["Consistency", num(o["consistency"]), f"1 = every row is decided like its {r.k} nearest neighbours in the input space"],
+                ["Theil index (GE, alpha 1)", num(o["theil"], 4), "0 = equal benefits (decision - label + 1) for everyone"],
+                [f"Generalized entropy index (alpha {r.alpha:g})", num(o["generalized_entropy"], 4), "0 = equal benefits"],
+            ],
+            caption=f"Individual fairness (favourable class '{r.positive_class}')",
+        )
+    ]
+    if len(r.decomposition):
+        rows = [
+            [rec["attribute"], pretty(rec["index"]), num(rec["total"], 4), num(rec["between"], 4), num(rec["within"], 4), num(rec["between_share"])]
+            for rec in r.decomposition.to_dict("records")
+        ]
+        blocks.append(
+            Table(
+                ["Attribute", "Index", "Total", "Between groups", "Within groups", "Between share"],
+                rows,
+                caption="Inequality of benefits: between-group and within-group parts (they add up to the total)",
+            )
+        )
+    if len(r.groups):
+        blocks += frame_table(r.groups, columns=["attribute", "group", "n", "status", "consistency", "mean_benefit", "theil"], caption="Per group")
     return blocks
