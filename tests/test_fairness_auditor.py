@@ -214,3 +214,55 @@ def test_consistency_of_nearest_neighbours_matches_hand_computation():
     assert result.overall["consistency"] == pytest.approx((0.5 + 0.5 + 0 + 3) / 6)
     groups = result.groups.set_index("group")
     assert groups.loc["a", "consistency"] == pytest.approx(1 / 3) and groups.loc["b", "consistency"] == 1.0
+
+
+# --- 3. reference groups -----------------------------------------------------------------------
+
+
+def test_disparities_to_the_largest_group_are_exact_with_a_fisher_test():
+    from scipy.stats import fisher_exact
+
+    result = group_metrics(*hand_counted("grant"), n_boot=200)
+    ref = result.reference.set_index(["group", "metric"])
+    assert set(result.reference["reference_group"]) == {"A"} and set(result.reference["reference_source"]) == {"largest group"}
+    for metric, value in EXPECTED["B"].items():
+        row = ref.loc[("B", metric)]
+        a = EXPECTED["A"][metric]
+        assert row["difference"] == pytest.approx(value - a, abs=1e-12), metric
+        assert row["ratio"] == pytest.approx(value / a, abs=1e-12), metric
+        assert row["difference_lo"] <= row["difference"] <= row["difference_hi"]
+    fpr = ref.loc[("B", "fpr")]
+    assert fpr["difference"] == pytest.approx(0.25) and fpr["ratio"] == pytest.approx(2.0)
+    # FPR: B has 2 FP of 4 negatives, A 1 of 4.
+    assert fpr["test"] == "fisher_exact" and fpr["p_value"] == pytest.approx(fisher_exact([[2, 2], [1, 3]]).pvalue)
+    assert ref.loc[("C", "fpr"), "status"] == "insufficient data" and np.isnan(ref.loc[("C", "fpr"), "ratio"])
+    names = {(m.name, m.subject) for m in result.measurements()}
+    assert ("fpr_ratio_to_reference", "applicant=B") in names
+
+
+def test_a_declared_reference_group_is_used_and_an_unknown_one_is_refused():
+    from dataclasses import replace
+
+    from audits.errors import DataError
+
+    data, proba = hand_counted("grant")
+    result = group_metrics(replace(data, reference_groups={"applicant": "B"}), proba)
+    ref = result.reference.set_index(["group", "metric"])
+    assert set(result.reference["reference_source"]) == {"declared in the card"}
+    assert ref.loc[("A", "fpr"), "ratio"] == pytest.approx(0.5) and ref.loc[("A", "fpr"), "difference"] == pytest.approx(-0.25)
+    with pytest.raises(DataError, match="reference group 'Z'"):
+        group_metrics(replace(data, reference_groups={"applicant": "Z"}), proba)
+    raw = {
+        "name": "m", "modality": "tabular", "format": "torchscript", "weights": "m.pt", "class_names": CLASSES,
+        "input": {"kind": "tabular", "features": [{"name": "x", "type": "numeric"}]},
+        "data": {"path": "d.csv", "sensitive": ["sex"], "reference_groups": {"race": "White"}},
+    }  # fmt: skip
+    with pytest.raises(CardError, match="reference_groups"):
+        parse_card(raw, base_dir=".")
+
+
+def test_benjamini_hochberg_q_values_by_hand():
+    from audits.stats import benjamini_hochberg
+
+    q = benjamini_hochberg([0.01, 0.04, 0.03, 0.5, np.nan])
+    assert q[:4] == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.5]) and np.isnan(q[4])

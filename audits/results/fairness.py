@@ -67,6 +67,9 @@ class GroupMetricsResult(ProbeResult):
     favourable_declared: bool = True
     # Per group of each single attribute: its reliability curve (bin_low, bin_high, count, confidence, accuracy).
     reliability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Per grouping, every other group against its reference group (declared in the card, else the largest):
+    # difference and ratio with bootstrap intervals, a two-sided test (p_value) and BH q_value within the grouping.
+    reference: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def table(self, grouping: str) -> pd.DataFrame:
         """The rows of ``groups`` for one grouping (e.g. 'sex' or 'sex x race')."""
@@ -128,6 +131,17 @@ class GroupMetricsResult(ProbeResult):
                         direction=direction,
                         evidence=f".disparities[grouping={grouping},metric={metric}]",
                     )
+        for row in self.reference.to_dict("records") if len(self.reference) else ():
+            where = f".reference[grouping={row['grouping']},group={row['group']},metric={row['metric']}]"
+            subject = f"{row['grouping']}={row['group']}"
+            yield Measurement(
+                name=f"{row['metric']}_difference_to_reference", subject=subject, value=finite(row["difference"]),
+                interval=bounds(row["difference_lo"], row["difference_hi"]), direction="neutral", evidence=where,
+            )  # fmt: skip
+            yield Measurement(
+                name=f"{row['metric']}_ratio_to_reference", subject=subject, value=finite(row["ratio"]),
+                interval=bounds(row["ratio_lo"], row["ratio_hi"]), direction="neutral", evidence=where,
+            )  # fmt: skip
         if self.task == "binary":
             for grouping in self.groupings:
                 rows = self.four_fifths[self.four_fifths["grouping"] == grouping] if len(self.four_fifths) else self.four_fifths

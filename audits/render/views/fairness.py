@@ -237,6 +237,46 @@ def _group_table(r, grouping: str, metrics: list[str]) -> Table:
     )
 
 
+def _reference_blocks(r: GroupMetricsResult, groupings: list[str]) -> list:
+    """Each group against its grouping's reference group, for the main metrics (report.json holds every metric)."""
+    ref = r.reference
+    if not len(ref):
+        return []
+    main = [m for m in ("selection_rate", "tpr", "fpr", "precision", "accuracy") if m in r.metrics] if r.task == "binary" else ["accuracy", "calibration_error"]
+    ref = ref[ref["grouping"].isin(groupings) & ref["metric"].isin(main)]
+    rows = []
+    for rec in ref.to_dict("records"):
+        ok = rec["status"] == "ok"
+        rows.append([
+            rec["grouping"], f"{rec['group']} vs {rec['reference_group']}", pretty(rec["metric"]),
+            num(rec["value"]) if ok else "insufficient data", num(rec["reference_value"]),
+            ci(rec["difference"], rec["difference_lo"], rec["difference_hi"]) if ok else "-",
+            ci(rec["ratio"], rec["ratio_lo"], rec["ratio_hi"]) if ok else "-",
+            num(rec["p_value"]) if ok else "-", num(rec["q_value"]) if ok else "-",
+        ])  # fmt: skip
+    if not rows:
+        return []
+    sources = "; ".join(
+        f"{g}: {grp} ({src})" for g, grp, src in ref[["grouping", "reference_group", "reference_source"]].drop_duplicates().itertuples(index=False)
+    )
+    blocks: list = [
+        Paragraph(
+            f"Reference groups - {sources}. Each group is compared with its reference: difference (group - reference) and ratio (group / reference), with {int(r.ci * 100)}% bootstrap intervals, a two-sided test (Fisher's exact test for rates) and Benjamini-Hochberg q-values within the attribute.",
+            "body",
+        )
+    ]
+    blocks.append(
+        Table(
+            ["Grouping", "Group", "Metric", "Value", "Reference", "Difference", "Ratio", "p", "q"],
+            rows[: MAX_TABLE_ROWS * 2],
+            caption="Disparities to the reference group",
+        )
+    )
+    if len(rows) > MAX_TABLE_ROWS * 2:
+        blocks.append(Paragraph(f"First {MAX_TABLE_ROWS * 2} of {len(rows)} rows; report.json holds them all (every metric).", "note"))
+    return blocks
+
+
 @view(GroupMetricsResult)
 def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
     """Per-group tables and charts per grouping, disparities, fairness criteria, the four-fifths rule and intersectional groups."""
@@ -270,6 +310,7 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
     ]  # fmt: skip
     if rows:
         blocks.append(Table(["Grouping", "Metric", "Difference (max - min)", "Ratio (min / max)", "Worst", "Best"], rows, caption="Disparities between groups"))
+    blocks += _reference_blocks(r, singles)
     crit = r.criteria[r.criteria["grouping"].isin(singles)]
     if not crit.empty:
         rows = [
