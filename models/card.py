@@ -20,7 +20,7 @@ from audits.errors import CardError
 MAX_NOTES_CHARS = 64_000
 
 Modality = Literal["image", "tabular", "text"]
-ModelFormat = Literal["safetensors", "pytorch_state_dict", "torchscript", "torch_export", "huggingface"]
+ModelFormat = Literal["safetensors", "pytorch_state_dict", "torchscript", "torch_export", "huggingface", "predictions"]
 
 
 class _Strict(BaseModel):
@@ -152,6 +152,29 @@ class Architecture(_Strict):
     kwargs: dict = Field(default_factory=dict)
 
 
+class PredictionColumns(_Strict):
+    """``format: predictions``: where the evaluation file holds the decisions of a system that is not loaded.
+
+    ``score_column``: the score of the favourable class (``favourable_class``, else class 1), a
+    probability in [0, 1] (``score_kind: probability``) or any number (``score``); the decision is
+    ``score >= threshold``. ``label_column``: the decided class (a class name or index). With both,
+    they must agree.
+    """
+
+    score_column: str | None = None
+    label_column: str | None = None
+    score_kind: Literal["probability", "score"] = "probability"
+    threshold: float = 0.5
+
+    @model_validator(mode="after")
+    def _check(self) -> PredictionColumns:
+        if self.score_column is None and self.label_column is None:
+            raise ValueError("predictions needs score_column (a score per row) and/or label_column (the decided class per row)")
+        if self.score_kind == "probability" and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold {self.threshold} must lie in (0, 1) for probability scores (or set score_kind: score)")
+        return self
+
+
 class EvaluationData(_Strict):
     """The labelled evaluation set. Image: ``.npz`` with ``x`` (N,C,H,W) and ``y``, plus an
     optional CSV of per-sample attributes. Tabular: CSV or Parquet with raw columns. Text:
@@ -187,7 +210,8 @@ class ModelCard(_Strict):
     description: str = ""
     modality: Modality
     format: ModelFormat
-    weights: str
+    # The model file or folder; not used by ``format: predictions`` (the decisions are in the data).
+    weights: str = ""
     architecture: Architecture | None = None
     class_names: list[str]
     input: Annotated[ImageInput | TabularInput | TextInput, Field(discriminator="kind")]
@@ -197,6 +221,8 @@ class ModelCard(_Strict):
     # selection rates, false positives and flips towards it. None: class 1 of a binary model, with a note.
     favourable_class: str | None = None
     target_layer: str | None = None
+    # format: predictions only: the columns of the evaluation file that hold the decisions.
+    predictions: PredictionColumns | None = None
     data: EvaluationData | None = None
     # Free-form provenance the audit copies into its report (training recipe, data notes).
     notes: dict = Field(default_factory=dict)
@@ -217,6 +243,19 @@ class ModelCard(_Strict):
             raise ValueError("class_names needs at least 2 classes")
         if self.favourable_class is not None and self.favourable_class not in self.class_names:
             raise ValueError(f"favourable_class {self.favourable_class!r} is not one of class_names {self.class_names}: name one of them")
+        if self.format == "predictions":
+            if self.predictions is None:
+                raise ValueError("format 'predictions' needs a 'predictions:' section naming the score and/or label columns of the data")
+            if self.modality != "tabular" or self.data is None:
+                raise ValueError("format 'predictions' needs modality 'tabular' and a 'data:' section (the file holding the decisions)")
+            if self.architecture is not None or self.weights:
+                raise ValueError("format 'predictions' audits decisions, not a model: remove 'weights' and 'architecture'")
+            if self.predictions.score_column is not None and len(self.class_names) != 2:
+                raise ValueError("a score column needs a binary decision (two class_names); give label_column for more classes")
+        elif self.predictions is not None:
+            raise ValueError(f"'predictions' belongs to format 'predictions' cards only, not to format {self.format!r}: remove it")
+        elif not self.weights:
+            raise ValueError(f"format {self.format!r} needs 'weights': the model file (relative to the card)")
         if self.input.kind != self.modality:
             raise ValueError(f"modality is {self.modality!r} but input.kind is {self.input.kind!r}")
         if self.format in ("safetensors", "pytorch_state_dict") and self.architecture is None:
@@ -241,6 +280,9 @@ class ModelCard(_Strict):
 
     @property
     def weights_path(self) -> Path:
+        """The model file; for ``format: predictions`` the evaluation file, which holds the decisions audited."""
+        if self.format == "predictions" and self.data is not None:
+            return self.resolve(self.data.path)
         return self.resolve(self.weights)
 
     @property
@@ -291,7 +333,7 @@ def parse_card(raw: dict, *, base_dir: Path, source: str = "card", confine: bool
 
 def card_paths(card: ModelCard) -> dict[str, str]:
     """Every path the card names, by its field (``weights``, ``data.path``, ``input.tokenizer``, ...)."""
-    paths = {"weights": card.weights}
+    paths = {"weights": card.weights} if card.weights else {}
     if card.data is not None:
         paths["data.path"] = card.data.path
         if card.data.attributes_path:

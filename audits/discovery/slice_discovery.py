@@ -79,6 +79,7 @@ class SliceDiscovery(Probe):
     name: ClassVar[str] = "slice_discovery"
     result_type: ClassVar = SliceDiscoveryResult
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("image", "tabular", "text")
     default_for: ClassVar = ("image", "tabular", "text")
     title: ClassVar[str] = "Slice discovery"

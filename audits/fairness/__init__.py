@@ -13,6 +13,7 @@ from audits.fairness import (  # noqa: F401
     individual_fairness,
     mitigation,
     proxies,
+    threshold_sweep,
 )
 from audits.fairness.attribution_disparity import AttributionDisparityResult
 from audits.fairness.counterfactual import CounterfactualFlipResult
@@ -21,6 +22,7 @@ from audits.fairness.identity_terms import IdentityTermResult
 from audits.fairness.individual_fairness import IndividualFairnessResult
 from audits.fairness.mitigation import MitigationPreviewResult
 from audits.fairness.proxies import ProxyFeaturesResult
+from audits.fairness.threshold_sweep import ThresholdSweepResult
 
 __all__ = [
     "AttributionDisparityResult",
@@ -30,4 +32,5 @@ __all__ = [
     "IndividualFairnessResult",
     "MitigationPreviewResult",
     "ProxyFeaturesResult",
+    "ThresholdSweepResult",
 ]

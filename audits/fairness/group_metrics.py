@@ -161,6 +161,7 @@ class GroupMetrics(Probe):
     name: ClassVar[str] = "group_metrics"
     result_type: ClassVar = GroupMetricsResult
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("image", "tabular", "text")
     default_for: ClassVar = ("image", "tabular", "text")
     title: ClassVar[str] = "Group metrics and disparities"

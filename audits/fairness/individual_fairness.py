@@ -104,6 +104,7 @@ class IndividualFairness(Probe):
     name: ClassVar[str] = "individual_fairness"
     result_type: ClassVar = IndividualFairnessResult
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)
     title: ClassVar[str] = "Individual fairness: consistency and inequality of benefits"

@@ -98,6 +98,7 @@ class MitigationPreview(Probe):
     name: ClassVar[str] = "mitigation_preview"
     result_type: ClassVar = MitigationPreviewResult
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)
     title: ClassVar[str] = "Mitigation preview (model unchanged)"

@@ -20,6 +20,7 @@ from audits.results.fairness import (
     IndividualFairnessResult,
     MitigationPreviewResult,
     ProxyFeaturesResult,
+    ThresholdSweepResult,
 )
 from audits.results.performance import PerformanceResult
 from audits.results.robustness import (
@@ -60,6 +61,7 @@ __all__ = [
     "TabularPerturbationResult",
     "TextAttentionResult",
     "TextRobustnessResult",
+    "ThresholdSweepResult",
     "TriggerScanResult",
     "TriggerWordsResult",
     "TrustResult",

@@ -499,3 +499,53 @@ class IndividualFairnessResult(ProbeResult):
                 name="consistency", subject=f"{r['attribute']}={r['group']}", value=finite(r["consistency"]), direction="higher_is_better",
                 evidence=f".groups[attribute={r['attribute']},group={r['group']}]", n=int(r["n"]),
             )  # fmt: skip
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class ThresholdSweepResult(ProbeResult):
+    """Per group, the decisions as the threshold on the favourable-class score moves.
+
+    ``curve``: one row per (attribute, group, threshold) with ``selection_rate``, ``tpr``, ``fpr``
+    and ``precision`` (attribute and group '(all rows)' for everyone; groups below
+    ``min_group_size`` have one row with status 'insufficient data'). ``threshold`` is the
+    decision threshold in use (the card's, or 0.5 on a model's probability), ``score_source``
+    says which score was swept. ``at_rate``: per group, the same rates at ``cutoff``, the
+    threshold that selects ``selection_rate`` of all rows (empty when not asked for).
+    """
+
+    positive_class: str
+    score_source: str
+    threshold: float
+    selection_rate: float | None
+    cutoff: float | None
+    curve: pd.DataFrame
+    at_rate: pd.DataFrame
+    min_group_size: int
+    notes: list[str] = field(default_factory=list)
+
+    def at(self, attribute: str, group: str, threshold: float) -> pd.Series:
+        """The rates of one group at one swept threshold."""
+        c = self.curve
+        rows = c[(c["attribute"] == attribute) & (c["group"] == group) & np.isclose(c["threshold"].astype(float), threshold)]
+        if rows.empty:
+            raise KeyError(f"no swept threshold {threshold} for {attribute}={group}")
+        return rows.iloc[0]
+
+    def headline(self) -> str:
+        c = self.curve[(self.curve["status"] == "ok") & (self.curve["attribute"] != "(all rows)")]
+        here = c[np.isclose(c["threshold"].astype(float), self.threshold)]
+        parts = []
+        for attr, rows in here.groupby("attribute", sort=False):
+            if len(rows) >= 2:
+                parts.append(f"{attr} FPR {rows['fpr'].min():.3f}-{rows['fpr'].max():.3f}, selection rate {rows['selection_rate'].min():.3f}-{rows['selection_rate'].max():.3f}")
+        return f"at threshold {self.threshold:g} on {self.score_source}: " + ("; ".join(parts) if parts else "fewer than two groups with enough rows")
+
+    def measurements(self) -> Iterator[Measurement]:
+        """At the chosen selection rate (when asked for), per group: ``at_rate_selection_rate``, ``at_rate_tpr``, ``at_rate_fpr``."""
+        for row in self.at_rate.to_dict("records") if len(self.at_rate) else ():
+            for metric, direction in (("selection_rate", "neutral"), ("tpr", "higher_is_better"), ("fpr", "lower_is_better")):
+                yield Measurement(
+                    name=f"at_rate_{metric}", subject=f"{row['attribute']}={row['group']}", value=finite(row.get(metric)), direction=direction,
+                    evidence=f".at_rate[attribute={row['attribute']},group={row['group']}]", n=int(row["n"]),
+                )  # fmt: skip

@@ -17,6 +17,7 @@ from audits.results.fairness import (
     IndividualFairnessResult,
     MitigationPreviewResult,
     ProxyFeaturesResult,
+    ThresholdSweepResult,
 )
 
 # ---------------------------------------------------------------------------- charts
@@ -500,4 +501,33 @@ def individual_fairness_view(r: IndividualFairnessResult, ctx: RenderContext) ->
         )
     if len(r.groups):
         blocks += frame_table(r.groups, columns=["attribute", "group", "n", "status", "consistency", "mean_benefit", "theil"], caption="Per group")
+    return blocks
+
+
+def threshold_sweep_chart(result, attribute: str, metric: str) -> LineChart:
+    """One rate against the threshold, one line per group of ``attribute`` (and all rows), the threshold in use marked."""
+    c = result.curve[(result.curve["status"] == "ok") & result.curve["attribute"].isin([attribute, "(all rows)"])]
+    series = [Series(str(g), list(rows["threshold"]), list(rows[metric])) for g, rows in c.groupby("group", sort=False)]
+    return LineChart(
+        title=f"{attribute}: {pretty(metric)} against the threshold",
+        x_label=f"threshold on {result.score_source}",
+        y_label=pretty(metric),
+        series=series,
+        ref_lines=[RefLine(result.threshold, f"threshold in use ({result.threshold:g})", axis="x")],
+        y_range=(0.0, 1.02),
+    )
+
+
+@view(ThresholdSweepResult)
+def threshold_sweep_view(r: ThresholdSweepResult, ctx: RenderContext) -> list:
+    """Per attribute, selection rate, TPR, FPR and precision per group against the threshold (charts and a table)."""
+    blocks: list = [Paragraph(f"Favourable class '{r.positive_class}'; the threshold moves over {r.score_source}; a row is decided favourable when its score is at least the threshold.", "body")]
+    attributes = [a for a in dict.fromkeys(r.curve["attribute"]) if a != "(all rows)"]
+    for attr in attributes:
+        for metric in ("selection_rate", "tpr", "fpr", "precision"):
+            blocks += figure(threshold_sweep_chart(r, attr, metric))
+        rows = r.curve[(r.curve["attribute"] == attr) & (r.curve["status"] == "ok")]
+        blocks += frame_table(rows, columns=["group", "threshold", "n", "selection_rate", "tpr", "fpr", "precision"], caption=f"{attr}: rates per group and threshold", max_rows=MAX_TABLE_ROWS * 3)
+    if len(r.at_rate):
+        blocks += frame_table(r.at_rate, columns=["attribute", "group", "n", "status", "threshold", "selection_rate", "tpr", "fpr", "precision"], caption=f"Decisions at selection rate {r.selection_rate:g} (threshold {r.cutoff:.4g})")
     return blocks
