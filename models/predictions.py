@@ -47,7 +47,9 @@ class PredictionsHandle:
     def of(cls, card: ModelCard) -> PredictionsHandle:
         path = card.weights_path  # the decisions file
         if not path.is_file():
-            raise ModelLoadError(f"Predictions file {path} does not exist.", fix="Correct data.path in the card (relative paths resolve against the card's folder).")
+            raise ModelLoadError(
+                f"Predictions file {path} does not exist.", fix="Correct data.path in the card (relative paths resolve against the card's folder)."
+            )
         return cls(card=card, weights_sha256=sha256_file(path), encoder=TabularEncoder(card.input))  # type: ignore[arg-type]
 
     @property

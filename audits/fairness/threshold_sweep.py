@@ -116,7 +116,9 @@ class ThresholdSweep(Probe):
         if self.selection_rate is not None:
             k = max(1, math.ceil(self.selection_rate * len(scores)))
             cutoff = float(np.sort(scores)[::-1][k - 1])
-            notes.append(f"At selection rate {self.selection_rate:g}: threshold {cutoff:.6g} (the {k}-th highest score) selects {float((scores >= cutoff).mean()):.4f} of all rows (ties share the cut).")
+            notes.append(
+                f"At selection rate {self.selection_rate:g}: threshold {cutoff:.6g} (the {k}-th highest score) selects {float((scores >= cutoff).mean()):.4f} of all rows (ties share the cut)."
+            )
         for attr in data.sensitive:
             values = frame[attr].to_numpy()
             small = []
@@ -131,7 +133,9 @@ class ThresholdSweep(Probe):
                 curve.append(self._curve(attr, g, mask, scores, label, grid))
                 if cutoff is not None:
                     r = rates_at(scores[mask], label[mask], np.array([cutoff]))
-                    at_rate.append({"attribute": attr, "group": g, "n": int(mask.sum()), "status": "ok", "threshold": cutoff, **{m: float(v[0]) for m, v in r.items()}})
+                    at_rate.append(
+                        {"attribute": attr, "group": g, "n": int(mask.sum()), "status": "ok", "threshold": cutoff, **{m: float(v[0]) for m, v in r.items()}}
+                    )
             if small:
                 notes.append(f"{attr}: insufficient data (< {self.min_group_size} rows) for {', '.join(small)}; no curve.")
         columns = ["attribute", "group", "n", "status", "threshold", "selection_rate", "tpr", "fpr", "precision"]

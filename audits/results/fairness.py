@@ -538,7 +538,9 @@ class ThresholdSweepResult(ProbeResult):
         parts = []
         for attr, rows in here.groupby("attribute", sort=False):
             if len(rows) >= 2:
-                parts.append(f"{attr} FPR {rows['fpr'].min():.3f}-{rows['fpr'].max():.3f}, selection rate {rows['selection_rate'].min():.3f}-{rows['selection_rate'].max():.3f}")
+                parts.append(
+                    f"{attr} FPR {rows['fpr'].min():.3f}-{rows['fpr'].max():.3f}, selection rate {rows['selection_rate'].min():.3f}-{rows['selection_rate'].max():.3f}"
+                )
         return f"at threshold {self.threshold:g} on {self.score_source}: " + ("; ".join(parts) if parts else "fewer than two groups with enough rows")
 
     def measurements(self) -> Iterator[Measurement]:

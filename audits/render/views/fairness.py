@@ -521,13 +521,27 @@ def threshold_sweep_chart(result, attribute: str, metric: str) -> LineChart:
 @view(ThresholdSweepResult)
 def threshold_sweep_view(r: ThresholdSweepResult, ctx: RenderContext) -> list:
     """Per attribute, selection rate, TPR, FPR and precision per group against the threshold (charts and a table)."""
-    blocks: list = [Paragraph(f"Favourable class '{r.positive_class}'; the threshold moves over {r.score_source}; a row is decided favourable when its score is at least the threshold.", "body")]
+    blocks: list = [
+        Paragraph(
+            f"Favourable class '{r.positive_class}'; the threshold moves over {r.score_source}; a row is decided favourable when its score is at least the threshold.",
+            "body",
+        )
+    ]
     attributes = [a for a in dict.fromkeys(r.curve["attribute"]) if a != "(all rows)"]
     for attr in attributes:
         for metric in ("selection_rate", "tpr", "fpr", "precision"):
             blocks += figure(threshold_sweep_chart(r, attr, metric))
         rows = r.curve[(r.curve["attribute"] == attr) & (r.curve["status"] == "ok")]
-        blocks += frame_table(rows, columns=["group", "threshold", "n", "selection_rate", "tpr", "fpr", "precision"], caption=f"{attr}: rates per group and threshold", max_rows=MAX_TABLE_ROWS * 3)
+        blocks += frame_table(
+            rows,
+            columns=["group", "threshold", "n", "selection_rate", "tpr", "fpr", "precision"],
+            caption=f"{attr}: rates per group and threshold",
+            max_rows=MAX_TABLE_ROWS * 3,
+        )
     if len(r.at_rate):
-        blocks += frame_table(r.at_rate, columns=["attribute", "group", "n", "status", "threshold", "selection_rate", "tpr", "fpr", "precision"], caption=f"Decisions at selection rate {r.selection_rate:g} (threshold {r.cutoff:.4g})")
+        blocks += frame_table(
+            r.at_rate,
+            columns=["attribute", "group", "n", "status", "threshold", "selection_rate", "tpr", "fpr", "precision"],
+            caption=f"Decisions at selection rate {r.selection_rate:g} (threshold {r.cutoff:.4g})",
+        )
     return blocks
