@@ -62,7 +62,7 @@ class ThresholdSweep(Probe):
     result_type: ClassVar = ThresholdSweepResult
     category: ClassVar = "fairness"
     needs_model: ClassVar[bool] = False
-    modalities: ClassVar = ("image", "tabular", "text")
+    modalities: ClassVar = ("tabular", "text")  # binary decisions; the image zoo's models are multiclass
     default_for: ClassVar = ("tabular",)
     title: ClassVar[str] = "Threshold sweep per group"
     description: ClassVar[str] = (
