@@ -302,9 +302,13 @@ def _check_attribute_values(frame: pd.DataFrame, sensitive: list[str], source: s
 def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
     encoder = TabularEncoder(card.input)  # type: ignore[arg-type]
     sensitive = list(card.data.sensitive) if card.data else []
-    frame = _read_table(path, [*encoder.feature_names, label_column, *sensitive])
+    frame = _read_table(path, [*encoder.source_columns, label_column, *sensitive])
     if label_column not in frame.columns:
         raise DataError(f"{path.name} has no label column {label_column!r} (columns: {_file_columns(frame)[:12]}).", fix="Set data.label_column in the card to the label's column name.")
+    if encoder.source_columns != encoder.feature_names:  # pre-encoded attributes: their one-hot columns, decoded
+        file_columns = frame.attrs.get("file_columns")
+        frame = encoder.decode_one_hot(frame, source=path.name)
+        frame.attrs["file_columns"] = file_columns
     encoder.validate(frame, source=path.name)
     _check_sensitive(frame, sensitive, path.name)
     _check_attribute_values(frame, sensitive, path.name)

@@ -74,11 +74,24 @@ class NumericFeature(_Strict):
 
 
 class CategoricalFeature(_Strict):
-    """A categorical raw feature, one-hot encoded in the order of ``levels``."""
+    """A categorical raw feature, one-hot encoded in the order of ``levels``.
+
+    ``reference``: a level encoded as all zeros (drop-first encoding); the block then has one
+    column per other level. ``columns``: the data is already one-hot encoded: these are its
+    columns, one per level in ``levels`` order (without the ``reference`` level when given); the
+    audit decodes them into the attribute ``name`` (so it can be sensitive, flipped and sliced).
+    """
 
     name: str
     type: Literal["categorical"] = "categorical"
     levels: list[str]
+    reference: str | None = None
+    columns: list[str] | None = None
+
+    @property
+    def encoded_levels(self) -> list[str]:
+        """The levels that have a column, in block order (all but ``reference``)."""
+        return [lv for lv in self.levels if lv != self.reference]
 
     @field_validator("levels", mode="before")
     @classmethod
@@ -95,6 +108,14 @@ class CategoricalFeature(_Strict):
             raise ValueError(f"categorical feature {self.name!r} needs at least 2 levels")
         if len(set(self.levels)) != len(self.levels):
             raise ValueError(f"categorical feature {self.name!r} has duplicate levels")
+        if self.reference is not None and self.reference not in self.levels:
+            raise ValueError(f"categorical feature {self.name!r}: reference {self.reference!r} is not one of its levels {self.levels}")
+        if self.columns is not None and len(self.columns) != len(self.encoded_levels):
+            what = f"one per level other than the reference {self.reference!r}" if self.reference else "one per level"
+            raise ValueError(
+                f"categorical feature {self.name!r} lists {len(self.columns)} one-hot columns for {len(self.encoded_levels)} encoded levels "
+                f"{self.encoded_levels} ({what}, in that order)"
+            )
         return self
 
 
@@ -107,10 +128,19 @@ class TabularInput(_Strict):
     # What to do with a missing value: refuse the data, or fill it (numeric: the
     # feature's center; categorical: all-zero one-hot, i.e. "no level").
     missing: Literal["error", "impute"] = "error"
+    # The numeric columns are already standardised (the model reads them as they are): no center/scale/transform.
+    standardised: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> TabularInput:
         names = [f.name for f in self.features]
+        if self.standardised:
+            scaled = [f.name for f in self.features if isinstance(f, NumericFeature) and (f.center != 0 or f.scale != 1 or f.transform != "none")]
+            if scaled:
+                raise ValueError(f"standardised: true says the numeric inputs are used as they are, but {scaled} declare a center, scale or transform: remove one or the other")
+        clash = sorted({c for f in self.features if isinstance(f, CategoricalFeature) and f.columns for c in f.columns} & set(names))
+        if clash:
+            raise ValueError(f"one-hot columns {clash} are also declared as features: list each column once")
         if not names:
             raise ValueError("a tabular input needs at least one feature")
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -124,7 +154,7 @@ class TabularInput(_Strict):
 
     @property
     def encoded_width(self) -> int:
-        return sum(len(f.levels) if isinstance(f, CategoricalFeature) else 1 for f in self.features)
+        return sum(len(f.encoded_levels) if isinstance(f, CategoricalFeature) else 1 for f in self.features)
 
 
 class TextInput(_Strict):

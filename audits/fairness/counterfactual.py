@@ -106,10 +106,10 @@ class CounterfactualFlips(Probe):
             flipped = np.zeros((len(levels), len(r)), dtype=bool)
             delta = np.zeros((len(levels), len(r)))
             pred_cf = np.zeros((len(levels), len(r)), dtype=np.int64)
+            feature = data.feature_names.index(attr)
             for j in range(len(levels)):
                 x = data.x[r].copy()
-                x[:, cols] = 0.0
-                x[:, cols[j]] = 1.0
+                x[:, cols] = model.encoder.level_vector(feature, j)  # the group switched; a reference level is all zeros
                 proba = model.predict_proba(x)  # all rows of this variant, batched on the model's device
                 pred_cf[j] = proba.argmax(axis=1)
                 flipped[j] = (pred_cf[j] != y0) & other[j]
