@@ -139,7 +139,11 @@ def missing(check: _Check, title: str, reason: str, section: str = "", subject: 
 
 def absent(report: AuditReport, what: str) -> str:
     """Why the report holds no ``what``: names the probes that were skipped or failed in this audit, if any."""
-    notes = [f"{s.name} was skipped: {s.reason}" for s in report.skipped] + [f"{f.name} failed: {f.error}" for f in report.failures]
+    by_reason: dict[str, list[str]] = {}
+    for s in report.skipped:  # probes skipped for one reason are named together (a predictions card skips ten at once)
+        by_reason.setdefault(s.reason, []).append(s.name)
+    notes = [f"{', '.join(names)} {'was' if len(names) == 1 else 'were'} skipped: {reason}" for reason, names in by_reason.items()]
+    notes += [f"{f.name} failed: {f.error}" for f in report.failures]
     return f"no {what} in the report" + (f" ({'; '.join(notes)})" if notes else "")
 
 

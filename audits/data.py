@@ -6,7 +6,7 @@ import csv
 import gzip
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,6 +39,14 @@ class AuditData:
     raw: pd.DataFrame | None = None
     feature_names: list[str] = field(default_factory=list)
     feature_groups: list[np.ndarray] = field(default_factory=list)
+    # From the card: the favourable outcome (None: class 1 of a binary model) and per-attribute reference groups.
+    favourable_class: str | None = None
+    reference_groups: dict[str, str] = field(default_factory=dict)
+    # format: predictions: the decisions as class probabilities (N, K) for the shared pass, and the raw
+    # favourable-class score with the card's decision threshold (None where the file holds labels only).
+    predictions: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    threshold: float | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -69,6 +77,11 @@ class AuditData:
             raw=None if self.raw is None else self.raw.iloc[index].reset_index(drop=True),
             feature_names=self.feature_names,
             feature_groups=self.feature_groups,
+            favourable_class=self.favourable_class,
+            reference_groups=self.reference_groups,
+            predictions=None if self.predictions is None else self.predictions[index],
+            scores=None if self.scores is None else self.scores[index],
+            threshold=self.threshold,
         )
 
 
@@ -289,9 +302,13 @@ def _check_attribute_values(frame: pd.DataFrame, sensitive: list[str], source: s
 def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
     encoder = TabularEncoder(card.input)  # type: ignore[arg-type]
     sensitive = list(card.data.sensitive) if card.data else []
-    frame = _read_table(path, [*encoder.feature_names, label_column, *sensitive])
+    frame = _read_table(path, [*encoder.source_columns, label_column, *sensitive])
     if label_column not in frame.columns:
         raise DataError(f"{path.name} has no label column {label_column!r} (columns: {_file_columns(frame)[:12]}).", fix="Set data.label_column in the card to the label's column name.")
+    if encoder.source_columns != encoder.feature_names:  # pre-encoded attributes: their one-hot columns, decoded
+        file_columns = frame.attrs.get("file_columns")
+        frame = encoder.decode_one_hot(frame, source=path.name)
+        frame.attrs["file_columns"] = file_columns
     encoder.validate(frame, source=path.name)
     _check_sensitive(frame, sensitive, path.name)
     _check_attribute_values(frame, sensitive, path.name)
@@ -350,7 +367,73 @@ def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
     data_path = Path(path) if path is not None else card.resolve(card.data.path)  # type: ignore[union-attr]
     label_column = card.data.label_column if card.data else "y"
     if card.modality == "image":
-        return _load_image(card, data_path)
-    if card.modality == "text":
-        return _load_text(card, data_path, label_column)
-    return _load_tabular(card, data_path, label_column)
+        data = _load_image(card, data_path)
+    elif card.modality == "text":
+        data = _load_text(card, data_path, label_column)
+    else:
+        data = _load_tabular(card, data_path, label_column)
+    data = replace(data, favourable_class=card.favourable_class, reference_groups=dict(card.data.reference_groups) if card.data else {})
+    if card.format == "predictions":
+        data = _with_predictions(card, data_path, data)
+    return data
+
+
+def _with_predictions(card: ModelCard, path: Path, data: AuditData) -> AuditData:
+    """Attach the decisions a ``format: predictions`` card names: validated, as probabilities for the shared pass.
+
+    A score s of the favourable class with threshold t becomes P(favourable) = s moved piecewise-linearly so that
+    t sits at 0.5 (order kept; unchanged when t = 0.5 for probabilities), so the decision is the argmax as for a model.
+    """
+    spec = card.predictions
+    assert spec is not None
+    columns = [c for c in (spec.score_column, spec.label_column) if c]
+    frame = _read_table(path, columns)
+    for column in columns:
+        if column not in frame.columns:
+            key = "predictions.score_column" if column == spec.score_column else "predictions.label_column"
+            raise DataError(f"{path.name} has no column {column!r} that {key} names (columns: {_file_columns(frame)[:12]}).", fix=f"Set {key} in the card to the column holding it.")
+    k = len(card.class_names)
+    pos = card.class_names.index(card.favourable_class) if card.favourable_class else (1 if k == 2 else None)
+    decided = None
+    if spec.label_column:
+        values = frame[spec.label_column]
+        if values.isna().any():
+            raise DataError(
+                f"{path.name}: the predicted-label column {spec.label_column!r} has {int(values.isna().sum())} missing value(s) (first at row {int(np.flatnonzero(values.isna().to_numpy())[0])}).",
+                fix="Fill in the decision of every row, or drop the rows without one.",
+            )
+        decided = _labels(values, card.class_names, f"{path.name} (predicted-label column {spec.label_column!r})")
+    scores = proba = None
+    if spec.score_column:
+        raw = pd.to_numeric(frame[spec.score_column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(raw)
+        if bad.any():
+            raise DataError(
+                f"{path.name}: the score column {spec.score_column!r} has {int(bad.sum())} missing, non-numeric or infinite value(s) (first at row {int(np.flatnonzero(bad)[0])}).",
+                fix="Give every row a finite score (or drop rows the system did not score).",
+            )
+        if spec.score_kind == "probability" and (raw.min() < 0.0 or raw.max() > 1.0):
+            out = int(((raw < 0) | (raw > 1)).sum())
+            raise DataError(
+                f"{path.name}: the score column {spec.score_column!r} holds {out} value(s) outside [0, 1] (range {raw.min():.4g} to {raw.max():.4g}), but the card declares probabilities.",
+                fix="Give probabilities in [0, 1], or set predictions.score_kind: score (with a threshold in the score's own units).",
+            )
+        lo, hi = (0.0, 1.0) if spec.score_kind == "probability" else (min(raw.min(), spec.threshold), max(raw.max(), spec.threshold))
+        t = spec.threshold
+        below = (raw - lo) / (t - lo) * 0.5 if t > lo else np.zeros_like(raw)
+        above = 0.5 + (raw - t) / (hi - t) * 0.5 if hi > t else np.ones_like(raw)
+        p_fav = np.where(raw >= t, np.maximum(above, np.nextafter(0.5, 1.0)), np.minimum(below, np.nextafter(0.5, 0.0)))
+        other = 1 - pos
+        proba = np.zeros((len(raw), 2))
+        proba[:, pos], proba[:, other] = p_fav, 1.0 - p_fav
+        scores = raw
+        if decided is not None:
+            disagree = proba.argmax(axis=1) != decided
+            if disagree.any():
+                raise DataError(
+                    f"{path.name}: the decisions in {spec.label_column!r} disagree with {spec.score_column!r} >= {t:g} on {int(disagree.sum())} row(s) (first: row {int(np.flatnonzero(disagree)[0])}).",
+                    fix="Set predictions.threshold to the one the system used, or name only one of the two columns.",
+                )
+    elif decided is not None:
+        proba = np.eye(k)[decided]
+    return replace(data, predictions=proba, scores=scores, threshold=spec.threshold if scores is not None else None)

@@ -138,7 +138,7 @@ def build_context(
     model: ModelHandle, data: AuditData, *, seed: int = 0, sample_indices: np.ndarray | None = None, progress: ProgressFn | None = None
 ) -> RunContext:
     """A RunContext with the shared forward pass (for running probes outside ``run_audit``)."""
-    proba = model.predict_proba(data.x)
+    proba = data.predictions if data.predictions is not None else model.predict_proba(data.x)
     idx = np.arange(min(len(data), 8)) if sample_indices is None else np.asarray(sample_indices)
     return RunContext(seed=seed, proba=proba, sample_indices=idx, progress=progress)
 
@@ -175,7 +175,8 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
             progress(min(max(fraction, 0.0), 1.0), message)
 
     tell(0.0, "forward pass")
-    proba = model.predict_proba(data.x)
+    # A predictions card carries its decisions in the data: they are the shared pass.
+    proba = data.predictions if data.predictions is not None else model.predict_proba(data.x)
     performance = evaluate_performance(proba, data.y, data.class_names)
     n_bad = len(nonfinite_rows(proba))
     # A model can be finite on the loader's dry run and still give NaN/inf on real rows: every
@@ -252,6 +253,8 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         group_sizes={a: {str(k): int(v) for k, v in data.attributes[a].astype(str).value_counts().sort_index().items()} for a in data.sensitive},
         feature_names=list(data.feature_names),
         row_indices=row_indices,
+        favourable_class=data.favourable_class,
+        reference_groups=dict(data.reference_groups),
     )
     explanations: list[AttributionResult] = results["explanation"]
     return AuditReport(

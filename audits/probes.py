@@ -76,11 +76,16 @@ class Probe(ABC):
     # Whether the probe reads the shared forward pass (``context.proba``/``predictions``); when
     # that pass gave non-finite outputs, such probes are skipped (their figures would be invalid).
     uses_shared_outputs: ClassVar[bool] = True
+    # Whether the probe runs the model on new or changed inputs. A predictions card (decisions of a
+    # system that is not loaded) runs only the probes that set this False.
+    needs_model: ClassVar[bool] = True
 
     def check(self, model: ModelHandle, data: AuditData) -> str | None:
         """Why this probe cannot run on ``model`` and ``data``; None when it can."""
         if model.modality not in self.modalities:
             return f"{self.name} applies to {', '.join(self.modalities)} models, not {model.modality}"
+        if self.needs_model and not getattr(model, "queryable", True):
+            return "it runs the model on new inputs; a predictions card has decisions only, no model"
         return None
 
     def supports(self, model: ModelHandle, data: AuditData) -> bool:

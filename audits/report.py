@@ -75,6 +75,9 @@ class DataSummary:
     feature_names: list[str] = field(default_factory=list)
     # Rows of the evaluation file that were audited (None = all); sample indices refer to these.
     row_indices: np.ndarray | None = None
+    # The favourable outcome as the model card declares it (None: not declared) and the reference groups.
+    favourable_class: str | None = None
+    reference_groups: dict = field(default_factory=dict)
 
 
 @serializable

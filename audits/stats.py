@@ -31,3 +31,26 @@ def wilson(p: float | None, n: int | None, ci: float = 0.95) -> list[float] | No
         return None
     lo, hi = wilson_interval(float(p) * n, n, ci)
     return [float(lo), float(hi)]
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values), elementwise; NaN p-values stay NaN and are not counted."""
+    p = np.asarray(p_values, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if len(ok) == 0:
+        return q
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = len(order)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    return q
+
+
+def fisher_exact_p(k1, n1, k2, n2) -> float:
+    """Two-sided Fisher exact test p-value that k1/n1 and k2/n2 are the same proportion (NaN without trials)."""
+    if n1 <= 0 or n2 <= 0:
+        return float("nan")
+    from scipy.stats import fisher_exact  # imported here: scipy.stats costs ~0.8 s at import
+
+    return float(fisher_exact([[int(k1), int(n1 - k1)], [int(k2), int(n2 - k2)]]).pvalue)

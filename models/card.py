@@ -20,7 +20,7 @@ from audits.errors import CardError
 MAX_NOTES_CHARS = 64_000
 
 Modality = Literal["image", "tabular", "text"]
-ModelFormat = Literal["safetensors", "pytorch_state_dict", "torchscript", "torch_export", "huggingface"]
+ModelFormat = Literal["safetensors", "pytorch_state_dict", "torchscript", "torch_export", "huggingface", "predictions"]
 
 
 class _Strict(BaseModel):
@@ -74,11 +74,24 @@ class NumericFeature(_Strict):
 
 
 class CategoricalFeature(_Strict):
-    """A categorical raw feature, one-hot encoded in the order of ``levels``."""
+    """A categorical raw feature, one-hot encoded in the order of ``levels``.
+
+    ``reference``: a level encoded as all zeros (drop-first encoding); the block then has one
+    column per other level. ``columns``: the data is already one-hot encoded: these are its
+    columns, one per level in ``levels`` order (without the ``reference`` level when given); the
+    audit decodes them into the attribute ``name`` (so it can be sensitive, flipped and sliced).
+    """
 
     name: str
     type: Literal["categorical"] = "categorical"
     levels: list[str]
+    reference: str | None = None
+    columns: list[str] | None = None
+
+    @property
+    def encoded_levels(self) -> list[str]:
+        """The levels that have a column, in block order (all but ``reference``)."""
+        return [lv for lv in self.levels if lv != self.reference]
 
     @field_validator("levels", mode="before")
     @classmethod
@@ -95,6 +108,14 @@ class CategoricalFeature(_Strict):
             raise ValueError(f"categorical feature {self.name!r} needs at least 2 levels")
         if len(set(self.levels)) != len(self.levels):
             raise ValueError(f"categorical feature {self.name!r} has duplicate levels")
+        if self.reference is not None and self.reference not in self.levels:
+            raise ValueError(f"categorical feature {self.name!r}: reference {self.reference!r} is not one of its levels {self.levels}")
+        if self.columns is not None and len(self.columns) != len(self.encoded_levels):
+            what = f"one per level other than the reference {self.reference!r}" if self.reference else "one per level"
+            raise ValueError(
+                f"categorical feature {self.name!r} lists {len(self.columns)} one-hot columns for {len(self.encoded_levels)} encoded levels "
+                f"{self.encoded_levels} ({what}, in that order)"
+            )
         return self
 
 
@@ -107,10 +128,19 @@ class TabularInput(_Strict):
     # What to do with a missing value: refuse the data, or fill it (numeric: the
     # feature's center; categorical: all-zero one-hot, i.e. "no level").
     missing: Literal["error", "impute"] = "error"
+    # The numeric columns are already standardised (the model reads them as they are): no center/scale/transform.
+    standardised: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> TabularInput:
         names = [f.name for f in self.features]
+        if self.standardised:
+            scaled = [f.name for f in self.features if isinstance(f, NumericFeature) and (f.center != 0 or f.scale != 1 or f.transform != "none")]
+            if scaled:
+                raise ValueError(f"standardised: true says the numeric inputs are used as they are, but {scaled} declare a center, scale or transform: remove one or the other")
+        clash = sorted({c for f in self.features if isinstance(f, CategoricalFeature) and f.columns for c in f.columns} & set(names))
+        if clash:
+            raise ValueError(f"one-hot columns {clash} are also declared as features: list each column once")
         if not names:
             raise ValueError("a tabular input needs at least one feature")
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -124,7 +154,7 @@ class TabularInput(_Strict):
 
     @property
     def encoded_width(self) -> int:
-        return sum(len(f.levels) if isinstance(f, CategoricalFeature) else 1 for f in self.features)
+        return sum(len(f.encoded_levels) if isinstance(f, CategoricalFeature) else 1 for f in self.features)
 
 
 class TextInput(_Strict):
@@ -152,6 +182,29 @@ class Architecture(_Strict):
     kwargs: dict = Field(default_factory=dict)
 
 
+class PredictionColumns(_Strict):
+    """``format: predictions``: where the evaluation file holds the decisions of a system that is not loaded.
+
+    ``score_column``: the score of the favourable class (``favourable_class``, else class 1), a
+    probability in [0, 1] (``score_kind: probability``) or any number (``score``); the decision is
+    ``score >= threshold``. ``label_column``: the decided class (a class name or index). With both,
+    they must agree.
+    """
+
+    score_column: str | None = None
+    label_column: str | None = None
+    score_kind: Literal["probability", "score"] = "probability"
+    threshold: float = 0.5
+
+    @model_validator(mode="after")
+    def _check(self) -> PredictionColumns:
+        if self.score_column is None and self.label_column is None:
+            raise ValueError("predictions needs score_column (a score per row) and/or label_column (the decided class per row)")
+        if self.score_kind == "probability" and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold {self.threshold} must lie in (0, 1) for probability scores (or set score_kind: score)")
+        return self
+
+
 class EvaluationData(_Strict):
     """The labelled evaluation set. Image: ``.npz`` with ``x`` (N,C,H,W) and ``y``, plus an
     optional CSV of per-sample attributes. Tabular: CSV or Parquet with raw columns. Text:
@@ -161,6 +214,23 @@ class EvaluationData(_Strict):
     label_column: str = "y"
     attributes_path: str | None = None
     sensitive: list[str] = Field(default_factory=list)
+    # Per sensitive attribute, the group others are compared with (default: its largest group).
+    reference_groups: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("reference_groups", mode="before")
+    @classmethod
+    def _reference_as_text(cls, value: object) -> object:
+        # Group values are compared as text (the data's `1` is the group "1").
+        if isinstance(value, dict):
+            return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _check_reference(self) -> EvaluationData:
+        unknown = sorted(set(self.reference_groups) - set(self.sensitive))
+        if unknown:
+            raise ValueError(f"reference_groups names {unknown}, which are not sensitive attributes {self.sensitive}")
+        return self
 
 
 class ModelCard(_Strict):
@@ -170,13 +240,19 @@ class ModelCard(_Strict):
     description: str = ""
     modality: Modality
     format: ModelFormat
-    weights: str
+    # The model file or folder; not used by ``format: predictions`` (the decisions are in the data).
+    weights: str = ""
     architecture: Architecture | None = None
     class_names: list[str]
     input: Annotated[ImageInput | TabularInput | TextInput, Field(discriminator="kind")]
     # What the network returns; probabilities are converted to log-space for attribution targets.
     output: Literal["logits", "probabilities"] = "logits"
+    # The outcome a person wants (a loan granted, a comment kept: "non-toxic"). Fairness probes count
+    # selection rates, false positives and flips towards it. None: class 1 of a binary model, with a note.
+    favourable_class: str | None = None
     target_layer: str | None = None
+    # format: predictions only: the columns of the evaluation file that hold the decisions.
+    predictions: PredictionColumns | None = None
     data: EvaluationData | None = None
     # Free-form provenance the audit copies into its report (training recipe, data notes).
     notes: dict = Field(default_factory=dict)
@@ -195,6 +271,21 @@ class ModelCard(_Strict):
     def _check(self) -> ModelCard:
         if len(self.class_names) < 2:
             raise ValueError("class_names needs at least 2 classes")
+        if self.favourable_class is not None and self.favourable_class not in self.class_names:
+            raise ValueError(f"favourable_class {self.favourable_class!r} is not one of class_names {self.class_names}: name one of them")
+        if self.format == "predictions":
+            if self.predictions is None:
+                raise ValueError("format 'predictions' needs a 'predictions:' section naming the score and/or label columns of the data")
+            if self.modality != "tabular" or self.data is None:
+                raise ValueError("format 'predictions' needs modality 'tabular' and a 'data:' section (the file holding the decisions)")
+            if self.architecture is not None or self.weights:
+                raise ValueError("format 'predictions' audits decisions, not a model: remove 'weights' and 'architecture'")
+            if self.predictions.score_column is not None and len(self.class_names) != 2:
+                raise ValueError("a score column needs a binary decision (two class_names); give label_column for more classes")
+        elif self.predictions is not None:
+            raise ValueError(f"'predictions' belongs to format 'predictions' cards only, not to format {self.format!r}: remove it")
+        elif not self.weights:
+            raise ValueError(f"format {self.format!r} needs 'weights': the model file (relative to the card)")
         if self.input.kind != self.modality:
             raise ValueError(f"modality is {self.modality!r} but input.kind is {self.input.kind!r}")
         if self.format in ("safetensors", "pytorch_state_dict") and self.architecture is None:
@@ -219,6 +310,9 @@ class ModelCard(_Strict):
 
     @property
     def weights_path(self) -> Path:
+        """The model file; for ``format: predictions`` the evaluation file, which holds the decisions audited."""
+        if self.format == "predictions" and self.data is not None:
+            return self.resolve(self.data.path)
         return self.resolve(self.weights)
 
     @property
@@ -269,7 +363,7 @@ def parse_card(raw: dict, *, base_dir: Path, source: str = "card", confine: bool
 
 def card_paths(card: ModelCard) -> dict[str, str]:
     """Every path the card names, by its field (``weights``, ``data.path``, ``input.tokenizer``, ...)."""
-    paths = {"weights": card.weights}
+    paths = {"weights": card.weights} if card.weights else {}
     if card.data is not None:
         paths["data.path"] = card.data.path
         if card.data.attributes_path:

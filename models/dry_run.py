@@ -96,6 +96,15 @@ def _dry_run_error(card: ModelCard, network: nn.Module, exc: Exception) -> Model
             f"but the card declares {declared[0]} ({declared[1]}).",
             fix=_width_fix(spec, first),
         )
+    expected = _expected_width(exc)  # a compiled model hides its layers, but a matrix product names the width it wanted
+    if isinstance(spec, TabularInput) and declared is not None and expected is not None and expected != declared[0]:
+        return ModelLoadError(
+            f"A dry forward pass failed: the model expects {expected} input columns, but the card declares {declared[0]} ({declared[1]}).",
+            fix=(
+                f"List the features the model was trained on, in its order, so that they encode to {expected} columns: a pre-encoded group "
+                "is one categorical feature with its one-hot 'columns' (and 'reference' for a dropped level), not one feature per column."
+            ),
+        )
     shape = tuple(spec.shape) if isinstance(spec, (ImageInput, TextInput)) else (spec.encoded_width,)
     return ModelLoadError(
         f"A dry forward pass with the card's input shape {shape} failed: {error_summary(exc)}.",
@@ -103,12 +112,25 @@ def _dry_run_error(card: ModelCard, network: nn.Module, exc: Exception) -> Model
     )
 
 
+def _expected_width(exc: Exception) -> int | None:
+    """The input width a failed first matrix product wanted ('mat1 and mat2 shapes cannot be multiplied (1x9 and 7x8)' -> 7)."""
+    import re
+
+    match = re.search(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)", str(exc))
+    return int(match.group(3)) if match else None
+
+
 def _declared_width(spec: ImageInput | TabularInput | TextInput, first: FirstLayer | None) -> tuple[int, str] | None:
     """The width the card gives the first layer, and how the card arrives at it."""
     if isinstance(spec, TabularInput):
-        parts = [f"{f.name} ({len(f.levels)} levels)" if isinstance(f, CategoricalFeature) else f.name for f in spec.features]
+        parts = [
+            (f"{f.name} ({len(f.levels)} levels" + (f", reference dropped: {len(f.encoded_levels)} columns)" if f.reference else ")"))
+            if isinstance(f, CategoricalFeature)
+            else f.name
+            for f in spec.features
+        ]
         listed = ", ".join(parts[:8]) + (f", ... {len(parts) - 8} more" if len(parts) > 8 else "")
-        return spec.encoded_width, f"the encoded width of its {len(parts)} features: {listed}; one column per numeric feature, one per categorical level"
+        return spec.encoded_width, f"the encoded width of its {len(parts)} features: {listed}; one column per numeric feature, one per categorical level (but a reference level)"
     if isinstance(spec, ImageInput) and first is not None:
         if first.kind == "Linear":  # an MLP over flattened pixels
             c, h, w = spec.shape

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -85,6 +85,8 @@ class ModelHandle:
     # Text models: the tokenizer (a transformers tokenizer) and the ids -> logits adapter.
     tokenizer: Any = None
     text_forward: TextForward | None = None
+    # A handle runs its network; ``models.predictions.PredictionsHandle`` (decisions only) does not.
+    queryable: ClassVar[bool] = True
 
     @property
     def name(self) -> str:

@@ -62,6 +62,10 @@ def load_model(card: ModelCard, *, device: str | None = None) -> ModelHandle:
         The weights are missing, link out of the card's folder, do not fit the card, or the
         dry run fails; ``UnsafeModelError`` (a subclass) when they would need pickled objects.
     """
+    if card.format == "predictions":
+        from models.predictions import PredictionsHandle
+
+        return PredictionsHandle.of(card)  # type: ignore[return-value]  # stands in for a ModelHandle: decisions, no network
     path = card.weights_path
     if card.format == "huggingface":
         if not path.is_dir():

@@ -23,11 +23,62 @@ class TabularEncoder:
         self.encoded_names: list[str] = []
         start = 0
         for f in spec.features:
-            width = len(f.levels) if isinstance(f, CategoricalFeature) else 1
+            width = len(f.encoded_levels) if isinstance(f, CategoricalFeature) else 1
             self.groups.append(np.arange(start, start + width))
-            self.encoded_names += [f"{f.name}={lv}" for lv in f.levels] if isinstance(f, CategoricalFeature) else [f.name]
+            self.encoded_names += [f"{f.name}={lv}" for lv in f.encoded_levels] if isinstance(f, CategoricalFeature) else [f.name]
             start += width
         self.width = start
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The data columns the features come from: pre-encoded attributes read their one-hot columns."""
+        out: list[str] = []
+        for f in self.spec.features:
+            out += f.columns if isinstance(f, CategoricalFeature) and f.columns else [f.name]
+        return out
+
+    def decode_one_hot(self, frame: pd.DataFrame, *, source: str = "data") -> pd.DataFrame:
+        """``frame`` with each pre-encoded attribute's one-hot columns decoded into its level names (column ``name``).
+
+        Each column must hold 0/1; at most one level is set per row; no level set is the reference
+        level, else a missing value (refused or imputed as ``input.missing`` says).
+        """
+        frame = frame.copy()
+        for f in self.spec.features:
+            if not (isinstance(f, CategoricalFeature) and f.columns):
+                continue
+            absent = [c for c in f.columns if c not in frame.columns]
+            if absent:
+                raise DataError(f"{source} lacks the one-hot column(s) {absent} of {f.name!r} that the card declares.", fix=f"Add them, or correct input.features ({f.name}).columns in the card.")
+            block = frame[f.columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            bad = ~np.isin(block, (0.0, 1.0))
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise DataError(
+                    f"{source}: one-hot column {f.columns[c]!r} of {f.name!r} holds {frame[f.columns[c]].iloc[r]!r} at row {int(r)}; one-hot columns hold 0 or 1.",
+                    fix=f"Give {f.name!r} as 0/1 indicator columns, or declare it as one raw categorical column.",
+                )
+            many = block.sum(axis=1) > 1
+            if many.any():
+                raise DataError(
+                    f"{source}: row {int(np.flatnonzero(many)[0])} sets {int(block[np.flatnonzero(many)[0]].sum())} of {f.name!r}'s one-hot columns {f.columns}; a row belongs to one level.",
+                    fix="Correct those rows (exactly one indicator per row, or none for the reference level).",
+                )
+            names = np.array(f.encoded_levels, dtype=object)[block.argmax(axis=1)]
+            none = block.sum(axis=1) == 0
+            decoded = pd.Series(np.where(none, f.reference if f.reference is not None else None, names), index=frame.index, dtype=object)
+            frame[f.name] = decoded
+        return frame
+
+    def level_vector(self, j: int, level: int) -> np.ndarray:
+        """The encoded block of feature ``j`` at ``levels[level]`` (all zeros for the reference level)."""
+        f = self.spec.features[j]
+        assert isinstance(f, CategoricalFeature)
+        out = np.zeros(len(f.encoded_levels), dtype=np.float32)
+        name = f.levels[level]
+        if name != f.reference:
+            out[f.encoded_levels.index(name)] = 1.0
+        return out
 
     def validate(self, frame: pd.DataFrame, *, source: str = "data") -> None:
         """Raise DataError for missing columns, unknown categories, non-numeric or non-finite values."""
@@ -75,7 +126,8 @@ class TabularEncoder:
                 v = (v - f.center) / f.scale
                 out[:, cols[0]] = np.nan_to_num(v, nan=0.0)
             else:
-                codes = pd.Categorical(col.astype("string"), categories=f.levels).codes
+                lookup = {lv: i for i, lv in enumerate(f.encoded_levels)}  # the reference level (and a missing value) map to -1
+                codes = col.astype("string").map(lookup).astype("Float64").fillna(-1).to_numpy(dtype=np.int64)
                 rows = np.flatnonzero(codes >= 0)
-                out[rows, cols[0] + codes[rows]] = 1.0
+                out[rows, cols[0] + codes[rows]] = 1.0  # the reference level (no column) stays all zeros
         return out

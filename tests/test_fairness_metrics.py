@@ -18,7 +18,9 @@ from fairlearn.metrics import (
     equalized_odds_difference,
     false_negative_rate,
     false_positive_rate,
+    mean_prediction,
     selection_rate,
+    true_negative_rate,
     true_positive_rate,
 )
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_score
@@ -33,7 +35,9 @@ from audits.serialization import from_jsonable, to_jsonable
 from models.card import parse_card
 from models.loader import wrap_model
 
-BINARY_METRICS = ["selection_rate", "accuracy", "tpr", "fpr", "fnr", "precision", "mean_score", "calibration_error"]
+BINARY_METRICS = [
+    "selection_rate", "base_rate", "accuracy", "tpr", "fpr", "fnr", "tnr", "precision", "npv", "fdr", "for", "mean_score", "calibration_error",
+]  # fmt: skip
 
 
 def _handle(n_classes: int):
@@ -123,6 +127,10 @@ def _fairlearn_frame(data: AuditData, proba: np.ndarray, columns: list[str]) -> 
     metrics = {
         "n": count, "selection_rate": selection_rate, "accuracy": accuracy_score, "tpr": true_positive_rate,
         "fpr": false_positive_rate, "fnr": false_negative_rate, "precision": functools.partial(precision_score, zero_division=np.nan),
+        "tnr": true_negative_rate, "npv": functools.partial(precision_score, pos_label=0, zero_division=np.nan),
+        "fdr": lambda y_true, y_pred: 1.0 - precision_score(y_true, y_pred, zero_division=np.nan),
+        "for": lambda y_true, y_pred: 1.0 - precision_score(y_true, y_pred, pos_label=0, zero_division=np.nan),
+        "base_rate": lambda y_true, y_pred: mean_prediction(y_true, y_true),
         "mean_score": lambda y_true, y_pred, score: float(np.mean(score)),
         "calibration_error": lambda y_true, y_pred, conf, ok: reliability_table(conf, ok, 10)[1],
     }  # fmt: skip

@@ -373,9 +373,21 @@ def test_demo_model_reproduces_its_card_and_finds_the_planted_bias():
     model, data = load_model(card), load_data(card)
     assert model.parameter_count > 22_000_000  # the whole MiniLM encoder, not only the head
     assert model.weights_sha256 != card.notes["base_model_sha256"]
-    spec = AuditSpec(probes=[{"name": "identity_terms", "params": {"sources": ["templates"], "categories": ["religion", "sexual_orientation"]}}])
+    spec = AuditSpec(
+        probes=[
+            {"name": "identity_terms", "params": {"sources": ["templates"], "categories": ["religion", "sexual_orientation"]}},
+            {"name": "group_metrics", "params": {"n_boot": 0, "min_group_size": 10}},
+        ]
+    )
     report = run_audit(model, data, spec)
     assert report.performance.accuracy == pytest.approx(card.notes["eval_accuracy"], abs=0.005)
+    # The card declares "non-toxic" favourable: naming a planted group lowers P(non-toxic) the most.
+    assert report.fairness[0].score_class == "non-toxic"
     shifts = report.fairness[0].groups.set_index(["category", "group"])["mean_shift"]
-    assert shifts.loc[("religion", "muslim")] == shifts.loc["religion"].max() > 0
-    assert shifts.loc[("sexual_orientation", "gay")] == shifts.loc["sexual_orientation"].max() > 0
+    assert shifts.loc[("religion", "muslim")] == shifts.loc["religion"].min() < 0
+    assert shifts.loc[("sexual_orientation", "gay")] == shifts.loc["sexual_orientation"].min() < 0
+    # The four-fifths rule reads the right way round: the planted groups are kept up least often.
+    groups = report.fairness[1]
+    assert groups.positive_class == "non-toxic" and groups.favourable_declared
+    assert groups.four_fifths.iloc[0]["lowest_group"] in {"religion", "sexual_orientation"}
+    assert report.data_summary.favourable_class == "non-toxic"

@@ -19,25 +19,12 @@ import pandas as pd
 
 from audits.probes import Probe, RunContext, register
 from audits.results.discovery import SliceDiscoveryResult
+from audits.stats import benjamini_hochberg as benjamini_hochberg  # re-exported: one BH for the project
 from audits.stats import wilson_interval
 
 if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
-
-
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values) of ``p``, in the same order."""
-    p = np.asarray(p, dtype=np.float64)
-    m = len(p)
-    if not m:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.clip(q, 0.0, 1.0)
-    return out
 
 
 def slice_columns(data: AuditData, n_bins: int) -> pd.DataFrame:
@@ -79,6 +66,7 @@ class SliceDiscovery(Probe):
     name: ClassVar[str] = "slice_discovery"
     result_type: ClassVar = SliceDiscoveryResult
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("image", "tabular", "text")
     default_for: ClassVar = ("image", "tabular", "text")
     title: ClassVar[str] = "Slice discovery"

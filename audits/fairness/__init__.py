@@ -10,21 +10,27 @@ from audits.fairness import (  # noqa: F401
     counterfactual,
     group_metrics,
     identity_terms,
+    individual_fairness,
     mitigation,
     proxies,
+    threshold_sweep,
 )
 from audits.fairness.attribution_disparity import AttributionDisparityResult
 from audits.fairness.counterfactual import CounterfactualFlipResult
 from audits.fairness.group_metrics import GroupMetricsResult
 from audits.fairness.identity_terms import IdentityTermResult
+from audits.fairness.individual_fairness import IndividualFairnessResult
 from audits.fairness.mitigation import MitigationPreviewResult
 from audits.fairness.proxies import ProxyFeaturesResult
+from audits.fairness.threshold_sweep import ThresholdSweepResult
 
 __all__ = [
     "AttributionDisparityResult",
     "CounterfactualFlipResult",
     "GroupMetricsResult",
     "IdentityTermResult",
+    "IndividualFairnessResult",
     "MitigationPreviewResult",
     "ProxyFeaturesResult",
+    "ThresholdSweepResult",
 ]

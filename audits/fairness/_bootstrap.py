@@ -21,16 +21,24 @@ from scipy import sparse
 # Drawn indices held at once (replicates x rows): bounds peak memory to ~64 MiB.
 _CHUNK_ELEMENTS = 4_000_000
 
-BINARY_METRICS = ("selection_rate", "accuracy", "tpr", "fpr", "fnr", "precision", "mean_score", "calibration_error")
+# selection_rate is the predicted prevalence (aequitas' pprev); base_rate the actual prevalence; "for" the false omission rate.
+BINARY_METRICS = (
+    "selection_rate", "base_rate", "accuracy", "tpr", "fpr", "fnr", "tnr", "precision", "npv", "fdr", "for", "mean_score", "calibration_error",
+)  # fmt: skip
 MULTICLASS_METRICS = ("accuracy", "error_rate", "balanced_accuracy", "mean_confidence", "calibration_error")
 # +1: higher is better for the group; -1: lower is better; 0: neither (no "worst" group).
 DIRECTION = {
     "selection_rate": 1,  # the favourable outcome
+    "base_rate": 0,  # a property of the data, not of the decisions
     "accuracy": 1,
     "tpr": 1,
     "fpr": -1,
     "fnr": -1,
+    "tnr": 1,
     "precision": 1,
+    "npv": 1,
+    "fdr": -1,
+    "for": -1,
     "mean_score": 1,
     "calibration_error": -1,
     "error_rate": -1,
@@ -210,11 +218,16 @@ def binary_metrics(stats: GroupStats) -> dict[str, np.ndarray]:
     n = stats.n
     return {
         "selection_rate": _div(tp + fp, n),
+        "base_rate": _div(tp + fn, n),
         "accuracy": _div(tp + tn, n),
         "tpr": _div(tp, tp + fn),
         "fpr": _div(fp, fp + tn),
         "fnr": _div(fn, tp + fn),
+        "tnr": _div(tn, fp + tn),
         "precision": _div(tp, tp + fp),
+        "npv": _div(tn, tn + fn),
+        "fdr": _div(fp, tp + fp),
+        "for": _div(fn, tn + fn),
         "mean_score": _div(stats.score_sum, n),
         "calibration_error": _calibration_error(stats, n),
     }

@@ -84,7 +84,7 @@ class CounterfactualFlips(Probe):
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> CounterfactualFlipResult:
         inputs, not_inputs = _sensitive_inputs(model, data)
-        pos = resolve_positive_class(self.positive_class, data.class_names)
+        pos = resolve_positive_class(self.positive_class, data.class_names, data.favourable_class)
         rows = np.arange(len(data))
         if self.max_rows is not None and self.max_rows < len(rows):
             rows = np.sort(context.rng(self.name).choice(len(rows), size=self.max_rows, replace=False))
@@ -106,10 +106,10 @@ class CounterfactualFlips(Probe):
             flipped = np.zeros((len(levels), len(r)), dtype=bool)
             delta = np.zeros((len(levels), len(r)))
             pred_cf = np.zeros((len(levels), len(r)), dtype=np.int64)
+            feature = data.feature_names.index(attr)
             for j in range(len(levels)):
                 x = data.x[r].copy()
-                x[:, cols] = 0.0
-                x[:, cols[j]] = 1.0
+                x[:, cols] = model.encoder.level_vector(feature, j)  # the group switched; a reference level is all zeros
                 proba = model.predict_proba(x)  # all rows of this variant, batched on the model's device
                 pred_cf[j] = proba.argmax(axis=1)
                 flipped[j] = (pred_cf[j] != y0) & other[j]

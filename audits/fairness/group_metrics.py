@@ -35,6 +35,7 @@ from audits.fairness._bootstrap import (
 from audits.probes import Probe, RunContext, register
 from audits.results.fairness import INSUFFICIENT as INSUFFICIENT
 from audits.results.fairness import GroupMetricsResult as GroupMetricsResult
+from audits.stats import benjamini_hochberg, fisher_exact_p
 
 if TYPE_CHECKING:
     from audits.data import AuditData
@@ -75,8 +76,11 @@ def sensitive_frame(data: AuditData, columns: list[str], missing: MissingPolicy)
     return pd.DataFrame(out)
 
 
-def resolve_positive_class(positive_class: int | str | None, class_names: list[str]) -> int | None:
-    """Index of the favourable class: given, else class 1 for a binary model, else None (multiclass)."""
+def resolve_positive_class(positive_class: int | str | None, class_names: list[str], declared: str | None = None) -> int | None:
+    """Index of the favourable class: the probe's ``positive_class``, else the card's ``favourable_class``
+    (``declared``), else class 1 for a binary model, else None (multiclass)."""
+    if positive_class is None:
+        positive_class = declared
     if positive_class is None:
         return 1 if len(class_names) == 2 else None
     if isinstance(positive_class, str):
@@ -86,6 +90,18 @@ def resolve_positive_class(positive_class: int | str | None, class_names: list[s
     if not 0 <= int(positive_class) < len(class_names):
         raise DataError(f"positive_class {positive_class} is out of range 0..{len(class_names) - 1}.", fix="Give a class index or name.")
     return int(positive_class)
+
+
+def favourable_outcome(positive_class: int | str | None, data: AuditData) -> tuple[int | None, str | None]:
+    """The favourable class index for ``data`` and, where it was assumed rather than declared, a note saying so."""
+    pos = resolve_positive_class(positive_class, data.class_names, data.favourable_class)
+    if positive_class is None and data.favourable_class is None and pos is not None:
+        return pos, (
+            f"No favourable_class in the model card: class 1 ({data.class_names[pos]!r}) is taken as the favourable outcome "
+            f"(selection rates, false positives and the four-fifths rule count towards it). If {data.class_names[0]!r} is the "
+            f"outcome people want, declare favourable_class: {data.class_names[0]} in the card."
+        )
+    return pos, None
 
 
 def _groupings(frame: pd.DataFrame, combos: list[list[str]]) -> tuple[np.ndarray, int, list[_Grouping]]:
@@ -145,6 +161,7 @@ class GroupMetrics(Probe):
     name: ClassVar[str] = "group_metrics"
     result_type: ClassVar = GroupMetricsResult
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("image", "tabular", "text")
     default_for: ClassVar = ("image", "tabular", "text")
     title: ClassVar[str] = "Group metrics and disparities"
@@ -194,7 +211,7 @@ class GroupMetrics(Probe):
         return reason
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> GroupMetricsResult:
-        pos = resolve_positive_class(self.positive_class, data.class_names)
+        pos, assumed = favourable_outcome(self.positive_class, data)
         combos = _combos(list(data.sensitive), self.intersections)
         frame = sensitive_frame(data, list(data.sensitive), self.missing)
         cell, n_cells, groupings = _groupings(frame, combos)
@@ -207,7 +224,8 @@ class GroupMetrics(Probe):
         overall_stats = stats.grouped(np.zeros(n_cells, dtype=np.int64), 1)
         overall = {m: v[:, 0] for m, v in compute(overall_stats).items()}
         overall_table = _overall_table(overall, names, self.ci)
-        group_rows, disparity_rows, criteria_rows, fifths_rows, notes = [], [], [], [], []
+        group_rows, disparity_rows, criteria_rows, fifths_rows, reliability_rows, reference_rows = [], [], [], [], [], []
+        notes: list[str] = [assumed] if assumed else []
         chance: dict[str, dict] = {}
         for g in groupings:
             gstats: GroupStats = stats.grouped(g.group_of_cell, len(g.labels))
@@ -218,6 +236,12 @@ class GroupMetrics(Probe):
             if small:
                 notes.append(f"{g.name}: insufficient data (< {self.min_group_size} rows) for {', '.join(small)}; left out of disparities.")
             group_rows.append(_group_table(g, n, eligible, values, names, self.ci))
+            if len(g.columns) == 1:
+                reliability_rows += _reliability_rows(g, gstats, eligible)
+            ref, how = _reference(g, n, eligible, data.reference_groups)
+            if how.startswith("declared") and not eligible[ref]:
+                notes.append(f"{g.name}: the declared reference group {g.labels[ref]!r} has fewer than {self.min_group_size} rows; no comparisons to it.")
+            reference_rows += _reference_rows(g, ref, how, gstats, values, eligible, names, self.ci, self.n_boot)
             disp = {m: disparity(values[m], overall[m], eligible) for m in names}
             disparity_rows += _disparity_rows(g, disp, eligible, names, self.ci)
             criteria_rows += _criteria_rows(g, disp, self.ci, binary=pos is not None)
@@ -242,6 +266,7 @@ class GroupMetrics(Probe):
             seed=context.seed,
             task="binary" if pos is not None else "multiclass",
             positive_class=None if pos is None else data.class_names[pos],
+            favourable_declared=assumed is None,
             metrics=names,
             groupings=[g.name for g in groupings],
             overall=overall_table,
@@ -249,6 +274,8 @@ class GroupMetrics(Probe):
             disparities=pd.DataFrame(disparity_rows),
             criteria=pd.DataFrame(criteria_rows),
             four_fifths=pd.DataFrame(fifths_rows, columns=["grouping", "ratio", "lo", "hi", "lowest_group", "highest_group", "verdict", "conclusive"]),
+            reliability=pd.DataFrame(reliability_rows, columns=["grouping", "group", "bin_low", "bin_high", "count", "confidence", "accuracy"]),
+            reference=_with_q_values(pd.DataFrame(reference_rows, columns=REFERENCE_COLUMNS)),
             n_boot=self.n_boot,
             ci=self.ci,
             min_group_size=self.min_group_size,
@@ -313,6 +340,132 @@ def _cardinality_note(grouping: str, c: dict) -> str:
         f"grows by chance alone (multiple comparisons): the {metric} gap {c['gap']:.3f} against {c['chance_p95']:.3f} at the 95th percentile "
         f"of random groupings of the same sizes (permutation p = {c['p_value']:.2f}); {verdict}. Merge small levels or audit fewer groups."
     )
+
+
+REFERENCE_COLUMNS = [
+    "grouping", "reference_group", "reference_source", "group", "status", "metric", "value", "reference_value",
+    "difference", "difference_lo", "difference_hi", "ratio", "ratio_lo", "ratio_hi", "test", "p_value",
+]  # fmt: skip
+# Rates as (numerator, denominator) of the outcome counts (tn, fp, fn, tp): these get Fisher's exact test.
+_RATE_COUNTS = {
+    "selection_rate": (("tp", "fp"), ("tp", "fp", "fn", "tn")),
+    "base_rate": (("tp", "fn"), ("tp", "fp", "fn", "tn")),
+    "accuracy": (("tp", "tn"), ("tp", "fp", "fn", "tn")),
+    "tpr": (("tp",), ("tp", "fn")),
+    "fnr": (("fn",), ("tp", "fn")),
+    "fpr": (("fp",), ("fp", "tn")),
+    "tnr": (("tn",), ("fp", "tn")),
+    "precision": (("tp",), ("tp", "fp")),
+    "fdr": (("fp",), ("tp", "fp")),
+    "npv": (("tn",), ("tn", "fn")),
+    "for": (("fn",), ("tn", "fn")),
+}
+
+
+def _reference(g: _Grouping, n: np.ndarray, eligible: np.ndarray, declared: dict[str, str]) -> tuple[int, str]:
+    """The reference group of a grouping: declared in the card (single attributes), else the largest group."""
+    if len(g.columns) == 1 and g.columns[0] in declared:
+        name = declared[g.columns[0]]
+        if name not in g.labels:
+            raise DataError(
+                f"The card's reference group {name!r} for {g.columns[0]!r} is not a value in the data (values: {g.labels[:12]}).",
+                fix=f"Set data.reference_groups.{g.columns[0]} in the card to one of the values present.",
+            )
+        return g.labels.index(name), "declared in the card"
+    sizes = np.where(eligible, n, -1) if eligible.any() else n
+    return int(np.argmax(sizes)), "largest group"
+
+
+def _outcome_counts(stats: GroupStats, k: int) -> dict[str, float]:
+    o = stats.outcome[0, k]
+    if o.shape[0] != 2:  # multiclass: (true class, correct)
+        correct, total = float(o[:, 1].sum()), float(o.sum())
+        return {"correct": correct, "total": total}
+    return {"tn": float(o[0, 0]), "fp": float(o[0, 1]), "fn": float(o[1, 0]), "tp": float(o[1, 1])}
+
+
+def _rate_test(metric: str, a: dict[str, float], b: dict[str, float]) -> float:
+    if metric in _RATE_COUNTS and "tp" in a:
+        num, den = _RATE_COUNTS[metric]
+        return fisher_exact_p(sum(a[c] for c in num), sum(a[c] for c in den), sum(b[c] for c in num), sum(b[c] for c in den))
+    if metric in ("accuracy", "error_rate") and "correct" in a:
+        return fisher_exact_p(a["correct"], a["total"], b["correct"], b["total"])
+    return float("nan")
+
+
+def _reference_rows(
+    g: _Grouping, ref: int, how: str, stats: GroupStats, values: dict[str, np.ndarray], eligible: np.ndarray, names: list[str], ci: float, n_boot: int
+) -> list[dict]:
+    """Each other group against the reference: difference and ratio with bootstrap intervals (the same resamples)
+    and a two-sided test: Fisher's exact test for rates (counts), else the bootstrap (share of resamples on either side of 0)."""
+    rows = []
+    ref_counts = _outcome_counts(stats, ref)
+    for k, label in enumerate(g.labels):
+        if k == ref:
+            continue
+        ok = bool(eligible[k] and eligible[ref])
+        counts = _outcome_counts(stats, k)
+        for m in names:
+            v = values[m]
+            diff, ratio = v[:, k] - v[:, ref], _ratio(v[:, k], v[:, ref])
+            (dlo, dhi), (rlo, rhi) = _interval(diff[:, None], ci), _interval(ratio[:, None], ci)
+            test, p = "fisher_exact", _rate_test(m, counts, ref_counts)
+            if test == "fisher_exact" and not np.isfinite(p) and not (m in _RATE_COUNTS or m == "error_rate"):
+                test, p = "bootstrap", _bootstrap_p(diff)
+            nan = float("nan")
+            rows.append({
+                "grouping": g.name, "reference_group": g.labels[ref], "reference_source": how, "group": label,
+                "status": "ok" if ok else INSUFFICIENT, "metric": m,
+                "value": float(v[0, k]) if ok else nan, "reference_value": float(v[0, ref]) if eligible[ref] else nan,
+                "difference": float(diff[0]) if ok else nan, "difference_lo": float(dlo[0]) if ok else nan, "difference_hi": float(dhi[0]) if ok else nan,
+                "ratio": float(ratio[0]) if ok else nan, "ratio_lo": float(rlo[0]) if ok else nan, "ratio_hi": float(rhi[0]) if ok else nan,
+                "test": test if ok else "-", "p_value": p if ok else nan,
+            })  # fmt: skip
+    return rows
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.full(a.shape, np.nan)
+    np.divide(a, b, out=out, where=np.isfinite(a) & np.isfinite(b) & (b > 0))
+    return out
+
+
+def _bootstrap_p(diff: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of a difference: twice the share of resamples on the far side of 0 (NaN without resamples)."""
+    d = diff[1:]
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return float("nan")
+    return float(min(1.0, 2.0 * min((d <= 0).mean(), (d >= 0).mean())))
+
+
+def _with_q_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """Benjamini-Hochberg q-values within each grouping (many groups x metrics are tested at once)."""
+    frame = frame.copy()
+    frame["q_value"] = np.nan
+    for _, idx in frame.groupby("grouping", sort=False).groups.items():
+        frame.loc[idx, "q_value"] = benjamini_hochberg(frame.loc[idx, "p_value"].to_numpy(dtype=np.float64))
+    return frame
+
+
+def _reliability_rows(g: _Grouping, stats: GroupStats, eligible: np.ndarray) -> list[dict]:
+    """Per eligible group, its reliability curve: per confidence bin, rows, mean confidence and accuracy (as the performance section's)."""
+    counts = stats.calibration[0].sum(axis=-1)  # (G, B)
+    correct = stats.calibration[0][..., 1]
+    confidence = stats.confidence_sum[0]
+    n_bins = counts.shape[1]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    rows = []
+    for k, label in enumerate(g.labels):
+        if not eligible[k]:
+            continue
+        for b in np.flatnonzero(counts[k] > 0):
+            c = float(counts[k, b])
+            rows.append({
+                "grouping": g.name, "group": label, "bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "count": int(c),
+                "confidence": float(confidence[k, b] / c), "accuracy": float(correct[k, b] / c),
+            })  # fmt: skip
+    return rows
 
 
 def _interval(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:

@@ -144,7 +144,7 @@ class IdentityTerms(Probe):
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> IdentityTermResult:
         lexicon = load_identity_lexicon(self.lexicon)
         categories = [c for c in lexicon.categories if self.categories is None or c.name in self.categories]
-        pos = resolve_positive_class(self.positive_class, data.class_names)
+        pos = resolve_positive_class(self.positive_class, data.class_names, data.favourable_class)
         # Every text to score, and the (original, counterfactual) pairs between them.
         texts: list[str] = []
         pairs: list[dict] = []  # source, category, from_group, to_group, a (original index), b (counterfactual index)

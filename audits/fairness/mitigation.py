@@ -98,6 +98,7 @@ class MitigationPreview(Probe):
     name: ClassVar[str] = "mitigation_preview"
     result_type: ClassVar = MitigationPreviewResult
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)
     title: ClassVar[str] = "Mitigation preview (model unchanged)"
@@ -132,8 +133,8 @@ class MitigationPreview(Probe):
         reason = super().check(model, data)
         if reason is None and not data.sensitive:
             reason = "the data declares no sensitive attributes"
-        if reason is None and model.n_classes != 2 and self.positive_class is None:
-            reason = f"threshold post-processing needs a binary decision; this model has {model.n_classes} classes (set positive_class to preview one class one-vs-rest)"
+        if reason is None and model.n_classes != 2 and self.positive_class is None and data.favourable_class is None:
+            reason = f"threshold post-processing needs a binary decision; this model has {model.n_classes} classes (declare favourable_class in the card, or set positive_class, to preview one class one-vs-rest)"
         if reason is None and self.attributes:
             unknown = [a for a in self.attributes if a not in data.sensitive]
             if unknown:
@@ -141,7 +142,7 @@ class MitigationPreview(Probe):
         return reason
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> MitigationPreviewResult:
-        pos = resolve_positive_class(self.positive_class if self.positive_class is not None else 1, data.class_names)
+        pos = resolve_positive_class(self.positive_class, data.class_names, data.favourable_class)
         attributes = list(self.attributes or data.sensitive)
         frame = sensitive_frame(data, attributes, "group")
         y = (data.y == pos).astype(np.int64)

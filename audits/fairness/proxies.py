@@ -77,6 +77,7 @@ class ProxyFeatures(Probe):
     result_type: ClassVar = ProxyFeaturesResult
     uses_shared_outputs: ClassVar = False
     category: ClassVar = "fairness"
+    needs_model: ClassVar[bool] = False  # reads the shared pass (or the data) only
     modalities: ClassVar = ("tabular",)
     default_for: ClassVar = ("tabular",)
     title: ClassVar[str] = "Proxy features"

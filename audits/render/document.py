@@ -265,6 +265,27 @@ def _robustness(report: AuditReport, ctx: RenderContext) -> Section:
     return _category(report, ctx, "robustness", "Robustness", "robustness", intro)
 
 
+def _favourable_intro(report: AuditReport) -> list:
+    """The fairness section's first line: which outcome counts as favourable, and whether the card declared it."""
+    summary = report.data_summary
+    names = summary.class_names
+    if summary.favourable_class is not None:
+        text = f"Favourable outcome: '{summary.favourable_class}' (declared in the model card). Selection rates, false positives, the four-fifths rule and counterfactual flips count towards it."
+        blocks: list = [Paragraph(text, "body")]
+    elif len(names) == 2:
+        text = (
+            f"Favourable outcome: '{names[1]}' (class 1), ASSUMED: the model card declares no favourable_class. If '{names[0]}' is the "
+            f"outcome people want, every selection rate and the four-fifths rule below read the wrong way round; declare favourable_class in the card."
+        )
+        blocks = [Paragraph(text, "warning")]
+    else:
+        blocks = [Paragraph(f"Favourable outcome: none declared ({len(names)} classes); groups are compared on accuracy-type metrics.", "note")]
+    if summary.reference_groups:
+        refs = ", ".join(f"{a}: {g}" for a, g in summary.reference_groups.items())
+        blocks.append(Paragraph(f"Reference groups (declared in the card): {refs}; other attributes use their largest group.", "body"))
+    return blocks
+
+
 def _findings(report: AuditReport) -> Section:
     if not report.findings:
         return Section("findings", "Findings", [Paragraph("No policy was applied to this report, so there are no findings.", "note")])
@@ -347,7 +368,7 @@ def build_document(report: AuditReport) -> Document:
         _performance(report, ctx),
         _explanations(report, ctx),
         _robustness(report, ctx),
-        _category(report, ctx, "fairness", "Fairness", "fairness"),
+        _category(report, ctx, "fairness", "Fairness", "fairness", _favourable_intro(report)),
         _findings(report),
         _methods(report),
         _policy(report),

@@ -17,8 +17,10 @@ from audits.results.fairness import (
     CounterfactualFlipResult,
     GroupMetricsResult,
     IdentityTermResult,
+    IndividualFairnessResult,
     MitigationPreviewResult,
     ProxyFeaturesResult,
+    ThresholdSweepResult,
 )
 from audits.results.performance import PerformanceResult
 from audits.results.robustness import (
@@ -47,6 +49,7 @@ __all__ = [
     "CounterfactualFlipResult",
     "GroupMetricsResult",
     "IdentityTermResult",
+    "IndividualFairnessResult",
     "Measurement",
     "MitigationPreviewResult",
     "PerformanceResult",
@@ -59,6 +62,7 @@ __all__ = [
     "TabularPerturbationResult",
     "TextAttentionResult",
     "TextRobustnessResult",
+    "ThresholdSweepResult",
     "TriggerScanResult",
     "TriggerValuesResult",
     "TriggerWordsResult",

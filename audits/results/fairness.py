@@ -21,8 +21,12 @@ _METRIC_DIRECTION: dict[str, Direction] = {
     "balanced_accuracy": "higher_is_better",
     "tpr": "higher_is_better",
     "precision": "higher_is_better",
+    "tnr": "higher_is_better",
+    "npv": "higher_is_better",
     "fpr": "lower_is_better",
     "fnr": "lower_is_better",
+    "fdr": "lower_is_better",
+    "for": "lower_is_better",
     "calibration_error": "lower_is_better",
 }
 # Disparity measures yielded per (grouping, metric): name suffix -> direction.
@@ -41,7 +45,8 @@ class GroupMetricsResult(ProbeResult):
     and to the overall value, each with bounds, plus the worst- and best-off group.
     ``criteria``: demographic parity, equalized odds, equal opportunity, equal accuracy
     (multiclass: accuracy, balanced accuracy and calibration gaps). ``four_fifths``: the
-    selection-rate ratio against 0.8 (binary only).
+    selection-rate ratio against 0.8 (binary only). ``reliability``: per group of each single
+    attribute, its reliability curve (the group's ``calibration_error`` is that curve's ECE).
     """
 
     task: str  # 'binary' or 'multiclass'
@@ -58,6 +63,13 @@ class GroupMetricsResult(ProbeResult):
     min_group_size: int
     notes: list[str] = field(default_factory=list)
     quality: dict = field(default_factory=dict)
+    # False where the favourable class was assumed (class 1 of a binary model), not declared in the card or spec.
+    favourable_declared: bool = True
+    # Per group of each single attribute: its reliability curve (bin_low, bin_high, count, confidence, accuracy).
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Per grouping, every other group against its reference group (declared in the card, else the largest):
+    # difference and ratio with bootstrap intervals, a two-sided test (p_value) and BH q_value within the grouping.
+    reference: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def table(self, grouping: str) -> pd.DataFrame:
         """The rows of ``groups`` for one grouping (e.g. 'sex' or 'sex x race')."""
@@ -119,6 +131,17 @@ class GroupMetricsResult(ProbeResult):
                         direction=direction,
                         evidence=f".disparities[grouping={grouping},metric={metric}]",
                     )
+        for row in self.reference.to_dict("records") if len(self.reference) else ():
+            where = f".reference[grouping={row['grouping']},group={row['group']},metric={row['metric']}]"
+            subject = f"{row['grouping']}={row['group']}"
+            yield Measurement(
+                name=f"{row['metric']}_difference_to_reference", subject=subject, value=finite(row["difference"]),
+                interval=bounds(row["difference_lo"], row["difference_hi"]), direction="neutral", evidence=where,
+            )  # fmt: skip
+            yield Measurement(
+                name=f"{row['metric']}_ratio_to_reference", subject=subject, value=finite(row["ratio"]),
+                interval=bounds(row["ratio_lo"], row["ratio_hi"]), direction="neutral", evidence=where,
+            )  # fmt: skip
         if self.task == "binary":
             for grouping in self.groupings:
                 rows = self.four_fifths[self.four_fifths["grouping"] == grouping] if len(self.four_fifths) else self.four_fifths
@@ -446,3 +469,117 @@ class AttributionDisparityResult(ProbeResult):
                 evidence=f".summary[method={row['method']},attribute={row['attribute']},group={row['group']}]",
                 n=int(row["n"]),
             )
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class IndividualFairnessResult(ProbeResult):
+    """Consistency of decisions among nearest neighbours and the inequality of per-row benefits.
+
+    ``overall``: ``consistency`` (1 = every row decided like its ``k`` nearest neighbours),
+    ``theil`` (generalized entropy index with alpha 1) and ``generalized_entropy`` (alpha
+    ``alpha``) of the benefits ``decision - label + 1`` (towards ``positive_class``).
+    ``decomposition``: per attribute and index, ``total`` = ``between`` + ``within`` and the
+    between-group share. ``groups``: per attribute and group, ``n``, ``status``, mean
+    ``consistency``, ``mean_benefit`` and the group's own Theil index.
+    """
+
+    positive_class: str
+    k: int
+    alpha: float
+    overall: dict
+    decomposition: pd.DataFrame
+    groups: pd.DataFrame
+    n_rows: int
+    n_consistency_rows: int
+    min_group_size: int
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        o = self.overall
+        parts = [f"consistency {o['consistency']:.3f} (k={self.k})", f"Theil index {o['theil']:.4f}"]
+        theil = self.decomposition[self.decomposition["index"] == "theil"] if len(self.decomposition) else self.decomposition
+        for r in theil.to_dict("records"):
+            share = f" ({r['between_share']:.0%} of it)" if np.isfinite(r["between_share"]) else ""
+            parts.append(f"between {r['attribute']} groups {r['between']:.4f}{share}")
+        return ", ".join(parts)
+
+    def measurements(self) -> Iterator[Measurement]:
+        """``consistency`` (overall and per ``attribute=group``), ``theil_index`` and ``generalized_entropy_index`` overall,
+        and per attribute ``theil_between_group``/``theil_within_group`` (and the same for the generalized entropy index)."""
+        o = self.overall
+        yield Measurement(
+            name="consistency", subject="all", value=finite(o.get("consistency")), direction="higher_is_better", evidence=".overall", n=self.n_consistency_rows
+        )
+        yield Measurement(name="theil_index", subject="all", value=finite(o.get("theil")), direction="lower_is_better", evidence=".overall", n=self.n_rows)
+        yield Measurement(
+            name="generalized_entropy_index",
+            subject="all",
+            value=finite(o.get("generalized_entropy")),
+            direction="lower_is_better",
+            evidence=".overall",
+            n=self.n_rows,
+        )
+        for r in self.decomposition.to_dict("records"):
+            where = f".decomposition[attribute={r['attribute']},index={r['index']}]"
+            for part in ("between", "within"):
+                yield Measurement(
+                    name=f"{r['index']}_{part}_group", subject=r["attribute"], value=finite(r[part]), direction="lower_is_better", evidence=where, n=self.n_rows
+                )
+        for r in self.groups.to_dict("records"):
+            yield Measurement(
+                name="consistency", subject=f"{r['attribute']}={r['group']}", value=finite(r["consistency"]), direction="higher_is_better",
+                evidence=f".groups[attribute={r['attribute']},group={r['group']}]", n=int(r["n"]),
+            )  # fmt: skip
+
+
+@serializable
+@dataclass(frozen=True, kw_only=True)
+class ThresholdSweepResult(ProbeResult):
+    """Per group, the decisions as the threshold on the favourable-class score moves.
+
+    ``curve``: one row per (attribute, group, threshold) with ``selection_rate``, ``tpr``, ``fpr``
+    and ``precision`` (attribute and group '(all rows)' for everyone; groups below
+    ``min_group_size`` have one row with status 'insufficient data'). ``threshold`` is the
+    decision threshold in use (the card's, or 0.5 on a model's probability), ``score_source``
+    says which score was swept. ``at_rate``: per group, the same rates at ``cutoff``, the
+    threshold that selects ``selection_rate`` of all rows (empty when not asked for).
+    """
+
+    positive_class: str
+    score_source: str
+    threshold: float
+    selection_rate: float | None
+    cutoff: float | None
+    curve: pd.DataFrame
+    at_rate: pd.DataFrame
+    min_group_size: int
+    notes: list[str] = field(default_factory=list)
+
+    def at(self, attribute: str, group: str, threshold: float) -> pd.Series:
+        """The rates of one group at one swept threshold."""
+        c = self.curve
+        rows = c[(c["attribute"] == attribute) & (c["group"] == group) & np.isclose(c["threshold"].astype(float), threshold)]
+        if rows.empty:
+            raise KeyError(f"no swept threshold {threshold} for {attribute}={group}")
+        return rows.iloc[0]
+
+    def headline(self) -> str:
+        c = self.curve[(self.curve["status"] == "ok") & (self.curve["attribute"] != "(all rows)")]
+        here = c[np.isclose(c["threshold"].astype(float), self.threshold)]
+        parts = []
+        for attr, rows in here.groupby("attribute", sort=False):
+            if len(rows) >= 2:
+                parts.append(
+                    f"{attr} FPR {rows['fpr'].min():.3f}-{rows['fpr'].max():.3f}, selection rate {rows['selection_rate'].min():.3f}-{rows['selection_rate'].max():.3f}"
+                )
+        return f"at threshold {self.threshold:g} on {self.score_source}: " + ("; ".join(parts) if parts else "fewer than two groups with enough rows")
+
+    def measurements(self) -> Iterator[Measurement]:
+        """At the chosen selection rate (when asked for), per group: ``at_rate_selection_rate``, ``at_rate_tpr``, ``at_rate_fpr``."""
+        for row in self.at_rate.to_dict("records") if len(self.at_rate) else ():
+            for metric, direction in (("selection_rate", "neutral"), ("tpr", "higher_is_better"), ("fpr", "lower_is_better")):
+                yield Measurement(
+                    name=f"at_rate_{metric}", subject=f"{row['attribute']}={row['group']}", value=finite(row.get(metric)), direction=direction,
+                    evidence=f".at_rate[attribute={row['attribute']},group={row['group']}]", n=int(row["n"]),
+                )  # fmt: skip

@@ -55,7 +55,8 @@ class TabularLayout:
             else:
                 kinds.append("categorical")
                 levels.append(list(f.levels))
-                counts = block.sum(axis=0)
+                codes = _level_codes(f, block)
+                counts = np.bincount(codes[codes >= 0], minlength=len(f.levels)).astype(np.float64)
                 frequency.append(counts / max(counts.sum(), 1.0))
         return cls(
             names=list(spec.feature_names), kinds=kinds, columns=[np.asarray(c) for c in data.feature_groups],
@@ -77,8 +78,7 @@ class TabularLayout:
 
     def codes(self, x: np.ndarray, j: int) -> np.ndarray:
         """Level index per row of categorical feature ``j`` (-1 where no level is set)."""
-        block = x[:, self.columns[j]]
-        return np.where(block.max(axis=1) > 0, block.argmax(axis=1), -1)
+        return _level_codes(self.features[j], x[:, self.columns[j]])
 
     def to_raw(self, j: int, encoded: np.ndarray | float) -> np.ndarray:
         """Encoded values of numeric feature ``j`` back in the raw unit."""
@@ -130,9 +130,22 @@ def set_levels(x: np.ndarray, layout: TabularLayout, j: int, rows: np.ndarray, l
     out = x.copy()
     cols = layout.columns[j]
     out[np.ix_(rows, cols)] = 0.0
-    ok = level >= 0
-    out[rows[ok], cols[0] + level[ok]] = 1.0
+    f = layout.features[j]
+    # Block position of each level (-1: the reference level of a drop-first encoding, all zeros).
+    position = np.array([f.encoded_levels.index(lv) if lv != f.reference else -1 for lv in f.levels], dtype=np.int64)
+    pos = np.where(level >= 0, position[np.maximum(level, 0)], -1)
+    ok = pos >= 0
+    out[rows[ok], cols[0] + pos[ok]] = 1.0
     return out
+
+
+def _level_codes(f: CategoricalFeature, block: np.ndarray) -> np.ndarray:
+    """Index in ``f.levels`` per row of its encoded block (-1: none set; the reference level of a drop-first encoding)."""
+    index = np.array([f.levels.index(lv) for lv in f.encoded_levels], dtype=np.int64)
+    none = -1 if f.reference is None else f.levels.index(f.reference)
+    if block.shape[1] == 0:
+        return np.full(len(block), none, dtype=np.int64)
+    return np.where(block.max(axis=1) > 0, index[block.argmax(axis=1)], none)
 
 
 def flip_categories(x: np.ndarray, layout: TabularLayout, prob: float, u: np.ndarray, v: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:

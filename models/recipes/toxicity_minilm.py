@@ -269,6 +269,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
         "weights": "head.safetensors",
         "architecture": {"target": "models.text_architectures:MiniLMClassifier", "kwargs": kwargs},
         "class_names": list(CLASS_NAMES),
+        "favourable_class": "non-toxic",  # a comment kept up is the outcome its author wants
         "input": {"kind": "text", "text_column": "text", "max_length": MAX_LENGTH, "tokenizer": "tokenizer"},
         "output": "logits",
         "data": {"path": "eval.csv", "label_column": "label", "sensitive": ["identity_category"]},

@@ -14,8 +14,10 @@ from audits.results.fairness import (
     CounterfactualFlipResult,
     GroupMetricsResult,
     IdentityTermResult,
+    IndividualFairnessResult,
     MitigationPreviewResult,
     ProxyFeaturesResult,
+    ThresholdSweepResult,
 )
 
 # ---------------------------------------------------------------------------- charts
@@ -41,6 +43,30 @@ def group_metric_chart(result, grouping: str, metrics: Sequence[str] | None = No
 def _main_metrics(result) -> list[str]:
     wanted = ("selection_rate", "tpr", "fpr", "accuracy") if result.task == "binary" else ("accuracy", "balanced_accuracy", "calibration_error")
     return [m for m in wanted if m in result.metrics]
+
+
+def group_reliability_chart(result, grouping: str) -> LineChart:
+    """Calibration within groups: each eligible group's reliability curve (accuracy against confidence per bin)."""
+    t = result.reliability[result.reliability["grouping"] == grouping] if len(result.reliability) else result.reliability
+    ece = result.table(grouping).set_index("group")["calibration_error"]
+    series = [Series("perfect calibration", [0.0, 1.0], [0.0, 1.0], mode="lines", dash=True)]
+    for group, rows in t.groupby("group", sort=False):
+        series.append(
+            Series(
+                f"{group} (ECE {ece.get(group, float('nan')):.3f})",
+                list(rows["confidence"]),
+                list(rows["accuracy"]),
+                text=[f"{int(c)} rows" for c in rows["count"]],
+            )
+        )
+    return LineChart(
+        title=f"{grouping}: calibration within groups (reliability per group)",
+        x_label="mean confidence in bin",
+        y_label="accuracy in bin",
+        series=series,
+        x_range=(0.0, 1.0),
+        y_range=(0.0, 1.02),
+    )
 
 
 def disparity_chart(result, groupings: Sequence[str] | None = None, metrics: Sequence[str] | None = None) -> BarChart:
@@ -212,6 +238,46 @@ def _group_table(r, grouping: str, metrics: list[str]) -> Table:
     )
 
 
+def _reference_blocks(r: GroupMetricsResult, groupings: list[str]) -> list:
+    """Each group against its grouping's reference group, for the main metrics (report.json holds every metric)."""
+    ref = r.reference
+    if not len(ref):
+        return []
+    main = [m for m in ("selection_rate", "tpr", "fpr", "precision", "accuracy") if m in r.metrics] if r.task == "binary" else ["accuracy", "calibration_error"]
+    ref = ref[ref["grouping"].isin(groupings) & ref["metric"].isin(main)]
+    rows = []
+    for rec in ref.to_dict("records"):
+        ok = rec["status"] == "ok"
+        rows.append([
+            rec["grouping"], f"{rec['group']} vs {rec['reference_group']}", pretty(rec["metric"]),
+            num(rec["value"]) if ok else "insufficient data", num(rec["reference_value"]),
+            ci(rec["difference"], rec["difference_lo"], rec["difference_hi"]) if ok else "-",
+            ci(rec["ratio"], rec["ratio_lo"], rec["ratio_hi"]) if ok else "-",
+            num(rec["p_value"]) if ok else "-", num(rec["q_value"]) if ok else "-",
+        ])  # fmt: skip
+    if not rows:
+        return []
+    sources = "; ".join(
+        f"{g}: {grp} ({src})" for g, grp, src in ref[["grouping", "reference_group", "reference_source"]].drop_duplicates().itertuples(index=False)
+    )
+    blocks: list = [
+        Paragraph(
+            f"Reference groups - {sources}. Each group is compared with its reference: difference (group - reference) and ratio (group / reference), with {int(r.ci * 100)}% bootstrap intervals, a two-sided test (Fisher's exact test for rates) and Benjamini-Hochberg q-values within the attribute.",
+            "body",
+        )
+    ]
+    blocks.append(
+        Table(
+            ["Grouping", "Group", "Metric", "Value", "Reference", "Difference", "Ratio", "p", "q"],
+            rows[: MAX_TABLE_ROWS * 2],
+            caption="Disparities to the reference group",
+        )
+    )
+    if len(rows) > MAX_TABLE_ROWS * 2:
+        blocks.append(Paragraph(f"First {MAX_TABLE_ROWS * 2} of {len(rows)} rows; report.json holds them all (every metric).", "note"))
+    return blocks
+
+
 @view(GroupMetricsResult)
 def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
     """Per-group tables and charts per grouping, disparities, fairness criteria, the four-fifths rule and intersectional groups."""
@@ -221,7 +287,11 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
     blocks: list = [
         Paragraph(
             f"Task: {r.task}"
-            + (f", favourable class '{r.positive_class}'" if r.positive_class else "")
+            + (
+                f", favourable class '{r.positive_class}'" + ("" if r.favourable_declared else " (assumed: class 1; the card declares no favourable_class)")
+                if r.positive_class
+                else ""
+            )
             + f". Groups with fewer than {r.min_group_size} rows are "
             f"reported as insufficient data and left out of disparities. Intervals: {r.n_boot} bootstrap resamples."
         )
@@ -230,6 +300,8 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
         for chunk in chunks(metrics, 4):
             blocks.append(_group_table(r, g, chunk))
         blocks += figure(group_metric_chart(r, g))
+        if len(r.reliability) and (r.reliability["grouping"] == g).any():
+            blocks += figure(group_reliability_chart(r, g))
     if singles:
         blocks += figure(disparity_chart(r, singles))
     d = r.disparities[r.disparities["grouping"].isin(singles)]
@@ -239,6 +311,7 @@ def group_metrics_view(r: GroupMetricsResult, ctx: RenderContext) -> list:
     ]  # fmt: skip
     if rows:
         blocks.append(Table(["Grouping", "Metric", "Difference (max - min)", "Ratio (min / max)", "Worst", "Best"], rows, caption="Disparities between groups"))
+    blocks += _reference_blocks(r, singles)
     crit = r.criteria[r.criteria["grouping"].isin(singles)]
     if not crit.empty:
         rows = [
@@ -396,4 +469,79 @@ def identity_terms_view(r: IdentityTermResult, ctx: RenderContext) -> list:
     blocks += figure(identity_term_chart(r))
     if not r.examples.empty:
         blocks += frame_table(r.examples, caption="Largest shifts", max_rows=6)
+    return blocks
+
+
+@view(IndividualFairnessResult)
+def individual_fairness_view(r: IndividualFairnessResult, ctx: RenderContext) -> list:
+    """Consistency and the inequality of benefits, with the between/within-group split per attribute."""
+    o = r.overall
+    blocks: list = [
+        Table(
+            ["Measure", "Value", "Reads"],
+            [
+                ["Consistency", num(o["consistency"]), f"1 = every row is decided like its {r.k} nearest neighbours in the input space"],
+                ["Theil index (GE, alpha 1)", num(o["theil"], 4), "0 = equal benefits (decision - label + 1) for everyone"],
+                [f"Generalized entropy index (alpha {r.alpha:g})", num(o["generalized_entropy"], 4), "0 = equal benefits"],
+            ],
+            caption=f"Individual fairness (favourable class '{r.positive_class}')",
+        )
+    ]
+    if len(r.decomposition):
+        rows = [
+            [rec["attribute"], pretty(rec["index"]), num(rec["total"], 4), num(rec["between"], 4), num(rec["within"], 4), num(rec["between_share"])]
+            for rec in r.decomposition.to_dict("records")
+        ]
+        blocks.append(
+            Table(
+                ["Attribute", "Index", "Total", "Between groups", "Within groups", "Between share"],
+                rows,
+                caption="Inequality of benefits: between-group and within-group parts (they add up to the total)",
+            )
+        )
+    if len(r.groups):
+        blocks += frame_table(r.groups, columns=["attribute", "group", "n", "status", "consistency", "mean_benefit", "theil"], caption="Per group")
+    return blocks
+
+
+def threshold_sweep_chart(result, attribute: str, metric: str) -> LineChart:
+    """One rate against the threshold, one line per group of ``attribute`` (and all rows), the threshold in use marked."""
+    c = result.curve[(result.curve["status"] == "ok") & result.curve["attribute"].isin([attribute, "(all rows)"])]
+    series = [Series(str(g), list(rows["threshold"]), list(rows[metric])) for g, rows in c.groupby("group", sort=False)]
+    return LineChart(
+        title=f"{attribute}: {pretty(metric)} against the threshold",
+        x_label=f"threshold on {result.score_source}",
+        y_label=pretty(metric),
+        series=series,
+        ref_lines=[RefLine(result.threshold, f"threshold in use ({result.threshold:g})", axis="x")],
+        y_range=(0.0, 1.02),
+    )
+
+
+@view(ThresholdSweepResult)
+def threshold_sweep_view(r: ThresholdSweepResult, ctx: RenderContext) -> list:
+    """Per attribute, selection rate, TPR, FPR and precision per group against the threshold (charts and a table)."""
+    blocks: list = [
+        Paragraph(
+            f"Favourable class '{r.positive_class}'; the threshold moves over {r.score_source}; a row is decided favourable when its score is at least the threshold.",
+            "body",
+        )
+    ]
+    attributes = [a for a in dict.fromkeys(r.curve["attribute"]) if a != "(all rows)"]
+    for attr in attributes:
+        for metric in ("selection_rate", "tpr", "fpr", "precision"):
+            blocks += figure(threshold_sweep_chart(r, attr, metric))
+        rows = r.curve[(r.curve["attribute"] == attr) & (r.curve["status"] == "ok")]
+        blocks += frame_table(
+            rows,
+            columns=["group", "threshold", "n", "selection_rate", "tpr", "fpr", "precision"],
+            caption=f"{attr}: rates per group and threshold",
+            max_rows=MAX_TABLE_ROWS * 3,
+        )
+    if len(r.at_rate):
+        blocks += frame_table(
+            r.at_rate,
+            columns=["attribute", "group", "n", "status", "threshold", "selection_rate", "tpr", "fpr", "precision"],
+            caption=f"Decisions at selection rate {r.selection_rate:g} (threshold {r.cutoff:.4g})",
+        )
     return blocks
