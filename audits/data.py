@@ -234,7 +234,7 @@ def _file_columns(frame: pd.DataFrame) -> list[str]:
     return list(frame.attrs.get("file_columns", frame.columns))
 
 
-def _load_image(card: ModelCard, path: Path) -> AuditData:
+def _load_image(card: ModelCard, path: Path, attributes_path: str | None = None) -> AuditData:
     spec = card.input
     assert isinstance(spec, ImageInput)
     if not path.is_file():
@@ -262,8 +262,8 @@ def _load_image(card: ModelCard, path: Path) -> AuditData:
     labels = _labels(y, card.class_names, path.name)
     files = [path]
     data_card = card.data
-    if data_card is not None and data_card.attributes_path:
-        attr_path = card.resolve(data_card.attributes_path)
+    if data_card is not None and attributes_path:
+        attr_path = card.resolve(attributes_path)
         attributes = _read_table(attr_path, list(data_card.sensitive))
         files.append(attr_path)
         if len(attributes) != len(x):
@@ -350,7 +350,28 @@ def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
     data_path = Path(path) if path is not None else card.resolve(card.data.path)  # type: ignore[union-attr]
     label_column = card.data.label_column if card.data else "y"
     if card.modality == "image":
-        return _load_image(card, data_path)
+        return _load_image(card, data_path, card.data.attributes_path if card.data else None)
     if card.modality == "text":
         return _load_text(card, data_path, label_column)
     return _load_tabular(card, data_path, label_column)
+
+
+def load_training_sample(card: ModelCard) -> AuditData | None:
+    """The card's sample of the training data (``data.train_path``, the evaluation data's layout); None when it declares none.
+
+    Images take their attributes from ``data.train_attributes_path``; tabular and text rows carry them
+    in the file, like the evaluation data. The same checks apply (labels, value range, sensitive columns).
+    """
+    if card.data is None or not card.data.train_path:
+        return None
+    path = card.resolve(card.data.train_path)
+    if card.modality == "image":
+        if card.data.sensitive and not card.data.train_attributes_path:
+            raise DataError(
+                f"Model card {card.name!r} declares data.train_path but no data.train_attributes_path for its sensitive attribute(s) {card.data.sensitive}.",
+                fix="Add data.train_attributes_path: a CSV with one row of those columns per training image, in order.",
+            )
+        return _load_image(card, path, card.data.train_attributes_path)
+    if card.modality == "text":
+        return _load_text(card, path, card.data.label_column)
+    return _load_tabular(card, path, card.data.label_column)
