@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -111,7 +112,9 @@ class MembershipInference(Probe):
         nonmember_rows = np.sort(rng.permutation(len(data))[:n])
         notes: list[str] = []
         if train.sha256 == data.sha256:
-            notes.append("The training sample is the evaluation data itself: members and non-members are the same rows, so the attack cannot do better than chance.")
+            notes.append(
+                "The training sample is the evaluation data itself: members and non-members are the same rows, so the attack cannot do better than chance."
+            )
 
         context.report(0.1, "losses")
         sides = {"member": (train, member_rows), "nonmember": (data, nonmember_rows)}
@@ -130,7 +133,9 @@ class MembershipInference(Probe):
                     scores[side]["calibrated_loss"] = near.reshape(self.n_neighbours, len(y)).mean(axis=0) - loss
         attacks = [a for a in self.attacks if a in scores["member"]]
         if "calibrated_loss" in self.attacks and "calibrated_loss" not in attacks:
-            notes.append(f"The calibrated attack needs perturbed copies of a row ({data.modality} rows here have no numeric values to perturb), so it was left out.")
+            notes.append(
+                f"The calibrated attack needs perturbed copies of a row ({data.modality} rows here have no numeric values to perturb), so it was left out."
+            )
 
         records, roc, groups = [], [], []
         for attack in attacks:
@@ -155,7 +160,16 @@ class MembershipInference(Probe):
                     g_auc = auroc(p, q)
                     g_lo, g_hi = auroc_interval(g_auc, len(p), len(q)) or [float("nan")] * 2
                     groups.append(
-                        {"attack": attack, "attribute": attribute, "group": group, "auc": g_auc, "auc_low": g_lo, "auc_high": g_hi, "n_members": len(p), "n_nonmembers": len(q)}
+                        {
+                            "attack": attack,
+                            "attribute": attribute,
+                            "group": group,
+                            "auc": g_auc,
+                            "auc_low": g_lo,
+                            "auc_high": g_hi,
+                            "n_members": len(p),
+                            "n_nonmembers": len(q),
+                        }
                     )
         return MembershipInferenceResult(
             method=self.name,
@@ -163,7 +177,7 @@ class MembershipInference(Probe):
             seed=context.seed,
             n_members=n,
             n_nonmembers=n,
-            train_source=train.source,
+            train_source=Path(train.source).name,
             member_accuracy=accuracy["member"],
             nonmember_accuracy=accuracy["nonmember"],
             fpr_targets=list(self.fpr_targets),

@@ -61,7 +61,13 @@ class UncertaintyResult(ProbeResult):
             subject = f"{r.source}/{r.attribute}={r.group}"
             where = f".by_group[source={r.source},attribute={r.attribute},group={r.group}]"
             yield Measurement(name="aurc", subject=subject, value=finite(r.aurc), direction="lower_is_better", evidence=where, n=int(r.count))
-            yield proportion("selective_accuracy", r.selective_accuracy, round(int(r.count) * self.coverage), subject=f"{subject}/coverage={number(self.coverage)}", evidence=where)
+            yield proportion(
+                "selective_accuracy",
+                r.selective_accuracy,
+                round(int(r.count) * self.coverage),
+                subject=f"{subject}/coverage={number(self.coverage)}",
+                evidence=where,
+            )
 
 
 @serializable
