@@ -135,7 +135,7 @@ def test_mc_dropout_entropy_rises_on_noise_and_leaves_parameters_and_modes_uncha
     x, y = _digits()
     x, y = x[1200:], y[1200:]  # rows the model did not train on
     noisy = np.clip(x + np.random.default_rng(0).normal(0, 0.5, x.shape), 0, 1).astype(np.float32)
-    probe = make_probe("uncertainty", {"sources": ["mc_dropout"], "mc_passes": 16, "max_rows": None})
+    probe = make_probe("uncertainty", {"sources": ["softmax", "mc_dropout"], "mc_passes": 16, "max_rows": None})
     clean_data, noisy_data = _data(x, y), _data(noisy, y)
     clean = probe.run(model, clean_data, build_context(model, clean_data)).sources.set_index("source")
     shifted = probe.run(model, noisy_data, build_context(model, noisy_data)).sources.set_index("source")
@@ -186,7 +186,7 @@ def _ensemble_bundle(image_bundle, *, identical: bool) -> Path:
 def test_deep_ensemble_mutual_information_is_zero_for_identical_members_only(image_bundle, identical):
     card = load_card(_ensemble_bundle(image_bundle, identical=identical))
     model, data = load_model(card), load_data(card)
-    result = make_probe("uncertainty", {"sources": ["ensemble"]}).run(model, data, build_context(model, data))
+    result = make_probe("uncertainty", {"sources": ["softmax", "ensemble"]}).run(model, data, build_context(model, data))
     row = result.sources.set_index("source").loc["ensemble"]
     assert row["passes"] == 3
     if identical:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
 
-SOURCES = ("mc_dropout", "ensemble", "tta")
+SOURCES = ("softmax", "mc_dropout", "ensemble", "tta")
 COVERAGE_GRID = tuple(np.round(np.linspace(0.1, 1.0, 10), 2))
 
 
@@ -52,7 +52,7 @@ class PredictiveUncertainty(Probe):
     """Predictive entropy and mutual information from MC dropout, a deep ensemble and test-time augmentation,
     with selective prediction (accuracy against coverage, AURC) overall and per group.
 
-    The ``softmax`` row always comes from the audit's shared forward pass (no model call). MC dropout
+    The ``softmax`` source is the audit's shared forward pass (no model call); it always applies. MC dropout
     samples only the network's dropout layers (every other layer stays as the loader set it, and each
     dropout layer gets its mode back); it is left out, saying why, when the network has none. The
     ensemble needs ``ensemble:`` weights in the card; test-time augmentation shifts images by one pixel.
@@ -60,7 +60,8 @@ class PredictiveUncertainty(Probe):
     Parameters
     ----------
     sources : list of str
-        Any of mc_dropout, ensemble, tta; a source that does not apply is left out with a note.
+        Any of softmax, mc_dropout, ensemble, tta; a source that does not apply is left out with a note
+        (and the probe is skipped, saying why, when none of them applies).
     mc_passes : int
         Stochastic forward passes of MC dropout.
     tta_passes : int
@@ -130,7 +131,7 @@ class PredictiveUncertainty(Probe):
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> UncertaintyResult:
         rows = RobustnessProbe.evaluation_rows(data, self.max_rows, context)
         x, y = data.x[rows], data.y[rows]
-        samples: dict[str, np.ndarray] = {"softmax": context.proba[rows][None]}
+        samples: dict[str, np.ndarray] = {}
         notes: list[str] = []
         for i, source in enumerate(self.sources):
             context.report(i / max(len(self.sources), 1), source)
@@ -138,7 +139,9 @@ class PredictiveUncertainty(Probe):
             if why is not None:
                 notes.append(f"{why}.")
                 continue
-            if source == "mc_dropout":
+            if source == "softmax":
+                samples["softmax"] = context.proba[rows][None]  # the shared forward pass: no model call
+            elif source == "mc_dropout":
                 seed = int(context.rng(f"{self.name}:mc_dropout").integers(2**62))
                 samples["mc_dropout"] = mc_dropout(model, x, self.mc_passes, seed)
             elif source == "ensemble":
