@@ -195,3 +195,13 @@ def test_bad_probe_parameters_are_refused_naming_them():
         make_probe("membership_inference", {"attacks": ["shadow_models"]})
     with pytest.raises(SpecError, match="fpr_targets"):
         make_probe("membership_inference", {"fpr_targets": [0.0]})
+
+
+def test_the_recipes_rewrite_the_committed_training_samples_byte_for_byte(tmp_path):
+    from models.build_zoo import DEFAULT_OUT, write_training_samples
+
+    written = write_training_samples(["digits-cnn", "adult-mlp", "toxicity-minilm"], tmp_path)
+    for name, sample in written.items():
+        files = [sample["path"], *([sample["attributes_path"]] if "attributes_path" in sample else [])]
+        for file in files:
+            assert (tmp_path / name / file).read_bytes() == (DEFAULT_OUT / name / file).read_bytes(), f"{name}/{file}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -55,7 +56,7 @@ class UncertaintyResult(ProbeResult):
             yield Measurement(name="mean_predictive_entropy", subject=r.source, value=finite(r.mean_entropy), evidence=where, n=n)
             yield Measurement(name="mean_mutual_information", subject=r.source, value=finite(r.mean_mutual_information), evidence=where, n=n)
             yield proportion(
-                "selective_accuracy", r.selective_accuracy, round(n * self.coverage), subject=f"{r.source}/coverage={number(self.coverage)}", evidence=where
+                "selective_accuracy", r.selective_accuracy, _kept(n, self.coverage), subject=f"{r.source}/coverage={number(self.coverage)}", evidence=where
             )
         for r in self.by_group.itertuples(index=False):
             subject = f"{r.source}/{r.attribute}={r.group}"
@@ -68,6 +69,11 @@ class UncertaintyResult(ProbeResult):
                 subject=f"{subject}/coverage={number(self.coverage)}",
                 evidence=where,
             )
+
+
+def _kept(n: int, coverage: float) -> int:
+    """Rows the selective accuracy rests on: the ``coverage`` share of ``n``, rounded up, at least one (0 when n is 0)."""
+    return 0 if n <= 0 else max(1, math.ceil(coverage * n - 1e-9))
 
 
 @serializable
