@@ -242,3 +242,16 @@ def test_uncertainty_results_round_trip_and_render_with_their_explanation(image_
         assert isinstance(blocks[0], Paragraph) and "What it does not mean" in blocks[0].text
     by_group = report.robustness[0].by_group
     assert set(by_group["group"]) == {"A", "C"} and set(by_group["source"]) == {"softmax", "mc_dropout", "tta"}
+
+
+def test_bad_parameters_are_refused_naming_the_choices():
+    from audits.errors import SpecError
+
+    with pytest.raises(SpecError, match="softmax, mc_dropout, ensemble, tta"):
+        make_probe("uncertainty", {"sources": ["bayes_by_backprop"]})
+    with pytest.raises(SpecError, match="non-empty"):
+        make_probe("uncertainty", {"sources": []})
+    with pytest.raises(SpecError, match="tta_passes"):
+        make_probe("uncertainty", {"tta_passes": 12})
+    with pytest.raises(SpecError, match="severities"):
+        make_probe("ood_detection", {"severities": [7]})

@@ -94,8 +94,8 @@ class PredictiveUncertainty(Probe):
         max_rows: int | None = 512,
     ) -> None:
         unknown = [s for s in sources if s not in SOURCES]
-        if unknown:
-            raise ValueError(f"sources must be among {', '.join(SOURCES)}; got {list(sources)}")
+        if unknown or not sources:
+            raise ValueError(f"sources must be a non-empty list from {', '.join(SOURCES)}; got {list(sources)}")
         self.sources = list(dict.fromkeys(sources))
         if int(mc_passes) < 2:
             raise ValueError(f"mc_passes must be at least 2, got {mc_passes}")
