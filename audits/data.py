@@ -247,7 +247,7 @@ def _file_columns(frame: pd.DataFrame) -> list[str]:
     return list(frame.attrs.get("file_columns", frame.columns))
 
 
-def _load_image(card: ModelCard, path: Path) -> AuditData:
+def _load_image(card: ModelCard, path: Path, attributes_path: str | None = None) -> AuditData:
     spec = card.input
     assert isinstance(spec, ImageInput)
     if not path.is_file():
@@ -275,8 +275,8 @@ def _load_image(card: ModelCard, path: Path) -> AuditData:
     labels = _labels(y, card.class_names, path.name)
     files = [path]
     data_card = card.data
-    if data_card is not None and data_card.attributes_path:
-        attr_path = card.resolve(data_card.attributes_path)
+    if data_card is not None and attributes_path:
+        attr_path = card.resolve(attributes_path)
         attributes = _read_table(attr_path, list(data_card.sensitive))
         files.append(attr_path)
         if len(attributes) != len(x):
@@ -367,7 +367,7 @@ def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
     data_path = Path(path) if path is not None else card.resolve(card.data.path)  # type: ignore[union-attr]
     label_column = card.data.label_column if card.data else "y"
     if card.modality == "image":
-        data = _load_image(card, data_path)
+        data = _load_image(card, data_path, card.data.attributes_path if card.data else None)
     elif card.modality == "text":
         data = _load_text(card, data_path, label_column)
     else:
@@ -437,3 +437,26 @@ def _with_predictions(card: ModelCard, path: Path, data: AuditData) -> AuditData
     elif decided is not None:
         proba = np.eye(k)[decided]
     return replace(data, predictions=proba, scores=scores, threshold=spec.threshold if scores is not None else None)
+
+
+def load_training_sample(card: ModelCard) -> AuditData | None:
+    """The card's sample of the training data (``data.train_path``, the evaluation data's layout); None when it declares none.
+
+    Images take their attributes from ``data.train_attributes_path``; tabular and text rows carry them
+    in the file, like the evaluation data. The same checks apply (labels, value range, sensitive columns).
+    """
+    if card.data is None or not card.data.train_path:
+        return None
+    path = card.resolve(card.data.train_path)
+    if card.modality == "image":
+        if card.data.sensitive and not card.data.train_attributes_path:
+            raise DataError(
+                f"Model card {card.name!r} declares data.train_path but no data.train_attributes_path for its sensitive attribute(s) {card.data.sensitive}.",
+                fix="Add data.train_attributes_path: a CSV with one row of those columns per training image, in order.",
+            )
+        data = _load_image(card, path, card.data.train_attributes_path)
+    elif card.modality == "text":
+        data = _load_text(card, path, card.data.label_column)
+    else:
+        data = _load_tabular(card, path, card.data.label_column)
+    return replace(data, favourable_class=card.favourable_class, reference_groups=dict(card.data.reference_groups))

@@ -32,7 +32,7 @@ Category = Literal["explanation", "robustness", "fairness"]
 CATEGORY_ORDER: tuple[Category, ...] = ("explanation", "robustness", "fairness")
 ProgressFn = Callable[[float, str], None]
 # Packages whose modules register probes on import.
-_PROBE_PACKAGES = ("audits.explain", "audits.robustness", "audits.fairness", "audits.discovery")
+_PROBE_PACKAGES = ("audits.explain", "audits.robustness", "audits.fairness", "audits.discovery", "audits.uncertainty", "audits.privacy")
 
 
 @dataclass(frozen=True)

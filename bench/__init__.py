@@ -25,6 +25,7 @@ CASES = {
     "B9": "bench.b9_trust",
     "B10": "bench.b10_autoattack",
     "B11": "bench.b11_default_autoattack",
+    "B12": "bench.b12_beyond_accuracy",
 }
 
 

@@ -16,9 +16,13 @@ from audits.render import tables
 from audits.render.charts import Chart
 from audits.render.plotly_backend import to_plotly
 from audits.render.views import fairness as fairness_view
+from audits.render.views import privacy as privacy_view
 from audits.render.views import robustness as robustness_view
+from audits.render.views import uncertainty as uncertainty_view
 from audits.results.fairness import AttributionDisparityResult, CounterfactualFlipResult, GroupMetricsResult, MitigationPreviewResult, ProxyFeaturesResult
+from audits.results.privacy import MembershipInferenceResult
 from audits.results.robustness import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
+from audits.results.uncertainty import OODDetectionResult, UncertaintyResult
 from dashboard.display import plot, show_table, table_height
 from dashboard.feedback import guarded
 from dashboard.markup import escape
@@ -155,6 +159,45 @@ def _attribution_disparity(r, ws, key):
         st.caption(escape(str(note)))
 
 
+# --- uncertainty and privacy --------------------------------------------------------------
+
+
+def _notes(r) -> None:
+    for note in getattr(r, "notes", None) or []:
+        st.caption(escape(str(note)))
+
+
+def _uncertainty(r, ws, key):
+    st.markdown(escape(uncertainty_view.UNCERTAINTY_EXPLAINED))
+    show_table(r.sources, key=f"{key}.sources")
+    _plot(lambda: uncertainty_view.risk_coverage_chart(r), f"{key}.curve", "the risk-coverage curve")
+    if len(r.by_group):
+        with st.expander("Per group (table)"):
+            show_table(r.by_group, key=f"{key}.groups", height=table_height(len(r.by_group)))
+    _notes(r)
+
+
+def _ood(r, ws, key):
+    st.markdown(escape(uncertainty_view.OOD_EXPLAINED))
+    columns = st.columns(len(r.scores))
+    for column, score in zip(columns, r.scores, strict=True):
+        with column:
+            _plot(lambda score=score: uncertainty_view.ood_heatmap(r, score), f"{key}.{score}", f"the {score} AUROC")
+    with st.expander("AUROC per corruption, severity and score (table)"):
+        show_table(r.table, key=f"{key}.table", height=table_height(len(r.table)))
+    _notes(r)
+
+
+def _membership(r, ws, key):
+    st.markdown(escape(privacy_view.MEMBERSHIP_EXPLAINED))
+    show_table(r.attacks, key=f"{key}.attacks")
+    _plot(lambda: privacy_view.roc_chart(r), f"{key}.roc", "the ROC curves")
+    if len(r.by_group):
+        with st.expander("Per group (table)"):
+            show_table(r.by_group, key=f"{key}.groups", height=table_height(len(r.by_group)))
+    _notes(r)
+
+
 DRAWERS: dict[type, Drawer] = {
     AttackResult: _attack,
     CorruptionResult: _corruption,
@@ -166,4 +209,7 @@ DRAWERS: dict[type, Drawer] = {
     ProxyFeaturesResult: _proxies,
     MitigationPreviewResult: _mitigation,
     AttributionDisparityResult: _attribution_disparity,
+    UncertaintyResult: _uncertainty,
+    OODDetectionResult: _ood,
+    MembershipInferenceResult: _membership,
 }

@@ -1,4 +1,4 @@
-"""Rebuild the demo model zoo: ``python -m models.build_zoo [--only NAME] [--out DIR] [--seed N]``.
+"""Rebuild the demo model zoo: ``python -m models.build_zoo [--only NAME] [--out DIR] [--seed N] [--training-samples]``.
 
 Each model is trained by its recipe (``models/recipes/``) with a fixed seed, deterministic torch
 algorithms and a fixed thread count, so a rebuild reproduces the committed files byte for byte.
@@ -30,14 +30,20 @@ def build(names: list[str], out: Path, seed: int = 0) -> dict[str, dict]:
     return results
 
 
+def write_training_samples(names: list[str], out: Path, seed: int = 0) -> dict[str, dict]:
+    """Write only each model's training sample (``data.train_path``) from its recipe's data code, without retraining."""
+    return {name: importlib.import_module(RECIPES[name]).write_training_sample(out / name, seed=seed) for name in names}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.build_zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(RECIPES), action="append", help="build only this model (repeatable)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"zoo folder (default: {DEFAULT_OUT})")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0, the committed zoo)")
+    parser.add_argument("--training-samples", action="store_true", help="write only the training samples (data.train_path), without retraining")
     args = parser.parse_args(argv)
     names = args.only or list(RECIPES)
-    results = build(names, args.out, seed=args.seed)
+    results = write_training_samples(names, args.out, seed=args.seed) if args.training_samples else build(names, args.out, seed=args.seed)
     print(json.dumps(results, indent=2))
     return 0
 

@@ -231,6 +231,10 @@ class EvaluationData(_Strict):
         if unknown:
             raise ValueError(f"reference_groups names {unknown}, which are not sensitive attributes {self.sensitive}")
         return self
+    # A sample of the training data in the same layout (membership inference compares the model on
+    # it with the evaluation data); for images its attributes come from ``train_attributes_path``.
+    train_path: str | None = None
+    train_attributes_path: str | None = None
 
 
 class ModelCard(_Strict):
@@ -254,6 +258,9 @@ class ModelCard(_Strict):
     # format: predictions only: the columns of the evaluation file that hold the decisions.
     predictions: PredictionColumns | None = None
     data: EvaluationData | None = None
+    # Further weights files of the same architecture and format trained with other seeds: with
+    # ``weights`` they form a deep ensemble (the uncertainty probes use it; the audit runs ``weights``).
+    ensemble: list[str] = Field(default_factory=list)
     # Free-form provenance the audit copies into its report (training recipe, data notes).
     notes: dict = Field(default_factory=dict)
     # Set by load_card: the folder the card came from; relative paths resolve here.
@@ -368,6 +375,12 @@ def card_paths(card: ModelCard) -> dict[str, str]:
         paths["data.path"] = card.data.path
         if card.data.attributes_path:
             paths["data.attributes_path"] = card.data.attributes_path
+        if card.data.train_path:
+            paths["data.train_path"] = card.data.train_path
+        if card.data.train_attributes_path:
+            paths["data.train_attributes_path"] = card.data.train_attributes_path
+    for i, weights in enumerate(card.ensemble):
+        paths[f"ensemble[{i}]"] = weights
     if isinstance(card.input, TextInput) and card.input.tokenizer:
         paths["input.tokenizer"] = card.input.tokenizer
     return paths

@@ -235,6 +235,28 @@ class ModelHandle:
             delta.rows = self.meter.rows - rows
             delta.batch_fallbacks = self.meter.batch_fallbacks - fallbacks
 
+    def dropout_modules(self) -> list[nn.Module]:
+        """The network's dropout layers with a non-zero rate (``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout``...)."""
+        return [m for m in self.network.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0]
+
+    @contextmanager
+    def dropout_active(self) -> Iterator[int]:
+        """Inside the block, only the dropout layers sample (Monte Carlo dropout); yields how many there are.
+
+        Every other module stays in the mode the loader set (normalization layers keep their running
+        statistics; attention modules keep their fused eval path), and each dropout layer gets back
+        its own mode afterwards, also when the block raises. Parameters are never touched.
+        """
+        modules = self.dropout_modules()
+        modes = [m.training for m in modules]
+        try:
+            for m in modules:
+                m.training = True  # set directly: dropout layers have no children, and train() may be refused
+            yield len(modules)
+        finally:
+            for m, mode in zip(modules, modes, strict=True):
+                m.training = mode
+
     def find_layer(self, name: str) -> nn.Module:
         """The network's submodule called ``name``; refused naming its convolution layers when absent."""
         modules = dict(self.network.named_modules())

@@ -33,6 +33,7 @@ __all__ = [
     "MeteredModel",
     "ModelHandle",
     "external_weights",
+    "load_ensemble",
     "load_model",
     "model_sha256",
     "resolve_device",
@@ -87,6 +88,23 @@ def load_model(card: ModelCard, *, device: str | None = None) -> ModelHandle:
     else:
         digest = model_sha256(net, sha256_file(path))
     return _assemble(net, card, target, digest)
+
+
+def load_ensemble(model: ModelHandle) -> list[ModelHandle]:
+    """The deep ensemble the card declares: ``model`` and one handle per ``ensemble`` weights file.
+
+    Each member is loaded like ``model`` (same architecture, format and checks) onto ``model``'s
+    device, and counts its calls into ``model``'s meter, so a probe's cost includes every member.
+    Returns ``[model]`` when the card lists no further weights.
+    """
+    members = [model]
+    for weights in model.card.ensemble:
+        card = model.card.model_copy(update={"weights": weights, "ensemble": []})
+        member = load_model(card, device=str(model.device))
+        member.model._meter = model.meter
+        member.meter = model.meter
+        members.append(member)
+    return members
 
 
 def wrap_model(net: nn.Module, card: ModelCard, *, device: str | None = None, weights_sha256: str | None = None) -> ModelHandle:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -80,10 +82,29 @@ def vit_bundle(image_bundle, tmp_path) -> dict:
     return {"dir": folder, "card": card, "card_path": write_card(folder, card)}
 
 
+def _with_training_sample(bundle: dict) -> dict:
+    """The bundle with a training sample declared (``data.train_path``): its first rows, for probes that read one."""
+    folder, card = bundle["card_path"].parent, bundle["card"]
+    data = dict(card["data"])
+    if card["modality"] == "image":
+        source = Path(data["path"]) if Path(data["path"]).is_absolute() else folder / data["path"]
+        with np.load(source) as npz:
+            np.savez(folder / "train.npz", x=npz["x"][:20], y=npz["y"][:20])
+        attributes = Path(data["attributes_path"]) if Path(data["attributes_path"]).is_absolute() else folder / data["attributes_path"]
+        pd.read_csv(attributes).head(20).to_csv(folder / "train_attributes.csv", index=False)
+        data |= {"train_path": "train.npz", "train_attributes_path": "train_attributes.csv"}
+    else:
+        pd.read_csv(folder / data["path"], keep_default_na=False).head(20).to_csv(folder / "train.csv", index=False)
+        data |= {"train_path": "train.csv"}
+    card = {**card, "data": data}
+    return {**bundle, "card": card, "card_path": write_card(folder, card)}
+
+
 @pytest.mark.parametrize("name", PROBES)
 def test_probe_conformance(name, image_bundle, vit_bundle, tabular_bundle, text_bundle):
     probe = make_probe(name)
-    candidates = [b for b in (image_bundle, vit_bundle, tabular_bundle, text_bundle) if b["card"]["modality"] in probe.modalities]
+    bundles = [_with_training_sample(b) for b in (image_bundle, vit_bundle, tabular_bundle, text_bundle)]
+    candidates = [b for b in bundles if b["card"]["modality"] in probe.modalities]
     assert candidates, f"{name} declares no modality we can test"
     # A probe may refuse a bundle (attention maps need a transformer), but not every bundle of a modality.
     bundles = [b for b in candidates if probe.supports(load_model(load_card(b["card_path"])), load_data(load_card(b["card_path"])))]

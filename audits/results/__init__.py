@@ -2,7 +2,7 @@
 
 This package never imports torch or a probe module: loading and rendering a report
 needs only these classes. Results are grouped by family (base, performance,
-attribution, robustness, fairness); importing the package imports every family, which
+attribution, robustness, fairness, uncertainty, privacy); importing the package imports every family, which
 registers each class for deserialization. Each result says what it measured through
 :meth:`ProbeResult.measurements`.
 """
@@ -23,6 +23,7 @@ from audits.results.fairness import (
     ThresholdSweepResult,
 )
 from audits.results.performance import PerformanceResult
+from audits.results.privacy import MembershipInferenceResult
 from audits.results.robustness import (
     AdversarialExamples,
     AttackResult,
@@ -34,6 +35,7 @@ from audits.results.robustness import (
     TextRobustnessResult,
 )
 from audits.results.trust import TrustResult
+from audits.results.uncertainty import OODDetectionResult, UncertaintyResult
 
 __all__ = [
     "AdversarialExamples",
@@ -51,7 +53,9 @@ __all__ = [
     "IdentityTermResult",
     "IndividualFairnessResult",
     "Measurement",
+    "MembershipInferenceResult",
     "MitigationPreviewResult",
+    "OODDetectionResult",
     "PerformanceResult",
     "ProbeFailure",
     "ProbeResult",
@@ -67,4 +71,5 @@ __all__ = [
     "TriggerValuesResult",
     "TriggerWordsResult",
     "TrustResult",
+    "UncertaintyResult",
 ]

@@ -172,8 +172,10 @@ def check_severities(severities: list[int]) -> list[int]:
     return out
 
 
-def corrupted_proba(model: ModelHandle, x: np.ndarray, name: str, severities: list[int], seed: int, value_range: tuple[float, float]) -> np.ndarray:
-    """Class probabilities of ``x`` under corruption ``name`` at each severity: (S, n, K).
+def corrupted_proba(
+    model: ModelHandle, x: np.ndarray, name: str, severities: list[int], seed: int, value_range: tuple[float, float], *, logits: bool = False
+) -> np.ndarray:
+    """Class probabilities (or with ``logits`` the model's outputs) of ``x`` under corruption ``name`` at each severity: (S, n, K).
 
     Corruption runs on the model's device in fixed-size chunks; each chunk's generator is
     re-seeded identically for every severity (common random numbers). All severities of a
@@ -190,7 +192,7 @@ def corrupted_proba(model: ModelHandle, x: np.ndarray, name: str, severities: li
             generator.manual_seed(int(seeds[c]))
             variants.append(corrupt(chunk, name, s, generator, value_range))
         with torch.inference_mode():
-            proba = model.map_batches(lambda t: torch.softmax(model.model(t), dim=1), torch.cat(variants))
+            proba = model.map_batches(model.model if logits else (lambda t: torch.softmax(model.model(t), dim=1)), torch.cat(variants))
         parts.append(proba.float().cpu().numpy().reshape(len(severities), len(chunk), -1))
     return np.concatenate(parts, axis=1)
 

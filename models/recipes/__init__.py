@@ -92,6 +92,17 @@ def write_card(path: Path, card: dict) -> None:
     path.write_text(header + body)
 
 
+# Rows of the training split each zoo model ships as its training sample (``data.train_path``, for
+# membership inference): a seeded subset, small enough to keep in the repository.
+TRAIN_SAMPLE_ROWS = 1000
+
+
+def training_sample(n: int, seed: int, limit: int = TRAIN_SAMPLE_ROWS) -> np.ndarray:
+    """Sorted indices of a seeded subset of at most ``limit`` of ``n`` training rows (the same for a seed on every run)."""
+    order = np.random.default_rng(np.random.SeedSequence([seed, 17])).permutation(n)
+    return np.sort(order[: min(n, limit)])
+
+
 def rate(hits: np.ndarray) -> float:
     """Mean of a boolean array as a plain float (exactly count / n)."""
     return float(np.count_nonzero(hits) / hits.size) if hits.size else float("nan")

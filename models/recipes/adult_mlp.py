@@ -18,7 +18,7 @@ from torch import nn
 
 from models.architectures import TabularMLP
 from models.card import TabularInput, load_card, parse_card
-from models.recipes import deterministic_torch, rate, save_weights, sha256_file, write_card, write_gzip_text
+from models.recipes import deterministic_torch, rate, save_weights, sha256_file, training_sample, write_card, write_gzip_text
 from models.tabular_encoding import TabularEncoder
 
 NAME = "adult-mlp"
@@ -139,6 +139,22 @@ def metrics(pred: np.ndarray, frame: pd.DataFrame) -> dict:
     }
 
 
+def write_training_sample(out_dir: Path, seed: int = 0) -> dict:
+    """Write ``train.csv.gz``: a seeded subset of adult.data in the evaluation file's layout (no training needed).
+
+    The card's ``data.train_path`` names it (membership inference compares the model on it with the
+    evaluation data).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train = read_split("adult.data.gz")
+    sample = train.iloc[training_sample(len(train), seed)]
+    buf = io.StringIO()
+    sample.to_csv(buf, index=False, lineterminator="\n")
+    write_gzip_text(out_dir / "train.csv.gz", buf.getvalue())
+    return {"path": "train.csv.gz", "n": int(len(sample)), "of": int(len(train))}
+
+
 def build(out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +174,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     test.to_csv(buf, index=False, lineterminator="\n")
     write_gzip_text(out_dir / "eval.csv.gz", buf.getvalue())
     eval_frame = pd.read_csv(out_dir / "eval.csv.gz")
+    sample = write_training_sample(out_dir, seed)
     encoder.validate(eval_frame, source="eval.csv.gz")
     x_eval = encoder.encode(eval_frame)
 
@@ -197,7 +214,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
         "class_names": list(CLASS_NAMES),
         "input": input_block,
         "output": "logits",
-        "data": {"path": "eval.csv.gz", "label_column": LABEL, "sensitive": list(SENSITIVE)},
+        "data": {"path": "eval.csv.gz", "label_column": LABEL, "sensitive": list(SENSITIVE), "train_path": sample["path"]},
         "notes": {
             "recipe": RECIPE,
             "seed": seed,
@@ -218,6 +235,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
             "age_band": "derived from age: <25, 25-44, 45-64, 65+ (sensitive attribute, not a model input)",
             "n_train": int(len(train)),
             "n_eval": int(len(eval_frame)),
+            "train_sample": f"train.csv.gz: a seeded subset of {sample['n']} of the {sample['of']} rows of adult.data, in eval.csv.gz's layout",
             "training": f"Adam lr {LR}, {EPOCHS} epochs, batch {BATCH_SIZE}, cross-entropy, dropout 0.1",
             "train_accuracy": train_acc,
             **m,

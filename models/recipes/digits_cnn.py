@@ -20,7 +20,7 @@ from torch import nn
 
 from models.architectures import DigitsCNN
 from models.card import load_card, parse_card
-from models.recipes import deterministic_torch, rate, save_weights, write_card, write_npz
+from models.recipes import deterministic_torch, rate, save_weights, training_sample, write_card, write_npz
 
 NAME = "digits-cnn"
 RECIPE = "models/recipes/digits_cnn.py"
@@ -98,6 +98,23 @@ def metrics(pred: np.ndarray, y: np.ndarray, site: np.ndarray) -> dict:
     }
 
 
+def write_training_sample(out_dir: Path, seed: int = 0) -> dict:
+    """Write ``train.npz`` and ``train_attributes.csv``: a seeded subset of the training split (no training needed).
+
+    The card's ``data.train_path`` names them (membership inference compares the model on them with the
+    evaluation data). ``sample_id`` is the image's index in ``load_digits()``, as in the evaluation attributes.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, y, site = make_data(seed)
+    split_rng = np.random.SeedSequence([seed, 2]).spawn(2)[0]
+    tr, _ = stratified_split(y, EVAL_FRACTION, np.random.default_rng(split_rng))
+    rows = tr[training_sample(len(tr), seed)]
+    write_npz(out_dir / "train.npz", x=x[rows], y=y[rows])
+    pd.DataFrame({"site": site[rows], "sample_id": rows}).to_csv(out_dir / "train_attributes.csv", index=False, lineterminator="\n")
+    return {"path": "train.npz", "attributes_path": "train_attributes.csv", "n": int(len(rows))}
+
+
 def build(out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +152,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     save_weights(weights, state)
     write_npz(out_dir / "eval.npz", x=x[ev], y=y[ev])
     pd.DataFrame({"site": site[ev], "sample_id": ev}).to_csv(out_dir / "eval_attributes.csv", index=False, lineterminator="\n")
+    sample = write_training_sample(out_dir, seed)
 
     counts = {s: int(np.count_nonzero(site == s)) for s in SITES}
     card = {
@@ -164,6 +182,8 @@ def build(out_dir: Path, seed: int = 0) -> dict:
             "label_column": "y",
             "attributes_path": "eval_attributes.csv",
             "sensitive": ["site"],
+            "train_path": sample["path"],
+            "train_attributes_path": sample["attributes_path"],
         },
         "notes": {
             "recipe": RECIPE,
@@ -186,6 +206,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
             "n_train": int(len(tr)),
             "n_eval": int(len(ev)),
             "n_eval_by_site": {s: int(np.count_nonzero(site[ev] == s)) for s in SITES},
+            "train_sample": f"train.npz / train_attributes.csv: a seeded subset of {sample['n']} of the {len(tr)} training images",
             "training": (
                 f"Adam lr {LR} weight_decay {WEIGHT_DECAY}, cosine schedule, {EPOCHS} epochs, "
                 f"batch {BATCH_SIZE}, cross-entropy, on normalized pixels; augmentation: random "

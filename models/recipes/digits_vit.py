@@ -34,6 +34,7 @@ from models.recipes.digits_cnn import (
     shift_batch,
     stratified_split,
     verify_written,
+    write_training_sample,
 )
 
 NAME = "digits-vit"
@@ -99,6 +100,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     save_weights(out_dir / "weights.safetensors", state)
     write_npz(out_dir / "eval.npz", x=x[ev], y=y[ev])
     pd.DataFrame({"site": site[ev], "sample_id": ev}).to_csv(out_dir / "eval_attributes.csv", index=False, lineterminator="\n")
+    sample = write_training_sample(out_dir, seed)
 
     grid = ARCH_KWARGS["image_size"] // ARCH_KWARGS["patch_size"]
     card = {
@@ -126,6 +128,8 @@ def build(out_dir: Path, seed: int = 0) -> dict:
             "label_column": "y",
             "attributes_path": "eval_attributes.csv",
             "sensitive": ["site"],
+            "train_path": sample["path"],
+            "train_attributes_path": sample["attributes_path"],
         },
         "notes": {
             "recipe": RECIPE,
@@ -150,6 +154,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
             "n_train": int(len(tr)),
             "n_eval": int(len(ev)),
             "n_eval_by_site": {s: int(np.count_nonzero(site[ev] == s)) for s in SITES},
+            "train_sample": f"train.npz / train_attributes.csv: a seeded subset of {sample['n']} of the {len(tr)} training images",
             "training": (
                 f"AdamW lr {LR} (weight decay {WEIGHT_DECAY} on matrices only), {WARMUP_EPOCHS}-epoch linear "
                 f"warm-up then cosine decay, {EPOCHS} epochs, batch {BATCH_SIZE}, cross-entropy, dropout "

@@ -30,7 +30,7 @@ from torch import nn
 from audits.fairness.identity_terms import fill
 from audits.lexicons import load_identity_lexicon
 from models.card import load_card, parse_card
-from models.recipes import deterministic_torch, rate, save_weights, sha256_file, write_card
+from models.recipes import TRAIN_SAMPLE_ROWS, deterministic_torch, rate, save_weights, sha256_file, training_sample, write_card
 from models.text import encode_texts, load_tokenizer
 from models.text_architectures import MINILM_DIST, MiniLMClassifier, minilm_path
 
@@ -211,6 +211,19 @@ def sentence_vectors(model: MiniLMClassifier, ids: np.ndarray, batch: int = 64) 
     return torch.cat(out)
 
 
+def write_training_sample(out_dir: Path, seed: int = 0) -> dict:
+    """Write ``train.csv``: a seeded subset of the training comments in eval.csv's layout (no training needed).
+
+    The card's ``data.train_path`` names it (membership inference compares the model on it with the
+    evaluation data). The comments are drawn exactly as ``build`` draws them (the same generator, first).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train = make_comments(N_TRAIN, "train", np.random.default_rng(np.random.SeedSequence([seed, 8])))
+    train.iloc[training_sample(len(train), seed)].to_csv(out_dir / "train.csv", index=False, lineterminator="\n")
+    return {"path": "train.csv", "n": min(len(train), TRAIN_SAMPLE_ROWS), "of": len(train)}
+
+
 def build(out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,6 +231,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     train = make_comments(N_TRAIN, "train", rng)
     evaluation = make_comments(N_EVAL, "eval", rng)
     evaluation.to_csv(out_dir / "eval.csv", index=False, lineterminator="\n")
+    sample = write_training_sample(out_dir, seed)
 
     base = minilm_path()
     tok_dir = out_dir / "tokenizer"
@@ -272,7 +286,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
         "favourable_class": "non-toxic",  # a comment kept up is the outcome its author wants
         "input": {"kind": "text", "text_column": "text", "max_length": MAX_LENGTH, "tokenizer": "tokenizer"},
         "output": "logits",
-        "data": {"path": "eval.csv", "label_column": "label", "sensitive": ["identity_category"]},
+        "data": {"path": "eval.csv", "label_column": "label", "sensitive": ["identity_category"], "train_path": sample["path"]},
         "notes": {
             "recipe": RECIPE,
             "seed": seed,
@@ -305,6 +319,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
                 "and the per-group false-positive rates should find it"
             ),
             "n_train": N_TRAIN,
+            "train_sample": f"train.csv: a seeded subset of {sample['n']} of the {sample['of']} training comments, in eval.csv's layout",
             "n_eval": N_EVAL,
             "training": f"frozen encoder, mean pooling; head Linear(384,{HIDDEN})-GELU-Linear({HIDDEN},2), AdamW lr {LR} wd {WEIGHT_DECAY}, {EPOCHS} full-batch epochs, cross-entropy",
             "train_accuracy": rate(pred_train == y_train),
