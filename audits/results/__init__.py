@@ -10,6 +10,7 @@ registers each class for deserialization. Each result says what it measured thro
 from __future__ import annotations
 
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
+from audits.results.concepts import FeatureVisualizationResult, TCAVResult
 from audits.results.base import Cost, Measurement, ProbeFailure, ProbeResult, SkippedProbe
 from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
 from audits.results.fairness import (
@@ -44,6 +45,7 @@ __all__ = [
     "CorruptionResult",
     "Cost",
     "CounterfactualFlipResult",
+    "FeatureVisualizationResult",
     "GroupMetricsResult",
     "IdentityTermResult",
     "Measurement",
@@ -54,6 +56,7 @@ __all__ = [
     "ProxyFeaturesResult",
     "SkippedProbe",
     "SliceDiscoveryResult",
+    "TCAVResult",
     "TabularAdversarialResult",
     "TabularPerturbationResult",
     "TextAttentionResult",
