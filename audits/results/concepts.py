@@ -100,7 +100,8 @@ class FeatureVisualizationResult(ProbeResult):
     the evaluation rows, for scale. ``channels`` the indices of the target layer's channels shown,
     ``channel_images`` (channels, C, H, W) the inputs optimised for each channel's mean activation.
     ``top_class_rows`` (classes, m) and ``top_channel_rows`` (channels, m) the evaluation rows with
-    the highest class logit / channel activation, ``top_channel_values`` the activations.
+    the highest class logit / channel activation, ``top_channel_values`` the activations and
+    ``top_class_images`` / ``top_channel_images`` (rows, m, C, H, W) those images (float16, for the gallery).
     ``steps`` the optimisation steps run; ``value_range`` the pixel range.
     """
 
@@ -115,8 +116,10 @@ class FeatureVisualizationResult(ProbeResult):
     channel_activation: np.ndarray
     top_class_rows: np.ndarray
     top_class_logits: np.ndarray
+    top_class_images: np.ndarray
     top_channel_rows: np.ndarray
     top_channel_values: np.ndarray
+    top_channel_images: np.ndarray
     steps: int
     value_range: list[float]
     notes: list[str] = field(default_factory=list)
