@@ -52,6 +52,10 @@ class TCAVResult(ProbeResult):
         """(classes,): the random CAVs' mean TCAV score per class."""
         return np.asarray(self.random_scores, dtype=np.float64).mean(axis=1)
 
+    def raises(self) -> np.ndarray:
+        """(concepts, classes): significant and above the random score (moving towards the concept raises the class)."""
+        return np.asarray(self.significant, dtype=bool) & (self.mean_scores() > self.random_mean()[None, :])
+
     def excess(self) -> np.ndarray:
         """(concepts, classes): |concept score - random score| where the test is significant, else 0."""
         diff = np.abs(self.mean_scores() - self.random_mean()[None, :])

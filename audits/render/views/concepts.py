@@ -61,7 +61,7 @@ def tcav_view(r: TCAVResult, ctx: RenderContext) -> list:
     means, rand, p = r.mean_scores(), r.random_mean(), np.asarray(r.p_values)
     sig = np.asarray(r.significant, dtype=bool)
     rows = [
-        [r.concepts[c], r.class_names[k], num(means[c, k], 2), num(rand[k], 2), f"{p[c, k]:.2g}", "raises" if means[c, k] > rand[k] else "lowers", "yes" if r.sensitive[c] else "no"]
+        [r.concepts[c], r.class_names[k], num(means[c, k], 2), num(rand[k], 2), f"{p[c, k]:.2g}", "raises" if r.raises()[c, k] else "lowers", "yes" if r.sensitive[c] else "no"]
         for c, k in zip(*np.nonzero(sig), strict=True)
     ]
     if rows:
