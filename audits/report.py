@@ -122,6 +122,7 @@ def explained_samples(data: AuditData, proba: np.ndarray, indices: np.ndarray, v
 # The report fields holding probe results, in report order.
 RESULT_KINDS: tuple[str, ...] = ("explanations", "robustness", "fairness", "concepts")
 
+
 @serializable
 @dataclass(frozen=True, kw_only=True)
 class AuditReport:

@@ -166,7 +166,15 @@ def _tcav(r, ws, key):
     _plot(lambda: concepts_view.tcav_chart(r), f"{key}.heatmap", "the TCAV heatmap")
     means, rand, p = r.mean_scores(), r.random_mean(), r.p_values
     rows = [
-        {"concept": c, "class": k, "tcav_score": means[i, j], "random": rand[j], "p": p[i, j], "significant": bool(r.significant[i, j]), "sensitive": r.sensitive[i]}
+        {
+            "concept": c,
+            "class": k,
+            "tcav_score": means[i, j],
+            "random": rand[j],
+            "p": p[i, j],
+            "significant": bool(r.significant[i, j]),
+            "sensitive": r.sensitive[i],
+        }
         for i, c in enumerate(r.concepts)
         for j, k in enumerate(r.class_names)
     ]

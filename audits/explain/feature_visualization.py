@@ -52,8 +52,8 @@ class FeatureVisualization(Probe):
     def __init__(
         self,
         *,
-        steps: int = 128,
-        learning_rate: float = 0.05,
+        steps: int = 64,
+        learning_rate: float = 0.1,
         jitter: int = 1,
         blur: float = 0.5,
         parameterization: Literal["fourier", "pixel"] = "fourier",
@@ -95,7 +95,7 @@ class FeatureVisualization(Probe):
         found = concept_layer(model, self.layer) if self.n_channels else None
         layer_name = found[0] if found else ""
         context.report(0.05, "scanning the evaluation images")
-        with torch.inference_mode(), (captured_output(found[1]) if found else nullcontext()) as store:
+        with torch.inference_mode(), captured_output(found[1]) if found else nullcontext() as store:
 
             def scan(batch: torch.Tensor) -> torch.Tensor:
                 if store is not None:
@@ -113,28 +113,28 @@ class FeatureVisualization(Probe):
         top_channel = np.argsort(-channel_acts[:, channels], axis=0, kind="stable")[: self.top_k].T if len(channels) else np.zeros((0, self.top_k), np.int64)
 
         gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
-        context.report(0.2, "optimising class images")
-        class_images = self._optimise(model, lambda x: model.model(x).diagonal(), k, lo, hi, gen)
-        channel_images = np.zeros((0, *data.x.shape[1:]), np.float32)
-        if len(channels):
-            context.report(0.6, "optimising channel images")
-            index = torch.as_tensor(channels, device=model.device)
-            with captured_output(found[1]) as cap:
+        context.report(0.2, "optimising class and channel images")
+        # One batch: the first k images raise their class logit, the rest their channel's mean activation (one pass a step).
+        index = torch.as_tensor(channels, dtype=torch.long, device=model.device)
+        with captured_output(found[1]) if found else nullcontext() as cap:
 
-                def channel_objective(x: torch.Tensor) -> torch.Tensor:
+            def objective(x: torch.Tensor) -> torch.Tensor:
+                if cap is not None:
                     cap.clear()
-                    model.model(x)
-                    means = _channel_means(cap[-1])
-                    return means.gather(1, index.view(-1, 1)).squeeze(1)
+                logits = model.model(x)
+                out = logits[:k].diagonal()
+                if len(channels):
+                    means = _channel_means(cap[-1])[k:]
+                    out = torch.cat([out, means.gather(1, index.view(-1, 1)).squeeze(1)])
+                return out
 
-                channel_images = self._optimise(model, channel_objective, len(channels), lo, hi, gen)
-        with torch.inference_mode():
-            reached = model.model(model.to_tensor(class_images)).float().cpu().numpy()
-            reached_act = np.zeros(len(channels))
-            if len(channels):
-                with captured_output(found[1]) as cap:
-                    model.model(model.to_tensor(channel_images))
-                    reached_act = _channel_means(cap[-1]).float().cpu().numpy()[np.arange(len(channels)), channels]
+            images = self._optimise(model, objective, k + len(channels), lo, hi, gen)
+            with torch.inference_mode():
+                if cap is not None:
+                    cap.clear()
+                reached = model.model(model.to_tensor(images)).float().cpu().numpy()[:k]
+                reached_act = _channel_means(cap[-1]).float().cpu().numpy()[k + np.arange(len(channels)), channels] if len(channels) else np.zeros(0)
+        class_images, channel_images = images[:k], images[k:]
         proba = np.exp(reached - reached.max(axis=1, keepdims=True))
         proba /= proba.sum(axis=1, keepdims=True)
         return FeatureVisualizationResult(
@@ -155,12 +155,16 @@ class FeatureVisualization(Probe):
             top_class_images=data.x[rows[top_class]].astype(np.float16),
             top_channel_rows=rows[top_channel].astype(np.int64),
             top_channel_images=data.x[rows[top_channel]].astype(np.float16),
-            top_channel_values=(np.take_along_axis(channel_acts[:, channels].T, top_channel, axis=1) if len(channels) else np.zeros((0, self.top_k))).astype(np.float64),
+            top_channel_values=(np.take_along_axis(channel_acts[:, channels].T, top_channel, axis=1) if len(channels) else np.zeros((0, self.top_k))).astype(
+                np.float64
+            ),
             steps=self.steps,
             value_range=[lo, hi],
         )
 
-    def _optimise(self, model: ModelHandle, objective: Callable[[torch.Tensor], torch.Tensor], n: int, lo: float, hi: float, gen: torch.Generator) -> np.ndarray:
+    def _optimise(
+        self, model: ModelHandle, objective: Callable[[torch.Tensor], torch.Tensor], n: int, lo: float, hi: float, gen: torch.Generator
+    ) -> np.ndarray:
         """``n`` images in [lo, hi] raising ``objective`` (one value per image) by Adam, with jitter and blur each step."""
         shape = (n, *model.input_shape)
         height, width = shape[2], shape[3]
@@ -215,4 +219,3 @@ def _gaussian_kernel(sigma: float, channels: int, device: torch.device) -> torch
     g = torch.exp(-(t**2) / (2 * sigma**2))
     g = g / g.sum()
     return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
-

@@ -38,7 +38,8 @@ class TCAV(Probe):
     and as many CAVs of random rows against random rows give the null distribution; a two-sided
     Welch t-test of the two sets of scores, Bonferroni-corrected over concepts and classes, says
     whether the concept matters for the class. Activations and gradients come from one batched
-    forward and backward pass; every CAV is then a dot product.
+    forward and backward pass over at most ``max_rows`` random rows plus the concepts' examples and
+    the scored rows; every CAV is then one small linear solve and every score a dot product.
     """
 
     name = "tcav"
@@ -64,6 +65,7 @@ class TCAV(Probe):
         alpha: float = 0.05,
         min_examples: int = 10,
         min_cav_accuracy: float = 0.6,
+        max_rows: int = 2000,
         output: Literal["logit", "log_probability"] = "logit",
     ) -> None:
         self.concepts = concepts
@@ -74,6 +76,9 @@ class TCAV(Probe):
         self.alpha = alpha
         self.min_examples = min_examples
         self.min_cav_accuracy = min_cav_accuracy
+        self.max_rows = max_rows
+        if max_rows < 2 * n_examples:
+            raise ValueError("max_rows must be at least 2 * n_examples")
         self.output = output
         if output not in ("logit", "log_probability"):
             raise ValueError("output must be 'logit' or 'log_probability'")
@@ -153,8 +158,13 @@ class TCAV(Probe):
         class_rows = [rng.permutation(np.flatnonzero(data.y == k))[: self.rows_per_class] for k in range(n_classes)]
         scored = np.concatenate(class_rows)
         # Examples: each concept's rows (subsampled) and the random pools.
-        pool = np.arange(len(data))
-        concept_rows = {name: rows for name, _, _, rows in concepts if rows is not None}
+        # The random rows (and each concept's examples) come from at most max_rows rows: one pass over them bounds the cost.
+        pool = np.arange(len(data)) if len(data) <= self.max_rows else np.sort(rng.choice(len(data), self.max_rows, replace=False))
+        concept_rows = {
+            name: (rows if len(rows) <= self.max_rows else np.sort(rng.choice(rows, self.max_rows, replace=False)))
+            for name, _, _, rows in concepts
+            if rows is not None
+        }
         needed = np.unique(np.concatenate([scored, pool, *concept_rows.values()]))
         context.report(0.1, f"activations and gradients at {layer_name} for {len(needed)} rows")
         targets = data.y[needed]
@@ -176,7 +186,7 @@ class TCAV(Probe):
             if len(ex_acts) < self.min_examples:
                 notes.append(f"Concept {name} skipped: {len(ex_acts)} examples, fewer than min_examples={self.min_examples}.")
                 continue
-            others = np.array([r for r in pool if int(r) not in excluded])
+            others = pool[~np.isin(pool, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))]
             run_cavs, run_acc = [], []
             for _ in range(self.n_runs):
                 pos = ex_acts[rng.choice(len(ex_acts), size=min(self.n_examples, len(ex_acts)), replace=False)]
@@ -209,7 +219,9 @@ class TCAV(Probe):
         # Bonferroni over every concept and class; a concept the layer cannot tell from random rows has no direction to test.
         significant = (p < self.alpha / p.size) & separable[:, None]
         for c in np.flatnonzero(~separable):
-            notes.append(f"Concept {names[c]}: held-out CAV accuracy {np.mean(accuracy[c]):.2f} < min_cav_accuracy={self.min_cav_accuracy}; the layer does not separate it from random rows, so it is never marked significant.")
+            notes.append(
+                f"Concept {names[c]}: held-out CAV accuracy {np.mean(accuracy[c]):.2f} < min_cav_accuracy={self.min_cav_accuracy}; the layer does not separate it from random rows, so it is never marked significant."
+            )
         empty = [data.class_names[k] for k in range(n_classes) if not len(class_rows[k])]
         if empty:
             notes.append(f"Classes without evaluation rows (scores undefined): {', '.join(empty)}.")

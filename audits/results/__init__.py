@@ -10,8 +10,8 @@ registers each class for deserialization. Each result says what it measured thro
 from __future__ import annotations
 
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
-from audits.results.concepts import FeatureVisualizationResult, TCAVResult
 from audits.results.base import Cost, Measurement, ProbeFailure, ProbeResult, SkippedProbe
+from audits.results.concepts import FeatureVisualizationResult, TCAVResult
 from audits.results.discovery import SliceDiscoveryResult, TriggerScanResult, TriggerWordsResult
 from audits.results.fairness import (
     AttributionDisparityResult,

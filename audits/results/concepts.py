@@ -64,9 +64,8 @@ class TCAVResult(ProbeResult):
     def headline(self) -> str:
         sig = np.asarray(self.significant, dtype=bool)
         pairs = [f"{self.concepts[c]} -> {self.class_names[k]}" for c, k in zip(*np.nonzero(sig), strict=True)]
-        return (
-            f"TCAV at {self.layer}: {len(self.concepts)} concepts x {len(self.class_names)} classes; "
-            + (f"significant: {', '.join(pairs[:6])}" + (" ..." if len(pairs) > 6 else "") if pairs else "no concept significant")
+        return f"TCAV at {self.layer}: {len(self.concepts)} concepts x {len(self.class_names)} classes; " + (
+            f"significant: {', '.join(pairs[:6])}" + (" ..." if len(pairs) > 6 else "") if pairs else "no concept significant"
         )
 
     def measurements(self) -> Iterator[Measurement]:
@@ -84,12 +83,19 @@ class TCAVResult(ProbeResult):
                 evidence = f".scores[{c}][{k}]"
                 n = int(self.class_rows[k])
                 yield Measurement(
-                    name="tcav_score", subject=subject, value=finite(means[c, k]), interval=bounds(means[c, k] - spread, means[c, k] + spread), evidence=evidence, n=n
+                    name="tcav_score",
+                    subject=subject,
+                    value=finite(means[c, k]),
+                    interval=bounds(means[c, k] - spread, means[c, k] + spread),
+                    evidence=evidence,
+                    n=n,
                 )
                 yield Measurement(name="tcav_p_value", subject=subject, value=finite(p[c, k]), evidence=f".p_values[{c}][{k}]", n=n)
                 if self.sensitive[c]:
                     # The policy reads this: a sensitive attribute's value that significantly moves a class.
-                    yield Measurement(name="tcav_sensitive_excess", subject=subject, value=finite(excess[c, k]), direction="lower_is_better", evidence=evidence, n=n)
+                    yield Measurement(
+                        name="tcav_sensitive_excess", subject=subject, value=finite(excess[c, k]), direction="lower_is_better", evidence=evidence, n=n
+                    )
 
 
 @serializable
@@ -135,5 +141,7 @@ class FeatureVisualizationResult(ProbeResult):
     def measurements(self) -> Iterator[Measurement]:
         for k, cls in enumerate(self.class_names):
             ratio = float(self.class_logits[k]) / float(self.eval_max_logits[k]) if float(self.eval_max_logits[k]) > 0 else float("nan")
-            yield Measurement(name="visualization_class_probability", subject=f"class={cls}", value=finite(self.class_probability[k]), evidence=f".class_probability[{k}]")
+            yield Measurement(
+                name="visualization_class_probability", subject=f"class={cls}", value=finite(self.class_probability[k]), evidence=f".class_probability[{k}]"
+            )
             yield Measurement(name="visualization_logit_ratio", subject=f"class={cls}", value=finite(ratio), evidence=f".class_logits[{k}]")

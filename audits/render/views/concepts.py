@@ -61,11 +61,21 @@ def tcav_view(r: TCAVResult, ctx: RenderContext) -> list:
     means, rand, p = r.mean_scores(), r.random_mean(), np.asarray(r.p_values)
     sig = np.asarray(r.significant, dtype=bool)
     rows = [
-        [r.concepts[c], r.class_names[k], num(means[c, k], 2), num(rand[k], 2), f"{p[c, k]:.2g}", "raises" if r.raises()[c, k] else "lowers", "yes" if r.sensitive[c] else "no"]
+        [
+            r.concepts[c],
+            r.class_names[k],
+            num(means[c, k], 2),
+            num(rand[k], 2),
+            f"{p[c, k]:.2g}",
+            "raises" if r.raises()[c, k] else "lowers",
+            "yes" if r.sensitive[c] else "no",
+        ]
         for c, k in zip(*np.nonzero(sig), strict=True)
     ]
     if rows:
-        blocks.append(Table(["Concept", "Class", "TCAV score", "Random", "p", "Effect", "Sensitive"], rows, caption="Significant concept-class pairs", numeric=[2, 3, 4]))
+        blocks.append(
+            Table(["Concept", "Class", "TCAV score", "Random", "p", "Effect", "Sensitive"], rows, caption="Significant concept-class pairs", numeric=[2, 3, 4])
+        )
     else:
         blocks.append(Paragraph("No concept moves any class significantly differently from random concepts.", "note"))
     acc = np.asarray(r.cav_accuracy, dtype=np.float64).mean(axis=1)
@@ -120,5 +130,12 @@ def feature_visualization_view(r: FeatureVisualizationResult, ctx: RenderContext
     if len(r.channels):
         blocks += figure(channel_gallery(r), "Channels with the highest mean activation on the evaluation images; act is the channel's mean activation.")
     rows = [[c, num(r.class_logits[k], 2), num(r.eval_max_logits[k], 2), num(r.class_probability[k], 3)] for k, c in enumerate(r.class_names)]
-    blocks.append(Table(["Class", "Optimised logit", "Best evaluation logit", "Optimised probability"], rows, caption="How strongly each optimised image excites its class", numeric=[1, 2, 3]))
+    blocks.append(
+        Table(
+            ["Class", "Optimised logit", "Best evaluation logit", "Optimised probability"],
+            rows,
+            caption="How strongly each optimised image excites its class",
+            numeric=[1, 2, 3],
+        )
+    )
     return blocks
