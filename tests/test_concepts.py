@@ -133,9 +133,10 @@ def test_without_the_plant_the_pattern_raises_no_class(clean):
 def test_policy_warns_on_a_significant_sensitive_concept_only(planted):
     report = _audit(planted, [CONCEPTS])
     findings = {f.subject: f for f in report.findings if f.check_id == "tcav_sensitive_concepts"}
-    assert findings[f"concept=pattern=yes/class={PATTERN_CLASS}"].status == "warn"
-    assert all(f.status == "pass" for s, f in findings.items() if s.startswith("concept=coin"))
-    assert len(findings) == 3 * 10
+    # One finding per sensitive concept, on its most affected class.
+    assert set(findings) == {"concept=pattern=yes", "concept=coin=heads", "concept=coin=tails"}
+    assert findings["concept=pattern=yes"].status == "warn" and findings["concept=pattern=yes"].measured > 0.2
+    assert findings["concept=coin=heads"].status == findings["concept=coin=tails"].status == "pass"
 
 
 def test_concept_from_a_file_of_examples_matches_the_attribute_concept(planted, tmp_path):

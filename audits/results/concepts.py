@@ -91,12 +91,17 @@ class TCAVResult(ProbeResult):
                     n=n,
                 )
                 yield Measurement(name="tcav_p_value", subject=subject, value=finite(p[c, k]), evidence=f".p_values[{c}][{k}]", n=n)
-                if self.sensitive[c]:
-                    # The policy reads this: a sensitive attribute's value that significantly moves a class.
-                    yield Measurement(
-                        name="tcav_sensitive_excess", subject=subject, value=finite(excess[c, k]), direction="lower_is_better", evidence=evidence, n=n
-                    )
-
+            if self.sensitive[c]:
+                # The policy reads this: how far a sensitive attribute's value moves its most affected class, where significant.
+                k = int(np.argmax(excess[c]))
+                yield Measurement(
+                    name="tcav_sensitive_excess",
+                    subject=f"concept={concept}",
+                    value=finite(excess[c, k]),
+                    direction="lower_is_better",
+                    evidence=f".scores[{c}][{k}]",
+                    n=int(self.class_rows[k]),
+                )
 
 @serializable
 @dataclass(frozen=True, kw_only=True)
