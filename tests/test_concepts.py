@@ -273,3 +273,21 @@ def test_feature_visualization_of_the_planted_class_shows_the_pattern(planted, c
     # Control: trained without the pattern, the top 7s are not the stamped ones.
     control = _audit(clean, [{"name": "feature_visualization"}]).concepts[0]
     assert (attrs["pattern"].to_numpy()[control.top_class_rows[PATTERN_CLASS]] == "yes").mean() < 0.5
+
+
+# ---------------------------------------------------------------- what the reader sees
+
+
+def test_pdf_and_html_show_both_results_with_what_they_mean_and_do_not():
+    from tests.report_fixtures import rendered_html, rendered_pdf
+    from tests.test_report_pdf import pdf_text
+
+    _, pages = pdf_text(rendered_pdf("digits-cnn"))
+    text = " ".join(" ".join(pages).split())
+    html = " ".join(rendered_html("digits-cnn").split())
+    for doc in (text, html):
+        assert "Concepts and features" in doc and "Concept tests (TCAV)" in doc and "Feature visualization" in doc
+        assert doc.count("What this means") >= 2 and doc.count("What it does not mean") >= 2
+        # The heatmap's and the gallery's captions (the charts themselves are images in the PDF).
+        assert "CAVs each against fresh random rows" in doc and "optimisation steps per image" in doc
+    assert "TCAV score at features.2" in html and "Class images: optimised, then the top evaluation images" in html

@@ -103,6 +103,7 @@ class TCAVResult(ProbeResult):
                     n=int(self.class_rows[k]),
                 )
 
+
 @serializable
 @dataclass(frozen=True, kw_only=True)
 class FeatureVisualizationResult(ProbeResult):
