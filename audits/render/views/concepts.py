@@ -94,7 +94,7 @@ def class_gallery(r: FeatureVisualizationResult) -> ImageGrid:
     """One row per class: its optimised image, then the evaluation images with the highest class logit."""
     cells = []
     for k in range(len(r.class_names)):
-        row = [ImageCell(_unit(r.class_images[k], r.value_range), caption=f"p={r.class_probability[k]:.2f}")]
+        row = [ImageCell(_unit(r.class_images[k], r.value_range), caption=f"class {r.class_names[k]}, p={r.class_probability[k]:.2f}")]
         row += [ImageCell(_unit(im, r.value_range), caption=f"logit {v:.1f}") for im, v in zip(r.top_class_images[k], r.top_class_logits[k], strict=True)]
         cells.append(row)
     top = r.top_class_images.shape[1] if r.top_class_images.ndim > 1 else 0
@@ -110,7 +110,7 @@ def channel_gallery(r: FeatureVisualizationResult) -> ImageGrid:
     """One row per channel of the layer: its optimised image, then the evaluation images that excite it most."""
     cells = []
     for j in range(len(r.channels)):
-        row = [ImageCell(_unit(r.channel_images[j], r.value_range), caption=f"act {r.channel_activation[j]:.1f}")]
+        row = [ImageCell(_unit(r.channel_images[j], r.value_range), caption=f"channel {int(r.channels[j])}, act {r.channel_activation[j]:.1f}")]
         row += [ImageCell(_unit(im, r.value_range), caption=f"act {v:.1f}") for im, v in zip(r.top_channel_images[j], r.top_channel_values[j], strict=True)]
         cells.append(row)
     top = r.top_channel_images.shape[1] if r.top_channel_images.ndim > 1 else 0
