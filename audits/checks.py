@@ -64,8 +64,10 @@ class Located:
 
 def located(report: AuditReport) -> list[Located]:
     """Every measurement of the report, with its result's location (evidence prefixed with it)."""
+    from audits.report import RESULT_KINDS
+
     out = [Located(_prefixed(m, "performance"), "performance", "performance", "performance") for m in report.performance.measurements()]
-    for kind in ("explanations", "robustness", "fairness"):
+    for kind in RESULT_KINDS:
         for i, result in enumerate(getattr(report, kind)):
             pointer, anchor = f"{kind}[{i}]", result_anchor(kind, i, result.method)
             out += [Located(_prefixed(m, pointer), pointer, anchor, result.method) for m in result.measurements()]

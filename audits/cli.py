@@ -84,7 +84,7 @@ def _print_summary(report, report_path: Path, figures: list[Path], elapsed: floa
         f"Audit of {p.model_name} ({p.model_format}, {p.parameter_count:,} parameters, sha256 {p.weights_sha256[:12]}) on {p.device}",
         f"  data: {report.data_summary.n_rows} rows from {Path(p.data_source).name}; accuracy {perf.accuracy:.4f}, ECE {perf.ece:.4f}",
     ]
-    for r in report.explanations + report.robustness + report.fairness:
+    for r in report.probe_results():
         headline = r.headline()
         lines.append(f"  {r.method:<22} {r.cost.wall_time_s:6.2f} s {r.cost.model_calls:6d} calls {r.cost.rows_evaluated:>11,} rows" + (f"  {headline}" if headline else ""))
     for s in report.skipped:

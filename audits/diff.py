@@ -213,8 +213,10 @@ def _threshold(f: Finding) -> str:
 def measurements_by_name(report: AuditReport) -> dict[str, Measurement]:
     """Every measurement of ``report`` under a name stable across reports: ``performance.accuracy``,
     ``fgsm.robust_accuracy/fgsm/linf/eps=0.03137254902`` (the result's method, or its place when a method repeats)."""
+    from audits.report import RESULT_KINDS
+
     results = [("performance", "performance", report.performance)]
-    for kind in ("explanations", "robustness", "fairness"):
+    for kind in RESULT_KINDS:
         results += [(r.method, f"{kind}[{i}]", r) for i, r in enumerate(getattr(report, kind))]
     repeated = {m for m, n in Counter(method for method, _, _ in results).items() if n > 1}
     out: dict[str, Measurement] = {}

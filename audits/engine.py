@@ -190,7 +190,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
 
     probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality)]
     probes.sort(key=lambda item: CATEGORY_ORDER.index(item[1].category))  # stable: spec order within a category
-    results: dict[str, list] = {"explanation": [], "robustness": [], "fairness": []}
+    results: dict[str, list] = {c: [] for c in CATEGORY_ORDER}
     skipped: list[SkippedProbe] = []
     failures: list[ProbeFailure] = []
     budgets: list[dict] = []
@@ -267,6 +267,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         explanations=explanations,
         robustness=results["robustness"],
         fairness=results["fairness"],
+        concepts=results["concepts"],
         skipped=skipped,
         failures=failures,
         samples=explained_samples(data, proba, sample_idx, getattr(model.card.input, "value_range", None)),

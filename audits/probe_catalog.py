@@ -16,7 +16,7 @@ from audits.probes import CATEGORY_ORDER, Probe, registered_probes
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "probes.md"
 START, END = "<!-- probe-tables:start -->", "<!-- probe-tables:end -->"
-_HEADINGS = {"explanation": "Explanation probes", "robustness": "Robustness probes", "fairness": "Fairness probes"}
+_HEADINGS = {"explanation": "Explanation probes", "robustness": "Robustness probes", "fairness": "Fairness probes", "concepts": "Concept probes"}
 
 
 def _cell(text: str) -> str:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from audits.data import AuditData
     from models.loader import ModelHandle
 
-Category = Literal["explanation", "robustness", "fairness"]
-CATEGORY_ORDER: tuple[Category, ...] = ("explanation", "robustness", "fairness")
+Category = Literal["explanation", "robustness", "fairness", "concepts"]
+CATEGORY_ORDER: tuple[Category, ...] = ("explanation", "robustness", "fairness", "concepts")
 ProgressFn = Callable[[float, str], None]
 # Packages whose modules register probes on import.
 _PROBE_PACKAGES = ("audits.explain", "audits.robustness", "audits.fairness", "audits.discovery", "audits.uncertainty", "audits.privacy")

@@ -122,6 +122,10 @@ def explained_samples(data: AuditData, proba: np.ndarray, indices: np.ndarray, v
     )
 
 
+# The report fields holding probe results, in report order.
+RESULT_KINDS: tuple[str, ...] = ("explanations", "robustness", "fairness", "concepts")
+
+
 @serializable
 @dataclass(frozen=True, kw_only=True)
 class AuditReport:
@@ -136,6 +140,8 @@ class AuditReport:
     explanations: list[AttributionResult] = field(default_factory=list)
     robustness: list[ProbeResult] = field(default_factory=list)
     fairness: list[ProbeResult] = field(default_factory=list)
+    # Concept tests and feature visualization: what the network's internal directions and units respond to.
+    concepts: list[ProbeResult] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     skipped: list[SkippedProbe] = field(default_factory=list)
     failures: list[ProbeFailure] = field(default_factory=list)
@@ -146,13 +152,17 @@ class AuditReport:
     # (see ``content_sha256``); re-rendering refuses a report whose content no longer matches.
     content_sha256: str = ""
 
+    def probe_results(self) -> list[ProbeResult]:
+        """Every probe's result, in report order (explanations, robustness, fairness, concepts)."""
+        return [r for kind in RESULT_KINDS for r in getattr(self, kind)]
+
     def explanation(self, method: str) -> AttributionResult | None:
         return next((r for r in self.explanations if r.method == method), None)
 
     def measurements(self) -> list[Measurement]:
         """Every measurement of the report, its evidence pointing from the report's root."""
         out = [replace(m, evidence=f"performance{m.evidence}") for m in self.performance.measurements()]
-        for kind in ("explanations", "robustness", "fairness"):
+        for kind in RESULT_KINDS:
             for i, result in enumerate(getattr(self, kind)):
                 out += [replace(m, evidence=f"{kind}[{i}]{m.evidence}") for m in result.measurements()]
         return out

@@ -291,10 +291,10 @@ def run(config: Config) -> CaseResult:
         fwd, fwdbwd, fb, bb = best_throughput(model, data.x, quick=config.quick)
         floor = counter.plain / fwd + counter.grad / fwdbwd
         rows.append(Row(CASE, "ours", ours_time, calls, seen, rss.growth_mb, measured_units=1, total_units=1, unit="audit", measured_time_s=ours_time,
-                        group=name, note=f"run_audit, default spec ({len(report.explanations) + len(report.robustness) + len(report.fairness)} probes)"))  # fmt: skip
+                        group=name, note=f"run_audit, default spec ({len(report.probe_results())} probes)"))  # fmt: skip
         rows.append(Row(CASE, "floor", floor, 0, counter.plain + counter.grad, 0.0, group=name,
                         note=f"{counter.plain:,} forward rows at {fwd:,.0f}/s (batch {fb}) + {counter.grad:,} gradient rows at {fwdbwd:,.0f}/s (batch {bb})"))  # fmt: skip
-        costs = {r.method: r.cost.wall_time_s for r in [*report.explanations, *report.robustness, *report.fairness]}
+        costs = {r.method: r.cost.wall_time_s for r in report.probe_results()}
         proba = model.predict_proba(data.x)
         steps = image_steps(model, data, report, config.quick) if data.modality == "image" else tabular_steps(model, data, report, config.quick)
         steps += fairlearn_steps(data, report, proba, n_boot, quick=config.quick)

@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from audits.render import tables
 from audits.render.charts import Chart
 from audits.render.plotly_backend import to_plotly
+from audits.render.views import concepts as concepts_view
 from audits.render.views import fairness as fairness_view
 from audits.render.views import privacy as privacy_view
 from audits.render.views import robustness as robustness_view
 from audits.render.views import uncertainty as uncertainty_view
+from audits.results.concepts import FeatureVisualizationResult, TCAVResult
 from audits.results.fairness import AttributionDisparityResult, CounterfactualFlipResult, GroupMetricsResult, MitigationPreviewResult, ProxyFeaturesResult
 from audits.results.privacy import MembershipInferenceResult
 from audits.results.robustness import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
@@ -196,9 +199,42 @@ def _membership(r, ws, key):
         with st.expander("Per group (table)"):
             show_table(r.by_group, key=f"{key}.groups", height=table_height(len(r.by_group)))
     _notes(r)
+# --- concepts --------------------------------------------------------------------------
+
+
+def _tcav(r, ws, key):
+    st.markdown(escape(concepts_view.TCAV_MEANING))
+    _plot(lambda: concepts_view.tcav_chart(r), f"{key}.heatmap", "the TCAV heatmap")
+    means, rand, p = r.mean_scores(), r.random_mean(), r.p_values
+    rows = [
+        {
+            "concept": c,
+            "class": k,
+            "tcav_score": means[i, j],
+            "random": rand[j],
+            "p": p[i, j],
+            "significant": bool(r.significant[i, j]),
+            "sensitive": r.sensitive[i],
+        }
+        for i, c in enumerate(r.concepts)
+        for j, k in enumerate(r.class_names)
+    ]
+    with st.expander("Scores, random baselines and p-values (table)"):
+        show_table(pd.DataFrame(rows), key=f"{key}.table", height=table_height(len(rows)))
+    for note in r.notes:
+        st.caption(escape(note))
+
+
+def _feature_visualization(r, ws, key):
+    st.markdown(escape(concepts_view.FV_MEANING))
+    _plot(lambda: concepts_view.class_gallery(r), f"{key}.classes", "the class gallery")
+    if len(r.channels):
+        _plot(lambda: concepts_view.channel_gallery(r), f"{key}.channels", "the channel gallery")
 
 
 DRAWERS: dict[type, Drawer] = {
+    TCAVResult: _tcav,
+    FeatureVisualizationResult: _feature_visualization,
     AttackResult: _attack,
     CorruptionResult: _corruption,
     CalibrationResult: _calibration,

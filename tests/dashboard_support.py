@@ -25,6 +25,8 @@ DIGITS_SPEC = {
         {"name": "fgsm", "params": {"max_rows": 64}},
         {"name": "corruptions", "params": {"corruptions": ["gaussian_noise", "contrast"], "severities": [1, 3, 5], "max_rows": 64}},
         {"name": "group_metrics", "params": {"n_boot": 50}},
+        {"name": "tcav", "params": {"n_runs": 10}},
+        {"name": "feature_visualization", "params": {"steps": 32, "n_channels": 2}},
     ],
 }
 ADULT_SPEC = {
@@ -37,6 +39,7 @@ ADULT_SPEC = {
         {"name": "group_metrics", "params": {"n_boot": 50, "min_group_size": 20}},
         {"name": "counterfactual_flips", "params": {"max_rows": 500}},
         {"name": "mitigation_preview", "params": {"steps": 4}},
+        {"name": "tcav", "params": {"n_runs": 10}},
     ],
 }
 

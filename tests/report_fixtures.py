@@ -27,6 +27,8 @@ SPECS = {
             {"name": "group_metrics", "params": {"n_boot": 100}},
             {"name": "slice_discovery"},
             {"name": "trigger_scan", "params": {"max_images": 120}},
+            {"name": "tcav", "params": {"n_runs": 10}},
+            {"name": "feature_visualization", "params": {"steps": 16, "n_channels": 2}},
             {"name": "explanation_trust", "params": {"n_samples": 2, "faithfulness_samples": 4, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
         ],
     },
@@ -41,6 +43,7 @@ SPECS = {
             {"name": "counterfactual_flips", "params": {"max_rows": 1500}},
             {"name": "slice_discovery"},
             {"name": "explanation_trust", "params": {"n_samples": 2, "faithfulness_samples": 4, "steps": 8, "noise_draws": 1, "cascade_stages": 1}},
+            {"name": "tcav", "params": {"n_runs": 10}},
         ],
     },
 }

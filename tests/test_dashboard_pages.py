@@ -26,7 +26,7 @@ from models.registry import ZOO_DIR, zoo_names  # noqa: E402
 from tests.dashboard_support import ADULT_SPEC, DIGITS_SPEC, store_audit  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-PAGES = ["inspect_page", "robustness_page", "fairness_page", "models_page", "audit_page"]
+PAGES = ["inspect_page", "robustness_page", "fairness_page", "concepts_page", "models_page", "audit_page"]
 TIMEOUT = 120
 
 pytestmark = pytest.mark.skipif(not {"digits-cnn", "adult-mlp"} <= set(zoo_names()), reason="the demo zoo is not built (python -m models.build_zoo)")
@@ -164,6 +164,22 @@ def test_fairness_page_shows_tables_heatmap_and_tradeoff(store):
     table = at.dataframe[0].value
     assert table["accuracy"].astype(str).str.contains(r"\[").any()  # values come with intervals
     assert any("PREVIEW" in w.value for w in at.warning)  # the mitigation trade-off is labelled a preview
+
+
+@pytest.mark.parametrize("model", ["digits-cnn", "adult-mlp"])
+def test_concepts_page_shows_tcav_and_the_gallery_with_their_meaning(store, model):
+    at = _page(_app(model), "concepts_page")
+    assert not _problems(at), _problems(at)
+    headers = [s.value for s in at.subheader]
+    assert "Concept tests (TCAV)" in headers
+    text = " ".join(m.value for m in at.markdown)
+    assert "What this means" in text and "What it does not mean" in text
+    charts = len(at.get("plotly_chart"))
+    if model == "digits-cnn":
+        assert "Feature visualization" in headers
+        assert charts >= 3  # TCAV heatmap, class gallery, channel gallery
+    else:
+        assert charts >= 1 and "Feature visualization" not in headers
 
 
 def test_audit_page_runs_lists_and_compares(store):

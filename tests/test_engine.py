@@ -23,14 +23,14 @@ def test_default_audit_runs_every_default_probe_and_round_trips(tabular_bundle, 
     model, data = load_model(card), load_data(card)
     seen: list[float] = []
     report = run_audit(model, data, parse_spec({"samples": 6}), progress=lambda f, m: seen.append(f))
-    ran = {r.method for r in report.explanations + report.robustness + report.fairness}
+    ran = {r.method for r in report.probe_results()}
     assert ran | {s.name for s in report.skipped} == set(default_probe_names("tabular"))
     assert {"kernel_shap", "lime", "integrated_gradients"} <= {r.method for r in report.explanations}
     assert not report.failures
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
     p = report.provenance
     assert p.model_name == "tiny-mlp" and p.weights_sha256 == model.weights_sha256 and p.device == "cpu"
-    probe_calls = sum(r.cost.model_calls for r in report.explanations + report.robustness + report.fairness)
+    probe_calls = sum(r.cost.model_calls for r in report.probe_results())
     assert p.model_calls == probe_calls + 1  # + the one shared forward pass
     assert {"torch", "captum", "shap", "lime", "python"} <= set(p.library_versions)
     assert report.data_summary.group_sizes["group"] == data.attributes["group"].value_counts().sort_index().to_dict()

@@ -30,7 +30,7 @@ RENDER = Path(__file__).resolve().parents[1] / "audits" / "render"
 
 
 def _results(report) -> list:
-    return [report.performance, *report.explanations, *report.robustness, *report.fairness]
+    return [report.performance, *report.probe_results()]
 
 
 @pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])

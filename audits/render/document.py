@@ -66,7 +66,7 @@ def _summary(report: AuditReport, doc_verdict: str, counts: dict) -> Section:
         ("Evaluation data", f"{report.data_summary.n_rows:,} rows, {report.data_summary.modality}, {len(report.data_summary.class_names)} classes"),
         ("Accuracy", num(perf.accuracy)),
         ("Expected calibration error", num(perf.ece)),
-        ("Probes run", str(len(report.explanations) + len(report.robustness) + len(report.fairness))),
+        ("Probes run", str(len(report.probe_results()))),
         ("Probes skipped / failed", f"{len(report.skipped)} / {len(report.failures)}"),
     ]
     blocks: list = [KeyValues(items)]
@@ -105,7 +105,7 @@ def _provenance(report: AuditReport) -> Section:
             caption="Sample budgets",
         )
     )
-    results = report.explanations + report.robustness + report.fairness
+    results = report.probe_results()
     rows = [
         [
             r.method,
@@ -233,7 +233,7 @@ def _category(report: AuditReport, ctx: RenderContext, kind: str, title: str, an
     results = getattr(report, kind)
     section = Section(anchor, title, list(intro or []))
     if not results:
-        category = {"robustness": "robustness", "fairness": "fairness"}[kind]
+        category = {"robustness": "robustness", "fairness": "fairness", "concepts": "concepts"}[kind]
         reasons = [f"{s.name}: {s.reason}" for s in report.skipped if probe_category(s.name) == category]
         reasons += [f"{f.name} failed: {f.error}" for f in report.failures if probe_category(f.name) == category]
         why = ("Skipped or failed: " + "; ".join(reasons)) if reasons else f"No {category} probe was selected in the audit spec."
@@ -313,7 +313,7 @@ def _methods(report: AuditReport) -> Section:
         ),
     ]
     seen = []
-    for r in report.explanations + report.robustness + report.fairness:
+    for r in report.probe_results():
         if r.method in seen:
             continue
         seen.append(r.method)
@@ -369,6 +369,7 @@ def build_document(report: AuditReport) -> Document:
         _explanations(report, ctx),
         _robustness(report, ctx),
         _category(report, ctx, "fairness", "Fairness", "fairness", _favourable_intro(report)),
+        _category(report, ctx, "concepts", "Concepts and features", "concepts"),
         _findings(report),
         _methods(report),
         _policy(report),

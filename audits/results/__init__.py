@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from audits.results.attribution import AttentionMapsResult, AttributionResult, TextAttentionResult
 from audits.results.base import Cost, Measurement, ProbeFailure, ProbeResult, SkippedProbe
+from audits.results.concepts import FeatureVisualizationResult, TCAVResult
 from audits.results.discovery import AttributionRegionsResult, SliceDiscoveryResult, TriggerScanResult, TriggerValuesResult, TriggerWordsResult
 from audits.results.fairness import (
     AttributionDisparityResult,
@@ -49,6 +50,7 @@ __all__ = [
     "CorruptionResult",
     "Cost",
     "CounterfactualFlipResult",
+    "FeatureVisualizationResult",
     "GroupMetricsResult",
     "IdentityTermResult",
     "IndividualFairnessResult",
@@ -62,6 +64,7 @@ __all__ = [
     "ProxyFeaturesResult",
     "SkippedProbe",
     "SliceDiscoveryResult",
+    "TCAVResult",
     "TabularAdversarialResult",
     "TabularPerturbationResult",
     "TextAttentionResult",

@@ -100,7 +100,7 @@ def summarize(report: AuditReport) -> dict:
         "n_rows": int(report.data_summary.n_rows),
         "wall_time_s": float(p.wall_time_s),
         "model_calls": int(p.model_calls),
-        "probes": [r.method for r in report.explanations + report.robustness + report.fairness],
+        "probes": [r.method for r in report.probe_results()],
         "failures": [f.name for f in report.failures],
         "skipped": [s.name for s in report.skipped],
         "verdict": overall,

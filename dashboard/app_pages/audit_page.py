@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from audits.probes import registered_probes
+from audits.probes import CATEGORY_ORDER, registered_probes
 from audits.render import tables
 from dashboard import audit_runs, auth, cache, diff_view, display, result_view, state, workspace
 from dashboard.feedback import guarded, show_error
@@ -23,18 +23,18 @@ with st.container(border=True):
     st.subheader(f"Run a full audit of {ws.name}")
     modality = ws.data.modality
     probes = {n: c for n, c in registered_probes().items() if modality in c.modalities}
-    for category in ("explanation", "robustness", "fairness"):
+    for category in CATEGORY_ORDER:
         names = [n for n, c in probes.items() if c.category == category]
         if state.get(f"audit.probes.{category}") is None:
             state.put(f"audit.probes.{category}", [n for n in names if modality in probes[n].default_for])
         st.multiselect(
-            {"explanation": "Explanation probes", "robustness": "Robustness probes", "fairness": "Fairness probes"}[category],
+            {"explanation": "Explanation probes", "robustness": "Robustness probes", "fairness": "Fairness probes", "concepts": "Concept probes"}[category],
             names,
             format_func=lambda n: probes[n].title or n,
             placeholder="none",
             **state.bind(f"audit.probes.{category}", options=names, multi=True),
         )
-    selected = [n for category in ("explanation", "robustness", "fairness") for n in state.get(f"audit.probes.{category}")]
+    selected = [n for category in CATEGORY_ORDER for n in state.get(f"audit.probes.{category}")]
     c1, c2, c3 = st.columns(3)
     c1.number_input("Samples to explain (0: default)", min_value=0, max_value=10_000, step=1, **state.bind("audit.samples"))
     c2.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, **state.bind("audit.seed"))
@@ -130,12 +130,13 @@ for col, fmt, mime in ((d2, "html", "text/html"), (d3, "pdf", "application/pdf")
             st.button(f"Prepare {fmt.upper()}", key=f"{flag}.button", on_click=state.put, args=(flag, True), icon=":material/description:", width="stretch")
 
 p, perf = report.provenance, report.performance
-overview, explanations, robustness, fairness, problems = st.tabs(
+overview, explanations, robustness, fairness, concepts, problems = st.tabs(
     [
         "Overview",
         f"Explanations ({len(report.explanations)})",
         f"Robustness ({len(report.robustness)})",
         f"Fairness ({len(report.fairness)})",
+        f"Concepts ({len(report.concepts)})",
         f"Skipped and failed ({len(report.skipped) + len(report.failures)})",
     ]
 )
@@ -218,6 +219,10 @@ with fairness:
     for i, result in enumerate(report.fairness):
         with st.container(border=True):
             result_view.draw_result(result, None, f"audit.fair.{entry.report_id}.{i}")
+with concepts:
+    for i, result in enumerate(report.concepts):
+        with st.container(border=True):
+            result_view.draw_result(result, None, f"audit.concepts.{entry.report_id}.{i}")
 with problems:
     result_view.show_skips_and_failures(report)
     if not report.skipped and not report.failures:

@@ -5,6 +5,6 @@ Importing this package registers every view with ``audits.render.registry``.
 
 from __future__ import annotations
 
-from audits.render.views import attribution, discovery, fairness, performance, privacy, robustness, trust, uncertainty
+from audits.render.views import attribution, concepts, discovery, fairness, performance, privacy, robustness, trust, uncertainty
 
-__all__ = ["attribution", "discovery", "fairness", "performance", "privacy", "robustness", "trust", "uncertainty"]
+__all__ = ["attribution", "concepts", "discovery", "fairness", "performance", "privacy", "robustness", "trust", "uncertainty"]
