@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from audits.probes import registered_probes
+from audits.probes import default_probe_names, registered_probes
 from audits.render import tables
 from dashboard import audit_runs, auth, cache, diff_view, display, result_view, state, workspace
 from dashboard.feedback import guarded, show_error
@@ -23,10 +23,11 @@ with st.container(border=True):
     st.subheader(f"Run a full audit of {ws.name}")
     modality = ws.data.modality
     probes = {n: c for n, c in registered_probes().items() if modality in c.modalities}
+    defaults = default_probe_names(modality, ws.handle, ws.data)  # only what this model supports
     for category in ("explanation", "robustness", "fairness"):
         names = [n for n, c in probes.items() if c.category == category]
         if state.get(f"audit.probes.{category}") is None:
-            state.put(f"audit.probes.{category}", [n for n in names if modality in probes[n].default_for])
+            state.put(f"audit.probes.{category}", [n for n in names if n in defaults])
         st.multiselect(
             {"explanation": "Explanation probes", "robustness": "Robustness probes", "fairness": "Fairness probes"}[category],
             names,
