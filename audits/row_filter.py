@@ -70,7 +70,12 @@ def filter_rows(frame: pd.DataFrame, expression: str) -> np.ndarray:
             hit = column.cat.codes.to_numpy() == (categories.index(wanted) if wanted in categories else -2)
             mask &= hit if op != "!=" else ~hit
             continue
-        if isinstance(column.dtype, pd.CategoricalDtype) and isinstance(value, pd.Series) and isinstance(value.dtype, pd.CategoricalDtype) and op in ("=", "==", "!="):
+        if (
+            isinstance(column.dtype, pd.CategoricalDtype)
+            and isinstance(value, pd.Series)
+            and isinstance(value.dtype, pd.CategoricalDtype)
+            and op in ("=", "==", "!=")
+        ):
             lookup = pd.Index(column.cat.categories.astype(str)).get_indexer(value.cat.categories.astype(str))  # right's codes in left's table
             codes = value.cat.codes.to_numpy()
             hit = column.cat.codes.to_numpy() == np.where(codes >= 0, lookup[codes], -2)

@@ -34,7 +34,12 @@ class ThresholdCurve:
         n_neg = self.n - self.n_positive
         tp = self.tpr[k] * self.n_positive
         fp = self.fpr[k] * n_neg
-        return {"tpr": float(self.tpr[k]), "fpr": float(self.fpr[k]), "precision": float(self.precision[k]), "selection_rate": float((tp + fp) / max(self.n, 1))}
+        return {
+            "tpr": float(self.tpr[k]),
+            "fpr": float(self.fpr[k]),
+            "precision": float(self.precision[k]),
+            "selection_rate": float((tp + fp) / max(self.n, 1)),
+        }
 
 
 def curve(scores: np.ndarray, positive: np.ndarray, group: str = "all") -> ThresholdCurve:
