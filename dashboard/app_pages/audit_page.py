@@ -158,28 +158,16 @@ with overview:
                     "status": f.status,
                     "check": f.title,
                     "subject": f.subject,
-                    "measured": f.measured,
-                    "threshold": f.threshold,
+                    "measured": "–" if f.measured is None else f"{f.measured:.4g}",
+                    "threshold": "–" if f.threshold is None else f"{f.threshold:.4g}",
                     "direction": f.direction,
                     "detail": f.detail,
                 }
                 for f in report.findings
             ]
         )
-        st.dataframe(
-            findings,
-            hide_index=True,
-            width="stretch",
-            key="audit.findings",
-            height=min(38 + 35 * len(findings), 420),
-            column_config={
-                "status": st.column_config.TextColumn(width="small"),
-                "subject": st.column_config.TextColumn(width="medium"),
-                "measured": st.column_config.NumberColumn(format="%.4g"),
-                "threshold": st.column_config.NumberColumn(format="%.4g"),
-                "detail": st.column_config.TextColumn(width="large"),
-            },
-        )
+        # A static table wraps long text: every finding's detail is read in full (a grid cell would cut it off).
+        st.table(findings.set_index("status"))
     else:
         st.caption("No policy findings in this report.")
     with guarded("Drawing the performance figures"):
