@@ -202,11 +202,11 @@ with explanations:
 with robustness:
     for i, result in enumerate(report.robustness):
         with st.container(border=True):
-            result_view.draw_result(result, None, f"audit.rob.{entry.report_id}.{i}")
+            result_view.draw_result(result, None, f"audit.rob.{entry.report_id}.{i}", report)
 with fairness:
     for i, result in enumerate(report.fairness):
         with st.container(border=True):
-            result_view.draw_result(result, None, f"audit.fair.{entry.report_id}.{i}")
+            result_view.draw_result(result, None, f"audit.fair.{entry.report_id}.{i}", report)
 with problems:
     result_view.show_skips_and_failures(report)
     if not report.skipped and not report.failures:
