@@ -132,7 +132,9 @@ def attribution(
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def trust(model_hash: str, data_hash: str, key: str, sample: int, seed: int, _model: LoadedModel, _data: AuditData, _context: RunContext, _maps: tuple) -> TrustResult:
+def trust(
+    model_hash: str, data_hash: str, key: str, sample: int, seed: int, _model: LoadedModel, _data: AuditData, _context: RunContext, _maps: tuple
+) -> TrustResult:
     """Trust badges of the Inspect page's maps of one sample (``key`` names the methods and their budgets; cached)."""
     COMPUTED["trust"] += 1
     instance = make_probe("explanation_trust", {"n_samples": 1, "cascade_stages": 1, "noise_draws": 2})

@@ -63,7 +63,16 @@ def draw_diff(difference: ReportDiff) -> None:
         show_table(pd.DataFrame(rows), key="audit.diff.findings", height=table_height(len(rows), 380))
     if difference.metrics:
         st.markdown("**Numbers that changed**")
-        rows = [{"metric": m.name, "A (old)": m.old, "B (new)": m.new, "change": m.delta, "direction": m.verdict if m.verdict != "worse" or m.regressed else "worse, within intervals"} for m in difference.metrics]
+        rows = [
+            {
+                "metric": m.name,
+                "A (old)": m.old,
+                "B (new)": m.new,
+                "change": m.delta,
+                "direction": m.verdict if m.verdict != "worse" or m.regressed else "worse, within intervals",
+            }
+            for m in difference.metrics
+        ]
         show_table(pd.DataFrame(rows), key="audit.diff.metrics", height=table_height(len(rows), 380))
     if difference.probes_added or difference.probes_removed:
         st.caption(f"Probes added: {', '.join(difference.probes_added) or 'none'}; removed: {', '.join(difference.probes_removed) or 'none'}.")

@@ -12,9 +12,9 @@ from audits.errors import AuditError
 from audits.probes import registered_probes
 from audits.render import tables
 from audits.render.plotly_backend import to_plotly
+from audits.render.token_salience import salience_html, word_salience
 from audits.render.views import attribution as attribution_view
 from audits.render.views import performance as performance_view
-from audits.render.token_salience import salience_html, word_salience
 from audits.render.views import samples as samples_view
 from dashboard import auth, cache, deeplink, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
@@ -80,14 +80,27 @@ current = state.get("inspect.sample")
 if not isinstance(current, int) or not 0 <= current < n_rows:
     state.put("inspect.sample", int(matching[0]) if len(matching) else 0)
 s1, s2, s3, s4 = st.columns([2, 1, 1, 3], vertical_alignment="bottom")
-s1.number_input(f"Row (0 to {n_rows - 1:,})", min_value=0, max_value=n_rows - 1, step=1, help="Any row of the evaluation data, by its index.", **state.bind("inspect.sample"))
+s1.number_input(
+    f"Row (0 to {n_rows - 1:,})",
+    min_value=0,
+    max_value=n_rows - 1,
+    step=1,
+    help="Any row of the evaluation data, by its index.",
+    **state.bind("inspect.sample"),
+)
 s2.button("Previous", on_click=_step, args=(-1, matching), icon=":material/chevron_left:", width="stretch", disabled=not len(matching))
 s3.button("Next", on_click=_step, args=(1, matching), icon=":material/chevron_right:", width="stretch", disabled=not len(matching))
 sample = int(state.get("inspect.sample"))
 inside = bool(len(matching)) and bool(matching[min(np.searchsorted(matching, sample), len(matching) - 1)] == sample)
-s4.caption(f"{len(matching):,} of {n_rows:,} rows match the filters; row {sample:,} " + ("matches." if inside else "does not (Previous/Next step through the matching rows)."))
+s4.caption(
+    f"{len(matching):,} of {n_rows:,} rows match the filters; row {sample:,} "
+    + ("matches." if inside else "does not (Previous/Next step through the matching rows).")
+)
 if not len(matching):
-    st.warning("No row matches these filters. Widen the confidence range or clear a filter; any row can still be opened by its index.", icon=":material/filter_alt_off:")
+    st.warning(
+        "No row matches these filters. Widen the confidence range or clear a filter; any row can still be opened by its index.",
+        icon=":material/filter_alt_off:",
+    )
 
 BROWSE = 24
 if len(matching) and st.toggle(
@@ -228,12 +241,19 @@ if st.toggle("Trust badges (faithfulness, weight sensitivity, stability; re-runs
     maps = tuple(r for r in results.values() if not isinstance(r, Exception))
     try:
         trust = cache.trust(
-            ws.model_hash, ws.data_hash, cache.params_json({m: _params(m) for m in methods}), sample, int(state.get("inspect.seed")), ws.loaded, data, ws.context, maps
+            ws.model_hash,
+            ws.data_hash,
+            cache.params_json({m: _params(m) for m in methods}),
+            sample,
+            int(state.get("inspect.seed")),
+            ws.loaded,
+            data,
+            ws.context,
+            maps,
         )
     except Exception as exc:  # the maps still show without their badges
         show_error(exc, "Trust badges")
 _BADGE = {"pass": "✅", "warn": "⚠️", "fail": "❌", "not_evaluated": "–"}
-
 
 
 def salience_markup(result, row: int) -> str:
@@ -283,13 +303,17 @@ for start in range(0, len(methods), per_row):
             st.caption(f"{explains} Cost: {tables.cost_line(result.cost)}")
             if trust is not None and method in trust.methods:
                 v = trust.verdict(method)
-                st.caption(f"Trust: faithful {_BADGE[v['faithfulness']]} · weight-sensitive {_BADGE[v['randomization']]} · stable {_BADGE[v['stability']]} — {trust.reason(method)}")
+                st.caption(
+                    f"Trust: faithful {_BADGE[v['faithfulness']]} · weight-sensitive {_BADGE[v['randomization']]} · stable {_BADGE[v['stability']]} — {trust.reason(method)}"
+                )
             quality = tables.quality_table(result, 0)
             if len(quality):
                 st.caption(" · ".join(f"{r.measure}: {r.value:.3g}" for r in quality.itertuples()))
 st.caption(f"Attributions ready in {elapsed:.2f} s (results are cached per model, data, method, budget and sample).")
 if modality == "text":
-    st.caption("Each word's colour is its attribution summed over its word pieces, scaled by the method's largest |value|: red raises the explained class, blue lowers it. Hover a word for its value.")
+    st.caption(
+        "Each word's colour is its attribution summed over its word pieces, scaled by the method's largest |value|: red raises the explained class, blue lowers it. Hover a word for its value."
+    )
 if modality == "image":
     st.caption(
         "Each map is scaled by its own largest |value|, so methods compare in shape, not in units."
@@ -332,7 +356,14 @@ if modality in ("tabular", "text"):
         try:
             with st.spinner("Running the edited sample…"):
                 proba, edited = cache.what_if(
-                    ws.model_hash, ws.data_hash, edit_json, sample, cache.params_json({m: _params(m) for m in methods}), int(state.get("inspect.seed")), ws.loaded, data
+                    ws.model_hash,
+                    ws.data_hash,
+                    edit_json,
+                    sample,
+                    cache.params_json({m: _params(m) for m in methods}),
+                    int(state.get("inspect.seed")),
+                    ws.loaded,
+                    data,
                 )
         except Exception as exc:  # an edit the card refuses (an unknown category, say): the problem and the fix
             show_error(exc, "The what-if")

@@ -102,7 +102,9 @@ def _threshold_series(curves, threshold: float, x_of, y_of, *, start_at_zero: bo
     for c in curves:
         at = c.at(threshold)
         x, y = x_of(at), y_of(at)
-        out.append(Series(f"{c.group} at {threshold:.2f}", [float(x)], [float(np.nan_to_num(y))], mode="markers", text=[f"{c.group}: threshold {threshold:.2f}"]))
+        out.append(
+            Series(f"{c.group} at {threshold:.2f}", [float(x)], [float(np.nan_to_num(y))], mode="markers", text=[f"{c.group}: threshold {threshold:.2f}"])
+        )
     return out
 
 
@@ -113,7 +115,9 @@ def roc_chart(curves, threshold: float, positive: str) -> LineChart:
         x_label="false positive rate",
         y_label="true positive rate",
         series=[Series(REFERENCE, [0.0, 1.0], [0.0, 1.0], mode="lines", dash=True)]
-        + _threshold_series(curves, threshold, lambda c: c["fpr"] if isinstance(c, dict) else c.fpr, lambda c: c["tpr"] if isinstance(c, dict) else c.tpr, start_at_zero=True),
+        + _threshold_series(
+            curves, threshold, lambda c: c["fpr"] if isinstance(c, dict) else c.fpr, lambda c: c["tpr"] if isinstance(c, dict) else c.tpr, start_at_zero=True
+        ),
         x_range=(0.0, 1.0),
         y_range=(0.0, 1.02),
     )
@@ -126,7 +130,11 @@ def precision_recall_chart(curves, threshold: float, positive: str) -> LineChart
         x_label="recall (true positive rate)",
         y_label="precision",
         series=_threshold_series(
-            curves, threshold, lambda c: c["tpr"] if isinstance(c, dict) else c.tpr, lambda c: c["precision"] if isinstance(c, dict) else c.precision, start_at_zero=False
+            curves,
+            threshold,
+            lambda c: c["tpr"] if isinstance(c, dict) else c.tpr,
+            lambda c: c["precision"] if isinstance(c, dict) else c.precision,
+            start_at_zero=False,
         ),
         x_range=(0.0, 1.0),
         y_range=(0.0, 1.02),
