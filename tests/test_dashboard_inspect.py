@@ -109,10 +109,12 @@ def test_any_row_by_index_and_by_filter(store):
     raw = data.raw
     want = np.flatnonzero((raw["age"].to_numpy() >= 60) & (raw["sex"].astype(str).to_numpy() == "Female") & (predicted != data.y))
     assert f"{len(want):,} of {len(data):,} rows match" in _captions(at)
-    next(b for b in at.button if b.label == "Next").click().run()  # from row 16,280 on: wraps to the first match
-    assert at.number_input(key="_w.inspect.sample").value == int(want[0])
+    assert 16_280 not in want and at.number_input(key="_w.inspect.sample").value == int(want[0])  # the row gives way to the first match
     next(b for b in at.button if b.label == "Next").click().run()
     assert at.number_input(key="_w.inspect.sample").value == int(want[1])
+    next(b for b in at.button if b.label == "Previous").click().run()
+    next(b for b in at.button if b.label == "Previous").click().run()  # wraps around to the last match
+    assert at.number_input(key="_w.inspect.sample").value == int(want[-1])
     at.text_input(key="_w.inspect.query").set_value("agee > 3").run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "agee" in errors[0] and "Fix" in errors[0], errors
@@ -239,3 +241,25 @@ def test_no_audit_notice_goes_once_one_is_stored(store, tmp_path, monkeypatch):
     assert not any("No stored audit" in i.value for i in at.info)
     captions = _captions(at)
     assert "Skipped attention_maps" not in captions and not re.search(r"Skipped \w+: \w+ applies to", captions)
+
+
+@pytest.mark.skipif("toxicity-minilm" not in zoo_names(), reason="the text model is not in the zoo")
+def test_text_inline_salience_and_what_if(store):
+    """Token salience inline in the sentence, one column per method; editing the text re-runs both."""
+    from audits.what_if import edited_text, predict_one
+
+    card, model, data = _zoo("toxicity-minilm")
+    at = _open(model="toxicity-minilm", sample=1, method="layer_integrated_gradients,kernel_shap_text")
+    assert not _problems(at), _problems(at)
+    inline = [m.value for m in at.markdown if 'class="salience"' in m.value]
+    assert len(inline) == 2  # one sentence per method, side by side
+    words = re.findall(r">([^<]*)</span>", inline[0])
+    assert " ".join(words).lower().replace(" ", "") == data.texts[1].lower().replace(" ", "")[: len("".join(words))]
+    text = "You are a wonderful person and a good friend"
+    at.text_area(key="inspect.whatif.1.text").set_value(text).run()
+    assert not _problems(at), _problems(at)
+    edited, index = edited_text(data, card, text, like=1)
+    proba = predict_one(model, edited, index)
+    assert _metrics(at)["Predicted (edited)"] == data.class_names[int(proba.argmax())]
+    inline = [m.value for m in at.markdown if 'class="salience"' in m.value]
+    assert len(inline) == 4 and [w.lower() for w in re.findall(r">([^<]*)</span>", inline[-1])] == text.lower().split()

@@ -53,21 +53,28 @@ def _picked_from_table(key: str, rows: list[int]) -> None:
         state.put("inspect.sample", int(rows[selection[0]]))
 
 
+def _refiltered() -> None:
+    st.session_state["_inspect.refiltered"] = True  # after new filters, a row that no longer matches gives way to the first match
+
+
 n_rows = len(data)
 st.subheader("1. Choose a sample")
 f1, f2, f3, f4 = st.columns([1.2, 1.1, 1.4, 1.3])
-f1.multiselect("True class", names, placeholder="any class", **state.bind("inspect.classes", options=names, multi=True))
+f1.multiselect("True class", names, placeholder="any class", **state.bind("inspect.classes", options=names, multi=True, after=_refiltered))
 f2.selectbox(
-    "Group", samples.group_options(ws), help="Sensitive attribute value of the sample.", **state.bind("inspect.group", options=samples.group_options(ws))
+    "Group",
+    samples.group_options(ws),
+    help="Sensitive attribute value of the sample.",
+    **state.bind("inspect.group", options=samples.group_options(ws), after=_refiltered),
 )
-f3.radio("Prediction", ["all", "correct", "wrong"], horizontal=True, **state.bind("inspect.correct", options=["all", "correct", "wrong"]))
-f4.slider("Confidence (probability of the predicted class)", 0.0, 1.0, step=0.01, **state.bind("inspect.confidence"))
+f3.radio("Prediction", ["all", "correct", "wrong"], horizontal=True, **state.bind("inspect.correct", options=["all", "correct", "wrong"], after=_refiltered))
+f4.slider("Confidence (probability of the predicted class)", 0.0, 1.0, step=0.01, **state.bind("inspect.confidence", after=_refiltered))
 table = cache.row_table(ws.model_hash, ws.data_hash, data, ws.proba)
 st.text_input(
     "Filter over columns",
     placeholder="e.g. age >= 60 and sex = Female and predicted != true" if modality == "tabular" else "e.g. text contains friend and predicted != true",
     help="Clauses joined by 'and': column = != > >= < <= value, or column contains word. Columns: " + ", ".join(map(str, table.columns)) + ".",
-    **state.bind("inspect.query"),
+    **state.bind("inspect.query", after=_refiltered),
 )
 matching = samples.matching_samples(
     ws, state.get("inspect.classes"), state.get("inspect.group"), state.get("inspect.correct"), tuple(state.get("inspect.confidence"))
@@ -79,6 +86,12 @@ except AuditError as exc:  # a filter that cannot be read: say which clause and 
 current = state.get("inspect.sample")
 if not isinstance(current, int) or not 0 <= current < n_rows:
     state.put("inspect.sample", int(matching[0]) if len(matching) else 0)
+elif (
+    st.session_state.pop("_inspect.refiltered", False)
+    and len(matching)
+    and current not in set(matching[np.searchsorted(matching, current) : np.searchsorted(matching, current) + 1].tolist())
+):
+    state.put("inspect.sample", int(matching[0]))
 s1, s2, s3, s4 = st.columns([2, 1, 1, 3], vertical_alignment="bottom")
 s1.number_input(
     f"Row (0 to {n_rows - 1:,})",
