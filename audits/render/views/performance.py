@@ -114,7 +114,7 @@ def roc_chart(curves, threshold: float, positive: str) -> LineChart:
         title=f"ROC for '{positive}' (AUC overall {curves[0].auc:.3f})",
         x_label="false positive rate",
         y_label="true positive rate",
-        series=[Series(REFERENCE, [0.0, 1.0], [0.0, 1.0], mode="lines", dash=True)]
+        series=[Series("chance (random scores)", [0.0, 1.0], [0.0, 1.0], mode="lines", dash=True)]
         + _threshold_series(
             curves, threshold, lambda c: c["fpr"] if isinstance(c, dict) else c.fpr, lambda c: c["tpr"] if isinstance(c, dict) else c.tpr, start_at_zero=True
         ),
