@@ -23,6 +23,7 @@ CASES = {
     "B7": "bench.b7_store",
     "B8": "bench.b8_scan_overhead",
     "B9": "bench.b9_trust",
+    "B10": "bench.b10_dashboard",
 }
 
 

@@ -343,6 +343,14 @@ def _feature_widget(col, feature, value, key: str):
     return col.number_input(feature.name, value=float(value), key=key, format="%.4g")
 
 
+def _what_if_params(method: str) -> dict:
+    """The method's parameters, explaining the same class as above (the original row's), so the two read side by side."""
+    params = _params(method)
+    if "target" in params and params["target"] is None:
+        params["target"] = pred
+    return params
+
+
 if modality in ("tabular", "text"):
     st.subheader("4. What if?")
     if modality == "tabular":
@@ -373,7 +381,7 @@ if modality in ("tabular", "text"):
                     ws.data_hash,
                     edit_json,
                     sample,
-                    cache.params_json({m: _params(m) for m in methods}),
+                    cache.params_json({m: _what_if_params(m) for m in methods}),
                     int(state.get("inspect.seed")),
                     ws.loaded,
                     data,
