@@ -214,23 +214,22 @@ def row_table(model_hash: str, data_hash: str, _data: AuditData, _proba: np.ndar
     """The evaluation rows as one table to filter (shared, read-only): raw features or text,
     sensitive attributes, ``true``, ``predicted``, ``confidence``, ``correct``; text columns as categories."""
     COMPUTED["row_table"] += 1
-    columns: dict[str, object] = {}
-    if _data.raw is not None:
-        for name in _data.raw.columns:
-            columns[str(name)] = _data.raw[name].to_numpy()
-    for name in _data.attributes.columns:
-        columns.setdefault(str(name), _data.attributes[name].to_numpy())
-    names = np.asarray([str(c) for c in _data.class_names], dtype=object)
-    predicted = _proba.argmax(axis=1)
-    columns["true"] = pd.Categorical.from_codes(_data.y, categories=list(names))
-    columns["predicted"] = pd.Categorical.from_codes(predicted, categories=list(names))
-    columns["confidence"] = _proba.max(axis=1)
-    columns["correct"] = predicted == _data.y
-    table = pd.DataFrame(columns)
     text = _data.raw.columns[0] if _data.modality == "text" and _data.raw is not None else None
-    for name in table.columns:
-        if name != text and (table[name].dtype == object or pd.api.types.is_string_dtype(table[name])):
-            table[name] = table[name].astype("category")
+    columns: dict[str, pd.Series] = {}
+    for frame in (_data.raw, _data.attributes):
+        for name in [] if frame is None else frame.columns:
+            if str(name) in columns:
+                continue
+            col = frame[name].reset_index(drop=True)
+            is_text = not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+            columns[str(name)] = col.astype("category") if is_text and name != text else col
+    names = [str(c) for c in _data.class_names]
+    predicted = _proba.argmax(axis=1)
+    columns["true"] = pd.Series(pd.Categorical.from_codes(_data.y, categories=names))
+    columns["predicted"] = pd.Series(pd.Categorical.from_codes(predicted, categories=names))
+    columns["confidence"] = pd.Series(_proba.max(axis=1))
+    columns["correct"] = pd.Series(predicted == _data.y)
+    table = pd.concat(columns, axis=1, copy=False)
     return table
 
 
