@@ -229,7 +229,7 @@ def row_table(model_hash: str, data_hash: str, _data: AuditData, _proba: np.ndar
     columns["predicted"] = pd.Series(pd.Categorical.from_codes(predicted, categories=names))
     columns["confidence"] = pd.Series(_proba.max(axis=1))
     columns["correct"] = pd.Series(predicted == _data.y)
-    table = pd.concat(columns, axis=1, copy=False)
+    table = pd.concat(columns, axis=1)
     return table
 
 
