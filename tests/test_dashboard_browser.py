@@ -14,6 +14,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -116,11 +117,12 @@ def test_every_page_opens_from_its_own_url(server):
                 page.goto(f"{server['url'].rstrip('/')}/{entry.url_path}")
                 wait_idle(page)
                 assert page.get_by_text("Page not found").count() == 0, entry.url_path
-                assert page.url.rstrip("/").endswith(f"/{entry.url_path}"), (entry.url_path, page.url)
+                assert urlparse(page.url).path.rstrip("/").endswith(f"/{entry.url_path}"), (entry.url_path, page.url)
+                assert parse_qs(urlparse(page.url).query).get("model"), page.url  # every page's URL names the model (deep links)
             page.goto(server["url"])  # the bare address forwards to the default page
             wait_idle(page)
             default = next(e for e in navigation.pages() if e.default)
-            assert page.url.rstrip("/").endswith(f"/{default.url_path}") and page.get_by_text("Page not found").count() == 0
+            assert urlparse(page.url).path.rstrip("/").endswith(f"/{default.url_path}") and page.get_by_text("Page not found").count() == 0
         finally:
             browser.close()
 
