@@ -94,6 +94,13 @@ def test_every_page_in_a_real_browser(server, tmp_path):
                     assert page.locator("h1").first.is_visible(), (model, label)
                     errors = [e.inner_text()[:300] for e in page.locator(ERRORS).all()]
                     assert not errors, (model, label, errors)
+                    if label.startswith("Audit"):  # the findings table shows each detail whole (it was cut off)
+                        page.locator('[data-testid="stTable"] td').first.wait_for(timeout=60_000)
+                        page.wait_for_timeout(1500)
+                        clipped = page.evaluate(
+                            "() => [...document.querySelectorAll('[data-testid=\"stTable\"] td')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"
+                        )
+                        assert not clipped, clipped
                     shots.append(_shoot(page, tmp_path, f"{model}-{label.split()[0].lower()}"))
         finally:
             browser.close()
@@ -130,7 +137,7 @@ def test_every_page_opens_from_its_own_url(server):
 def _unclipped_metrics(page) -> list[str]:
     """Metric values whose text is cut (an ellipsis: the element's content is wider than its box)."""
     return page.evaluate(
-        "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"] div, [data-testid=\"stMetricValue\"]')]"
+        '() => [...document.querySelectorAll(\'[data-testid="stMetricValue"] div, [data-testid="stMetricValue"]\')]'
         ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"
     )
 

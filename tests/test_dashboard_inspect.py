@@ -23,7 +23,9 @@ from tests.dashboard_support import DIGITS_SPEC, store_audit  # noqa: E402
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
 TIMEOUT = 240
 
-pytestmark = pytest.mark.skipif(not {"digits-cnn", "digits-vit", "adult-mlp"} <= set(zoo_names()), reason="the demo zoo is not built (python -m models.build_zoo)")
+pytestmark = pytest.mark.skipif(
+    not {"digits-cnn", "digits-vit", "adult-mlp"} <= set(zoo_names()), reason="the demo zoo is not built (python -m models.build_zoo)"
+)
 
 
 @pytest.fixture(scope="module")
