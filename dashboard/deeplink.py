@@ -1,7 +1,7 @@
 """Deep links: the selected model, sample and methods live in the URL's query parameters.
 
 ``/inspect?model=digits-cnn&sample=212&method=grad_cam`` opens exactly that (the page is the URL
-path). ``apply`` reads the parameters into the session's settings when the URL carries values
+path; ``/robustness?model=digits-cnn&sample=212`` opens that image's corruption gallery). ``apply`` reads the parameters into the session's settings when the URL carries values
 the session has not applied yet (a pasted link, the browser's back button); the pages then
 ``publish`` what is shown, so the address bar always holds a link to the current view.
 """
@@ -30,8 +30,9 @@ def apply(model_names: list[str]) -> None:
         state.put("model", model)
         state.reset_model_settings()
     sample = params.get("sample", "")
-    if sample.isdigit():
+    if sample.isdigit():  # the row shown on Inspect and in the Robustness page's corruption gallery
         state.put("inspect.sample", int(sample))
+        state.put("robustness.sample", int(sample))
     methods = [m for m in params.get("method", "").split(",") if m]
     if methods:
         state.put("inspect.methods", methods)

@@ -265,3 +265,16 @@ def test_text_inline_salience_and_what_if(store):
     assert _metrics(at)["Predicted (edited)"] == data.class_names[int(proba.argmax())]
     inline = [m.value for m in at.markdown if 'class="salience"' in m.value]
     assert len(inline) == 4 and [w.lower() for w in re.findall(r">([^<]*)</span>", inline[-1])] == text.lower().split()
+
+
+def test_robustness_gallery_opens_any_row_from_a_link(store):
+    """The corruption gallery listed only the first 2,000 rows; now any row, also by link."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["model"] = "digits-cnn"
+    at.query_params["sample"] = "700"
+    at.run()
+    at.switch_page("app_pages/robustness_page.py").run()
+    assert not _problems(at), _problems(at)
+    assert at.number_input(key="_w.robustness.sample").value == 700
+    assert any(c.value.startswith("#700 ·") for c in at.caption)
+    assert dict(at.query_params).get("sample") == "700"
