@@ -40,10 +40,9 @@ def _audit_one(
     from audits.policy import apply_policy, load_policy
     from audits.render.export import write_figures, write_outputs
     from audits.spec import AuditSpec, load_spec, parse_spec
+    from models.device import set_cpu_threads
     from models.loader import load_model
     from models.registry import resolve_card
-
-    from models.device import set_cpu_threads
 
     started = time.perf_counter()
     check_torch_version()  # before any model file is opened

@@ -127,6 +127,19 @@ class ReportDiff:
     metrics: list[MetricChange] = field(default_factory=list)
     probes_added: list[str] = field(default_factory=list)
     probes_removed: list[str] = field(default_factory=list)
+    old_model_name: str = ""  # empty: the same as ``model_name``
+    old_seed: int | None = None
+    new_seed: int | None = None
+
+    @property
+    def same_model(self) -> bool:
+        """Both reports audit a model of the same name (the weights may still differ)."""
+        return not self.old_model_name or self.old_model_name == self.model_name
+
+    @property
+    def seed_only(self) -> bool:
+        """Same model, weights and data; only the seed differs (changes are run-to-run noise)."""
+        return self.same_model and not self.model_changed and not self.data_changed and self.old_seed != self.new_seed
 
     @property
     def model_changed(self) -> bool:
@@ -273,6 +286,9 @@ def diff_reports(old: AuditReport, new: AuditReport) -> ReportDiff:
         metrics=metrics,
         probes_added=[m for m in dict.fromkeys(new_r) if m not in old_r],
         probes_removed=[m for m in dict.fromkeys(old_r) if m not in new_r],
+        old_model_name=old.provenance.model_name,
+        old_seed=old.provenance.seed,
+        new_seed=new.provenance.seed,
     )
 
 

@@ -188,7 +188,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     )
     sample_idx = select_samples(data.y, spec.n_samples(data.modality), spec.sample_selection, rng, proba)
 
-    probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality)]
+    probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality, model, data)]
     probes.sort(key=lambda item: CATEGORY_ORDER.index(item[1].category))  # stable: spec order within a category
     results: dict[str, list] = {c: [] for c in CATEGORY_ORDER}
     skipped: list[SkippedProbe] = []

@@ -149,8 +149,16 @@ def registered_probes() -> dict[str, type[Probe]]:
     return dict(PROBES)
 
 
-def default_probe_names(modality: str) -> list[str]:
-    return [n for n, cls in registered_probes().items() if modality in cls.default_for]
+def default_probe_names(modality: str, model: ModelHandle | None = None, data: AuditData | None = None) -> list[str]:
+    """The probes a default audit of ``modality`` runs.
+
+    With ``model`` and ``data``, only those that can run on them (``Probe.check`` is None): a
+    default never names a probe that could not apply (attention maps on a CNN, say).
+    """
+    names = [n for n, cls in registered_probes().items() if modality in cls.default_for]
+    if model is None or data is None:
+        return names
+    return [n for n in names if make_probe(n).check(model, data) is None]
 
 
 def make_probe(name: str, params: dict | None = None) -> Probe:

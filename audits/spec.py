@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audits.config_files import format_validation_errors, load_yaml_file
 from audits.errors import SpecError
 from audits.probes import default_probe_names, make_probe, registered_probes
+
+if TYPE_CHECKING:
+    from audits.data import AuditData
+    from models.loader import ModelHandle
 
 
 class ProbeSpec(BaseModel):
@@ -39,8 +43,9 @@ class AuditSpec(BaseModel):
     def n_samples(self, modality: str) -> int:
         return self.samples or {"image": 32, "tabular": 32}.get(modality, 8)
 
-    def probe_specs(self, modality: str) -> list[ProbeSpec]:
-        specs = self.probes if self.probes is not None else [ProbeSpec(name=n) for n in default_probe_names(modality)]
+    def probe_specs(self, modality: str, model: ModelHandle | None = None, data: AuditData | None = None) -> list[ProbeSpec]:
+        """The probes to run: the spec's list, or the defaults for ``modality`` that ``model`` and ``data`` support."""
+        specs = self.probes if self.probes is not None else [ProbeSpec(name=n) for n in default_probe_names(modality, model, data)]
         return [p for p in specs if p.name not in self.exclude]
 
     def validate_probes(self) -> None:

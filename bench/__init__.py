@@ -26,6 +26,7 @@ CASES = {
     "B10": "bench.b10_autoattack",
     "B11": "bench.b11_default_autoattack",
     "B12": "bench.b12_beyond_accuracy",
+    "B13": "bench.b13_dashboard",
 }
 
 

@@ -13,7 +13,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import auth, navigation, sidebar, state  # noqa: E402
+from dashboard import auth, deeplink, navigation, sidebar, state, workspace  # noqa: E402
 from dashboard.auth_config import SignInConfigError  # noqa: E402
 
 st.set_page_config(page_title="Model audits", page_icon=":material/fact_check:", layout="wide", initial_sidebar_state="expanded")
@@ -27,6 +27,8 @@ if access == "signed_out":
     auth.show_sign_in()
 
 state.init()
+deeplink.apply(list(workspace.catalog()))  # ?model=...&sample=...&method=... (a shared link)
 pages = navigation.build()
 st.session_state["_workspace"] = sidebar.render()
+deeplink.publish(model=state.get("model"))  # every page's URL names the model; Inspect adds sample and methods
 pages.run()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from audits.data import AuditData, load_data
@@ -131,7 +132,9 @@ def attribution(
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def trust(model_hash: str, data_hash: str, key: str, sample: int, seed: int, _model: LoadedModel, _data: AuditData, _context: RunContext, _maps: tuple) -> TrustResult:
+def trust(
+    model_hash: str, data_hash: str, key: str, sample: int, seed: int, _model: LoadedModel, _data: AuditData, _context: RunContext, _maps: tuple
+) -> TrustResult:
     """Trust badges of the Inspect page's maps of one sample (``key`` names the methods and their budgets; cached)."""
     COMPUTED["trust"] += 1
     instance = make_probe("explanation_trust", {"n_samples": 1, "faithfulness_samples": 1, "cascade_stages": 1, "noise_draws": 2})
@@ -204,3 +207,70 @@ def clear() -> None:
     st.cache_data.clear()
     st.cache_resource.clear()
     COMPUTED.clear()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def row_table(model_hash: str, data_hash: str, _data: AuditData, _proba: np.ndarray) -> pd.DataFrame:
+    """The evaluation rows as one table to filter (shared, read-only): raw features or text,
+    sensitive attributes, ``true``, ``predicted``, ``confidence``, ``correct``; text columns as categories."""
+    COMPUTED["row_table"] += 1
+    text = _data.raw.columns[0] if _data.modality == "text" and _data.raw is not None else None
+    columns: dict[str, pd.Series] = {}
+    for frame in (_data.raw, _data.attributes):
+        for name in [] if frame is None else frame.columns:
+            if str(name) in columns:
+                continue
+            col = frame[name].reset_index(drop=True)
+            is_text = not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+            columns[str(name)] = col.astype("category") if is_text and name != text else col
+    names = [str(c) for c in _data.class_names]
+    predicted = _proba.argmax(axis=1)
+    columns["true"] = pd.Series(pd.Categorical.from_codes(_data.y, categories=names))
+    columns["predicted"] = pd.Series(pd.Categorical.from_codes(predicted, categories=names))
+    columns["confidence"] = pd.Series(_proba.max(axis=1))
+    columns["correct"] = pd.Series(predicted == _data.y)
+    table = pd.concat(columns, axis=1)
+    return table
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def filtered_rows(model_hash: str, data_hash: str, expression: str, _table: pd.DataFrame) -> np.ndarray:
+    """Positions of the rows matching a filter expression (``audits.row_filter``; cached per expression)."""
+    from audits.row_filter import filter_rows
+
+    COMPUTED["filtered_rows"] += 1
+    return filter_rows(_table, expression)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def what_if(
+    model_hash: str, data_hash: str, edit_json: str, row: int, methods_json: str, seed: int, _model: LoadedModel, _data: AuditData
+) -> tuple[np.ndarray, dict]:
+    """An edited row or text (``audits.what_if``): its class probabilities and each method's attribution (or the error)."""
+    from audits import what_if
+
+    COMPUTED["what_if"] += 1
+    edit = json.loads(edit_json)
+    if _data.modality == "text":
+        data, index = what_if.edited_text(_data, _model.card, edit["text"], like=row, seed=seed)
+    else:
+        data, index = what_if.edited_row(_data, _model.card, edit, like=row, seed=seed)
+    out: dict = {}
+    with _model.lock:
+        context = build_context(_model.handle, data, seed=seed, sample_indices=np.array([index], dtype=np.int64))
+        for method, params in json.loads(methods_json).items():
+            try:
+                out[method] = make_probe(method, params).run(_model.handle, data, context)
+            except Exception as exc:  # one failed method is shown; the others still draw
+                out[method] = exc
+    return context.proba[index], out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def threshold_curves(model_hash: str, data_hash: str, positive: int, group_by: str, _data: AuditData, _proba: np.ndarray) -> list:
+    """ROC and precision-recall curves of class ``positive``, overall and per value of ``group_by`` (``audits.thresholds``)."""
+    from audits.thresholds import curves_by_group
+
+    COMPUTED["threshold_curves"] += 1
+    groups = _data.attributes[group_by].to_numpy() if group_by in _data.attributes.columns else None
+    return curves_by_group(_proba[:, positive], _data.y == positive, groups, min_group_size=20)

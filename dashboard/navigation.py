@@ -62,7 +62,7 @@ def build():
             landing = page
 
     def forward() -> None:
-        st.switch_page(landing)
+        st.switch_page(landing, query_params=st.query_params.to_dict())  # a deep link keeps its parameters
 
     first = next(iter(sections))
     sections[first].insert(0, st.Page(forward, title="Start", url_path="start", default=True, visibility="hidden"))

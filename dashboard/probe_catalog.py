@@ -21,3 +21,8 @@ def budget_params(probe_cls: type[Probe]) -> dict[str, int | float | bool]:
         if isinstance(p.default, bool | int | float):
             out[name] = p.default
     return out
+
+
+def takes_target(probe_cls: type[Probe]) -> bool:
+    """Whether the probe explains a chosen class (has a ``target`` parameter)."""
+    return "target" in inspect.signature(probe_cls.__init__).parameters

@@ -1,6 +1,8 @@
-"""How each result class is drawn on a page (``DRAWERS``, keyed by class): charts from
-``audits.render.views`` (drawn by ``audits.render.plotly_backend``), tables from the result's own
-fields (``audits.render.tables``).
+"""Result classes whose page drawing needs more than their registry view (``DRAWERS``, keyed by
+class): a grouping or attribute to pick, side-by-side curves with table expanders. Every other
+result is drawn through its view in ``audits.render.registry`` (``result_view.draw_registered_view``).
+Charts come from ``audits.render.views`` (drawn by ``audits.render.plotly_backend``), tables from
+the result's own fields (``audits.render.tables``).
 
 ``result_view.draw_result`` picks the drawer by the result's class hierarchy.
 """
@@ -22,9 +24,9 @@ from audits.render.views import privacy as privacy_view
 from audits.render.views import robustness as robustness_view
 from audits.render.views import uncertainty as uncertainty_view
 from audits.results.concepts import FeatureVisualizationResult, TCAVResult
-from audits.results.fairness import AttributionDisparityResult, CounterfactualFlipResult, GroupMetricsResult, MitigationPreviewResult, ProxyFeaturesResult
+from audits.results.fairness import GroupMetricsResult, MitigationPreviewResult
 from audits.results.privacy import MembershipInferenceResult
-from audits.results.robustness import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
+from audits.results.robustness import AttackResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
 from audits.results.uncertainty import OODDetectionResult, UncertaintyResult
 from dashboard.display import plot, show_table, table_height
 from dashboard.feedback import guarded
@@ -68,16 +70,6 @@ def _corruption(r, ws, key):
         _plot(lambda: robustness_view.corruption_group_chart(r), f"{key}.groups", "the per-group corruption curve")
     with st.expander("Accuracy per corruption and severity (table)"):
         show_table(r.table, key=f"{key}.table")
-
-
-def _calibration(r, ws, key):
-    c1, c2 = st.columns(2)
-    with c1:
-        _plot(lambda: robustness_view.calibration_reliability_chart(r), f"{key}.reliability", "the reliability curves")
-    with c2:
-        _plot(lambda: robustness_view.calibration_shift_chart(r), f"{key}.shift", "the calibration under shift")
-    with st.expander("Calibration per condition (table)"):
-        show_table(r.conditions, key=f"{key}.table")
 
 
 def _tabular_perturbation(r, ws, key):
@@ -132,34 +124,12 @@ def _group_metrics(r, ws, key):
         st.caption(escape(str(note)))
 
 
-def _counterfactual(r, ws, key):
-    _plot(lambda: fairness_view.counterfactual_chart(r), f"{key}.figure", "the counterfactual flip rates")
-    show_table(r.summary, key=f"{key}.summary")
-    for note in r.notes:
-        st.caption(escape(str(note)))
-
-
-def _proxies(r, ws, key):
-    _plot(lambda: fairness_view.proxy_chart(r), f"{key}.figure", "the proxy features")
-    with st.expander("Probe models predicting each attribute from the other features (table)"):
-        show_table(r.probe_models, key=f"{key}.probes")
-
-
 def _mitigation(r, ws, key):
     st.warning(r.label, icon=":material/visibility:")
     attribute = st.selectbox("Attribute", r.attributes, key=f"{key}.attribute")
     _plot(lambda: fairness_view.mitigation_chart(r, attribute), f"{key}.figure.{attribute}", "the mitigation trade-off")
     with st.expander("Trade-off points (table)"):
         show_table(r.curve[r.curve["attribute"] == attribute], key=f"{key}.table.{attribute}")
-
-
-def _attribution_disparity(r, ws, key):
-    if len(r.summary) and (r.summary["status"] == "ok").any():
-        _plot(lambda: fairness_view.attribution_disparity_chart(r), f"{key}.figure", "the attribution disparity")
-    with st.expander("Divergence per method and group (table)"):
-        show_table(r.summary, key=f"{key}.summary")
-    for note in r.notes:
-        st.caption(escape(str(note)))
 
 
 # --- uncertainty and privacy --------------------------------------------------------------
@@ -199,6 +169,8 @@ def _membership(r, ws, key):
         with st.expander("Per group (table)"):
             show_table(r.by_group, key=f"{key}.groups", height=table_height(len(r.by_group)))
     _notes(r)
+
+
 # --- concepts --------------------------------------------------------------------------
 
 
@@ -237,14 +209,10 @@ DRAWERS: dict[type, Drawer] = {
     FeatureVisualizationResult: _feature_visualization,
     AttackResult: _attack,
     CorruptionResult: _corruption,
-    CalibrationResult: _calibration,
     TabularPerturbationResult: _tabular_perturbation,
     TabularAdversarialResult: _tabular_adversarial,
     GroupMetricsResult: _group_metrics,
-    CounterfactualFlipResult: _counterfactual,
-    ProxyFeaturesResult: _proxies,
     MitigationPreviewResult: _mitigation,
-    AttributionDisparityResult: _attribution_disparity,
     UncertaintyResult: _uncertainty,
     OODDetectionResult: _ood,
     MembershipInferenceResult: _membership,

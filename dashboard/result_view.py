@@ -12,7 +12,7 @@ import streamlit as st
 
 from audits.probes import registered_probes
 from audits.render import tables
-from dashboard.display import show_table, table_height
+from dashboard.display import plot, show_table, table_height
 from dashboard.feedback import guarded
 from dashboard.markup import escape
 from dashboard.result_drawers import DRAWERS, Drawer
@@ -42,15 +42,42 @@ def draw_generic(result, ws: Workspace | None, key: str) -> None:
         st.caption(escape(str(note)))
 
 
-def drawer_for(result) -> Drawer:
-    """The drawer registered for the most specific class of ``result`` (the generic one if none)."""
+def draw_registered_view(result, report, key: str) -> None:
+    """The charts of the result's view in the render registry (``charts_for``: the figures the
+    HTML and PDF show), two per row, then its tables in an expander and its notes."""
+    from audits.render.blocks import RenderContext
+    from audits.render.plotly_backend import to_plotly
+    from audits.render.registry import charts_for
+
+    charts = charts_for(result, RenderContext.of(report))
+    for start in range(0, len(charts), 2):
+        cols = st.columns(2)
+        for k, (col, chart) in enumerate(zip(cols, charts[start : start + 2], strict=False)):
+            with col, guarded(f"Drawing {chart.title or 'a chart'}"):
+                plot(to_plotly(chart), key=f"{key}.chart.{start + k}")
+    frames = {k: v for k, v in frames_of(result).items() if len(v)}
+    if frames:
+        with st.expander("Tables"):
+            tabs = st.tabs([k.replace("_", " ") for k in frames])
+            for tab, (name, frame) in zip(tabs, frames.items(), strict=True):
+                with tab:
+                    show_table(frame, key=f"{key}.{name}", height=table_height(len(frame)))
+    for note in getattr(result, "notes", None) or []:
+        st.caption(escape(str(note)))
+
+
+def drawer_for(result, report=None) -> Drawer:
+    """The page's own drawer for the most specific class of ``result`` (interactive ones: a grouping to pick, say);
+    else its view in the render registry when the report is known; else the generic one."""
     for cls in type(result).__mro__:
         if cls in DRAWERS:
             return DRAWERS[cls]
+    if report is not None:
+        return lambda r, ws, key: draw_registered_view(r, report, key)
     return draw_generic
 
 
-def draw_result(result, ws: Workspace | None, key: str) -> None:
+def draw_result(result, ws: Workspace | None, key: str, report=None) -> None:
     """Draw one probe result under its title; a drawing error is shown and the page goes on."""
     cls = registered_probes().get(getattr(result, "method", ""))
     title = getattr(cls, "title", "") or str(getattr(result, "method", "") or "result").replace("_", " ")
@@ -61,7 +88,7 @@ def draw_result(result, ws: Workspace | None, key: str) -> None:
     if headline:
         st.markdown(f"**{escape(headline)}**")
     with guarded(f"Drawing {title}"):
-        drawer_for(result)(result, ws, key)
+        drawer_for(result, report)(result, ws, key)
     cost = getattr(result, "cost", None)
     if cost is not None:
         st.caption(f"Cost: {tables.cost_line(cost)}")
@@ -95,5 +122,5 @@ def draw_category(ws: Workspace, category: str, *, empty: str) -> None:
         st.info(empty)
     for i, result in enumerate(results):
         with st.container(border=True):
-            draw_result(result, ws, f"{category}.{entry.report_id}.{i}")
+            draw_result(result, ws, f"{category}.{entry.report_id}.{i}", report)
     show_skips_and_failures(report, probe_catalog.probe_names(category))

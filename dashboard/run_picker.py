@@ -45,11 +45,13 @@ def pick_report(ws: Workspace, key: str) -> tuple[StoredRun, AuditReport] | None
     """
     entries = _audits_of(ws)
     if not entries:
-        st.info(f"No stored audit of {ws.name} (these weights and data) yet. Run one here or on the Audit & reports page.", icon=":material/info:")
+        notice = st.empty()  # replaced once an audit is stored, so "no audit yet" never stays above it
+        notice.info(f"No stored audit of {ws.name} (these weights and data) yet. Run one here or on the Audit & reports page.", icon=":material/info:")
         run_audit_here(ws, key)
         entries = _audits_of(ws)
         if not entries:
             return None
+        notice.empty()
     ids = [e.report_id for e in entries]
     by_id = {e.report_id: e for e in entries}
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")

@@ -58,3 +58,11 @@ def group_options(ws: Workspace) -> list[str]:
         values = sorted(ws.data.attributes[attribute].astype(str).unique())
         out += [f"{attribute} = {v}" for v in values[:50]]
     return out
+
+
+def thumbnail(ws: Workspace, i: int, size: int = 96) -> np.ndarray:
+    """Image ``i`` as an RGB thumbnail (``size`` pixels, nearest-neighbour, so small images stay sharp)."""
+    from audits.render.charts import ImageCell, cell_rgb
+    from audits.render.views.samples import _unit
+
+    return cell_rgb(ImageCell(_unit(ws.data.x[i], value_range(ws))), size)

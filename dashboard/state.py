@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "inspect.correct": "all",
     "inspect.confidence": (0.0, 1.0),
     "inspect.browse": False,
+    "inspect.query": "",  # filter over columns (audits.row_filter)
     "inspect.methods": None,  # None: the modality's defaults
     "inspect.opacity": 0.8,
     "inspect.mode": "signed",
@@ -50,6 +51,7 @@ PER_MODEL = (
     "inspect.group",
     "inspect.correct",
     "inspect.confidence",
+    "inspect.query",
     "inspect.methods",
     "inspect.target",
     "robustness.sample",

@@ -117,7 +117,7 @@ class TabularEncoder:
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode validated raw columns into an (N, width) float32 array."""
         out = np.zeros((len(frame), self.width), dtype=np.float32)
-        for f, cols in zip(self.spec.features, self.groups):
+        for f, cols in zip(self.spec.features, self.groups, strict=True):
             col = frame[f.name]
             if isinstance(f, NumericFeature):
                 v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)

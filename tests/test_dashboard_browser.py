@@ -10,9 +10,11 @@ client; skipped with the reason when either is missing. Deselect with ``-m "not 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -92,6 +94,13 @@ def test_every_page_in_a_real_browser(server, tmp_path):
                     assert page.locator("h1").first.is_visible(), (model, label)
                     errors = [e.inner_text()[:300] for e in page.locator(ERRORS).all()]
                     assert not errors, (model, label, errors)
+                    if label.startswith("Audit"):  # the findings table shows each detail whole (it was cut off)
+                        page.locator('[data-testid="stTable"] td').first.wait_for(timeout=60_000)
+                        page.wait_for_timeout(1500)
+                        clipped = page.evaluate(
+                            "() => [...document.querySelectorAll('[data-testid=\"stTable\"] td')].filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"
+                        )
+                        assert not clipped, clipped
                     shots.append(_shoot(page, tmp_path, f"{model}-{label.split()[0].lower()}"))
         finally:
             browser.close()
@@ -115,10 +124,88 @@ def test_every_page_opens_from_its_own_url(server):
                 page.goto(f"{server['url'].rstrip('/')}/{entry.url_path}")
                 wait_idle(page)
                 assert page.get_by_text("Page not found").count() == 0, entry.url_path
-                assert page.url.rstrip("/").endswith(f"/{entry.url_path}"), (entry.url_path, page.url)
+                assert urlparse(page.url).path.rstrip("/").endswith(f"/{entry.url_path}"), (entry.url_path, page.url)
+                assert parse_qs(urlparse(page.url).query).get("model"), page.url  # every page's URL names the model (deep links)
             page.goto(server["url"])  # the bare address forwards to the default page
             wait_idle(page)
             default = next(e for e in navigation.pages() if e.default)
-            assert page.url.rstrip("/").endswith(f"/{default.url_path}") and page.get_by_text("Page not found").count() == 0
+            assert urlparse(page.url).path.rstrip("/").endswith(f"/{default.url_path}") and page.get_by_text("Page not found").count() == 0
         finally:
             browser.close()
+
+
+def _unclipped_metrics(page) -> list[str]:
+    """Metric values whose text is cut (an ellipsis: the element's content is wider than its box)."""
+    return page.evaluate(
+        '() => [...document.querySelectorAll(\'[data-testid="stMetricValue"] div, [data-testid="stMetricValue"]\')]'
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"
+    )
+
+
+def _open_link(page, url: str, row: int, timeout_s: float = 120) -> None:
+    """Open a deep link and wait until its row is shown (right after a load the app is idle before its first run)."""
+    page.goto(url)
+    page.get_by_text(re.compile(rf"row {row:,} (matches|does not)")).first.wait_for(timeout=timeout_s * 1000)
+    page.wait_for_function(
+        f"() => {{ const e = document.querySelector('[data-testid=\"stNumberInputField\"]'); return e && e.value === '{row}'; }}", timeout=timeout_s * 1000
+    )
+    wait_idle(page, timeout_s)
+
+
+def test_daily_use_flows_in_a_real_browser(server, tmp_path):
+    """Deep links (model, sample, method), a clicked thumbnail, a tabular row by index with a what-if edit,
+    the text model's inline salience with uncut class names; screenshots of each."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright client is not installed (pip install playwright)")
+    shots: list[Path] = []
+    timings: list[str] = []
+    base = server["url"].rstrip("/")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            started = time.perf_counter()
+            _open_link(page, f"{base}/inspect?model=digits-cnn&sample=212&method=grad_cam", 212)
+            timings.append(f"deep link digits-cnn 212 Grad-CAM: {time.perf_counter() - started:.1f} s")
+            assert page.get_by_text("Page not found").count() == 0
+            assert page.locator('[data-testid="stNumberInputField"]').first.input_value() == "212"
+            assert page.get_by_text("Explains").count() >= 1 and not page.locator(ERRORS).count()
+            assert "sample=212" in page.url and "method=grad_cam" in page.url
+            shots.append(_shoot(page, tmp_path, "deeplink-digits-cnn-212-grad-cam"))
+            # Thumbnails: browse, click the third, its row opens and its Grad-CAM is drawn.
+            page.get_by_text("Browse the matching rows from this one").click()
+            wait_idle(page)
+            thumb = page.locator("button").filter(has_text=re.compile(r"^#\d+: ")).nth(2)
+            row = int(re.match(r"#(\d+)", thumb.inner_text()).group(1))
+            started = time.perf_counter()
+            thumb.click()
+            page.get_by_text(re.compile(rf"row {row:,} matches")).first.wait_for(timeout=120_000)
+            wait_idle(page)
+            timings.append(f"thumbnail click to Grad-CAM: {time.perf_counter() - started:.1f} s")
+            assert page.locator('[data-testid="stNumberInputField"]').first.input_value() == str(row)
+            assert f"sample={row}" in page.url and not page.locator(ERRORS).count()
+            shots.append(_shoot(page, tmp_path, "thumbnails-clicked"))
+            # A tabular row far past 500, by its link; a what-if edit.
+            _open_link(page, f"{base}/inspect?model=adult-mlp&sample=16000&method=integrated_gradients", 16000)
+            assert page.locator('[data-testid="stNumberInputField"]').first.input_value() == "16000"
+            hours = page.get_by_label("hours-per-week")
+            hours.fill("2")
+            hours.press("Enter")
+            page.get_by_text("Predicted (edited)").first.wait_for(timeout=120_000)
+            wait_idle(page)
+            assert page.get_by_text("Predicted (edited)").count() == 1 and not page.locator(ERRORS).count()
+            shots.append(_shoot(page, tmp_path, "adult-what-if"))
+            # Text: inline salience per method, class names not cut ("non-t...").
+            if "toxicity-minilm" in zoo_names():
+                _open_link(page, f"{base}/inspect?model=toxicity-minilm&sample=3&method=layer_integrated_gradients,kernel_shap_text", 3, timeout_s=240)
+                assert page.locator("span.salience").count() > 4 and not page.locator(ERRORS).count()
+                assert not _unclipped_metrics(page), _unclipped_metrics(page)
+                shots.append(_shoot(page, tmp_path, "text-inline-salience"))
+        finally:
+            browser.close()
+    target = os.environ.get("AUDITS_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for shot in shots:
+            shutil.copy(shot, Path(target) / shot.name)
+    print("; ".join(timings))
+    assert all(s.stat().st_size > 10_000 for s in shots)

@@ -96,10 +96,9 @@ def test_inspect_grad_cam_on_digits(store):
     assert len(charts) >= 3  # input, class probabilities, the Grad-CAM overlay
     assert "Explains" in _captions(at) and "model call" in _captions(at)
     # Another sample: the attribution appears quickly (uncached: one probe call).
-    options = at.selectbox(key="_w.inspect.sample").options
     before = cache.COMPUTED["attribution"]
     started = time.perf_counter()
-    at.selectbox(key="_w.inspect.sample").set_value(int(options[5].split(" ")[0].lstrip("#"))).run()
+    at.number_input(key="_w.inspect.sample").set_value(5).run()
     elapsed = time.perf_counter() - started
     assert cache.COMPUTED["attribution"] == before + 1
     ready = re.search(r"Attributions ready in ([0-9.]+) s", _captions(at))
@@ -115,7 +114,7 @@ def test_inspect_side_by_side_on_adult(store):
     assert _captions(at).count("Explains") == 2
     # Filters: wrong predictions only; the chosen sample is then one the model gets wrong.
     at.radio(key="_w.inspect.correct").set_value("wrong").run()
-    label = at.selectbox(key="_w.inspect.sample").value
+    label = at.number_input(key="_w.inspect.sample").value
     assert not _problems(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["True class"] != metrics["Predicted"], (label, metrics)

@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 import threading
-
 from typing import TYPE_CHECKING
 
 from audits.scan.outcome import EXIT_CRASH, exit_code_for

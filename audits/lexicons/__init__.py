@@ -119,7 +119,9 @@ def load_identity_lexicon(path: str | None = None) -> IdentityLexicon:
     bad = [t for t in templates if "{adjective}" not in t.lower()]
     if not categories or bad:
         raise SpecError(f"{file}: needs categories, and every template needs an {{adjective}} slot (bad: {bad[:2]}).", fix=fix)
-    return IdentityLexicon(categories=categories, templates=templates, source=str(file))
+    # The shipped lexicon is named by its place in the package, never by this machine's absolute path.
+    source = f"audits/lexicons/{IDENTITY_TERMS.name} (shipped)" if path is None else str(path)
+    return IdentityLexicon(categories=categories, templates=templates, source=source)
 
 
 @lru_cache(maxsize=8)

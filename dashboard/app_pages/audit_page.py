@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from audits.probes import CATEGORY_ORDER, registered_probes
+from audits.probes import CATEGORY_ORDER, default_probe_names, registered_probes
 from audits.render import tables
 from dashboard import audit_runs, auth, cache, diff_view, display, result_view, state, workspace
 from dashboard.feedback import guarded, show_error
@@ -23,10 +23,11 @@ with st.container(border=True):
     st.subheader(f"Run a full audit of {ws.name}")
     modality = ws.data.modality
     probes = {n: c for n, c in registered_probes().items() if modality in c.modalities}
+    defaults = default_probe_names(modality, ws.handle, ws.data)  # only what this model supports
     for category in CATEGORY_ORDER:
         names = [n for n, c in probes.items() if c.category == category]
         if state.get(f"audit.probes.{category}") is None:
-            state.put(f"audit.probes.{category}", [n for n in names if modality in probes[n].default_for])
+            state.put(f"audit.probes.{category}", [n for n in names if n in defaults])
         st.multiselect(
             {"explanation": "Explanation probes", "robustness": "Robustness probes", "fairness": "Fairness probes", "concepts": "Concept probes"}[category],
             names,
@@ -158,28 +159,16 @@ with overview:
                     "status": f.status,
                     "check": f.title,
                     "subject": f.subject,
-                    "measured": f.measured,
-                    "threshold": f.threshold,
+                    "measured": "–" if f.measured is None else f"{f.measured:.4g}",
+                    "threshold": "–" if f.threshold is None else f"{f.threshold:.4g}",
                     "direction": f.direction,
                     "detail": f.detail,
                 }
                 for f in report.findings
             ]
         )
-        st.dataframe(
-            findings,
-            hide_index=True,
-            width="stretch",
-            key="audit.findings",
-            height=min(38 + 35 * len(findings), 420),
-            column_config={
-                "status": st.column_config.TextColumn(width="small"),
-                "subject": st.column_config.TextColumn(width="medium"),
-                "measured": st.column_config.NumberColumn(format="%.4g"),
-                "threshold": st.column_config.NumberColumn(format="%.4g"),
-                "detail": st.column_config.TextColumn(width="large"),
-            },
-        )
+        # A static table wraps long text: every finding's detail is read in full (a grid cell would cut it off).
+        st.table(findings.set_index("status"))
     else:
         st.caption("No policy findings in this report.")
     with guarded("Drawing the performance figures"):
@@ -214,15 +203,15 @@ with explanations:
 with robustness:
     for i, result in enumerate(report.robustness):
         with st.container(border=True):
-            result_view.draw_result(result, None, f"audit.rob.{entry.report_id}.{i}")
+            result_view.draw_result(result, None, f"audit.rob.{entry.report_id}.{i}", report)
 with fairness:
     for i, result in enumerate(report.fairness):
         with st.container(border=True):
-            result_view.draw_result(result, None, f"audit.fair.{entry.report_id}.{i}")
+            result_view.draw_result(result, None, f"audit.fair.{entry.report_id}.{i}", report)
 with concepts:
     for i, result in enumerate(report.concepts):
         with st.container(border=True):
-            result_view.draw_result(result, None, f"audit.concepts.{entry.report_id}.{i}")
+            result_view.draw_result(result, None, f"audit.concepts.{entry.report_id}.{i}", report)
 with problems:
     result_view.show_skips_and_failures(report)
     if not report.skipped and not report.failures:

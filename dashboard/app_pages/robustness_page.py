@@ -6,7 +6,7 @@ import streamlit as st
 
 from audits.render.plotly_backend import to_plotly
 from audits.render.views import robustness as robustness_view
-from dashboard import auth, cache, display, result_view, samples, state, workspace
+from dashboard import auth, cache, deeplink, display, result_view, samples, state, workspace
 from dashboard.feedback import guarded
 
 auth.require_signed_in()  # the gate again, however this script is reached
@@ -18,12 +18,21 @@ data = ws.data
 if data.modality == "image":
     st.subheader("Corruption gallery")
     st.caption("One image under each natural corruption at severities 1-5, with the model's prediction on each (red: wrong).")
-    options = [int(i) for i in range(min(len(data), 2000))]
-    if state.get("robustness.sample") not in options:
-        state.put("robustness.sample", options[0])
+    current = state.get("robustness.sample")
+    if not isinstance(current, int) or not 0 <= current < len(data):
+        state.put("robustness.sample", 0)
     c1, c2 = st.columns([2, 3])
-    c1.selectbox("Sample", options, format_func=lambda i: samples.sample_label(ws, i), **state.bind("robustness.sample", options=options))
+    c1.number_input(
+        f"Row (0 to {len(data) - 1:,})",
+        min_value=0,
+        max_value=len(data) - 1,
+        step=1,
+        help="Any row of the evaluation data, by its index.",
+        **state.bind("robustness.sample"),
+    )
+    c1.caption(samples.sample_label(ws, int(state.get("robustness.sample"))))
     row = int(state.get("robustness.sample"))
+    deeplink.publish(model=ws.name, sample=row)  # a link to this image's gallery
     with guarded("The corruption gallery"), st.spinner("Corrupting the image and running the model…"):
         gallery = cache.corruption_gallery(ws.model_hash, ws.data_hash, row, 0, ws.loaded, data)
         flips = {k: v for k, v in gallery.first_flip.items() if v is not None}

@@ -88,3 +88,54 @@ def performance_view(perf: PerformanceResult, ctx: RenderContext) -> list:
     blocks += figure(per_class_chart(perf))
     blocks += figure(reliability_chart(perf), empty="No confidence bin has rows.")
     return blocks
+
+
+def _threshold_series(curves, threshold: float, x_of, y_of, *, start_at_zero: bool, max_points: int = 400) -> list[Series]:
+    """One line per group (thinned to ``max_points``) and the point at ``threshold`` on each."""
+    out = []
+    for c in curves:
+        first = 0.0 if start_at_zero or not len(y_of(c)) else y_of(c)[0]
+        xs, ys = np.r_[0.0, x_of(c)], np.r_[first, y_of(c)]
+        step = max(1, len(xs) // max_points)
+        keep = np.r_[np.arange(0, len(xs), step), len(xs) - 1]
+        out.append(Series(f"{c.group} (n={c.n:,})", list(xs[keep]), list(ys[keep]), mode="lines"))
+    for c in curves:
+        at = c.at(threshold)
+        x, y = x_of(at), y_of(at)
+        out.append(
+            Series(f"{c.group} at {threshold:.2f}", [float(x)], [float(np.nan_to_num(y))], mode="markers", text=[f"{c.group}: threshold {threshold:.2f}"])
+        )
+    return out
+
+
+def roc_chart(curves, threshold: float, positive: str) -> LineChart:
+    """ROC curves (TPR against FPR) per group, with each group's point at ``threshold``."""
+    return LineChart(
+        title=f"ROC for '{positive}' (AUC overall {curves[0].auc:.3f})",
+        x_label="false positive rate",
+        y_label="true positive rate",
+        series=[Series("chance (random scores)", [0.0, 1.0], [0.0, 1.0], mode="lines", dash=True)]
+        + _threshold_series(
+            curves, threshold, lambda c: c["fpr"] if isinstance(c, dict) else c.fpr, lambda c: c["tpr"] if isinstance(c, dict) else c.tpr, start_at_zero=True
+        ),
+        x_range=(0.0, 1.0),
+        y_range=(0.0, 1.02),
+    )
+
+
+def precision_recall_chart(curves, threshold: float, positive: str) -> LineChart:
+    """Precision against recall per group, with each group's point at ``threshold``."""
+    return LineChart(
+        title=f"Precision-recall for '{positive}'",
+        x_label="recall (true positive rate)",
+        y_label="precision",
+        series=_threshold_series(
+            curves,
+            threshold,
+            lambda c: c["tpr"] if isinstance(c, dict) else c.tpr,
+            lambda c: c["precision"] if isinstance(c, dict) else c.precision,
+            start_at_zero=False,
+        ),
+        x_range=(0.0, 1.0),
+        y_range=(0.0, 1.02),
+    )
