@@ -1,0 +1,114 @@
+"""Audits as background jobs, as a user sees them (AppTest): start an audit on the Audit page, leave
+the page, come back in a fresh session (a reload), the job is still there and finishes in a worker
+process; the sidebar shows it on every page; cancel works; a finished job's report opens from its
+notification."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from audits.store.jobs import JobQueue  # noqa: E402
+from models.registry import zoo_names  # noqa: E402
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+TIMEOUT = 120
+
+pytestmark = pytest.mark.skipif("digits-cnn" not in zoo_names(), reason="the demo zoo is not built (python -m models.build_zoo)")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDITS_STORE", str(tmp_path / "store"))
+    monkeypatch.delenv("AUDITS_STORE_URL", raising=False)
+    monkeypatch.setenv("AUDITS_WORKER_IDLE_S", "1")
+    from dashboard import cache, jobs
+
+    cache.clear()
+    yield tmp_path / "store"
+    for worker in jobs._workers:  # the workers the pages started stop after 1 s idle
+        worker.wait(timeout=120)
+    jobs._workers.clear()
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if at.sidebar.selectbox[0].value != "digits-cnn":
+        at.sidebar.selectbox[0].set_value("digits-cnn").run()
+    return at
+
+
+def _queue() -> JobQueue:
+    from dashboard import jobs
+
+    return jobs.queue()
+
+
+def _wait(job_id: str, statuses=("completed", "failed", "cancelled"), timeout_s: float = 240):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = _queue().get(job_id)
+        if job.status in statuses:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job.status} after {timeout_s} s")
+
+
+def _start(at: AppTest, probes=("grad_cam",), rows: int = 200, samples: int = 0) -> str:
+    at.switch_page("app_pages/audit_page.py").run()
+    at.multiselect(key="_w.audit.probes.explanation").set_value(list(probes))
+    at.multiselect(key="_w.audit.probes.robustness").set_value([])
+    at.multiselect(key="_w.audit.probes.fairness").set_value(["group_metrics"])
+    at.number_input(key="_w.audit.max_rows").set_value(rows)
+    at.number_input(key="_w.audit.samples").set_value(samples)
+    at.run()
+    next(b for b in at.button if b.label == "Run audit").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    [queued] = [s.value for s in at.success if "queued as job" in s.value]
+    return queued.split("queued as job ")[1].split(":")[0]
+
+
+def _sidebar_text(at: AppTest) -> str:
+    return "\n".join([s.value for s in at.sidebar.success] + [p.proto.text for p in at.sidebar.get("progress")] + [s.value for s in at.sidebar.subheader])
+
+
+def test_a_job_survives_leaving_the_page_and_a_reload_and_its_report_opens_from_the_notification(store):
+    at = _app()
+    job_id = _start(at)
+    job = _queue().get(job_id)
+    assert job.status in ("queued", "running") and job.model_name == "digits-cnn" and job.spec["max_rows"] == 200
+
+    at.switch_page("app_pages/fairness_page.py").run()  # leave the page: the job goes on, shown in the sidebar
+    assert "Audit jobs" in _sidebar_text(at) and "digits-cnn" in _sidebar_text(at)
+    assert any(b.label == "Cancel" for b in at.sidebar.button)
+
+    finished = _wait(job_id)
+    assert finished.status == "completed", finished.error
+    fresh = _app()  # a browser reload is a new session: the job and its run are read from the store
+    assert "Audit of digits-cnn finished" in _sidebar_text(fresh)
+    next(b for b in fresh.sidebar.button if b.label == "Open report").click().run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert fresh.session_state["audit.open"] == finished.run_id
+    assert any(h.value == "Audit & reports" for h in fresh.title)  # the notification opened the Audit page
+    listing = fresh.dataframe[0].value
+    assert finished.run_id in set(listing["report id"])
+
+
+def test_cancel_from_the_sidebar(store, monkeypatch):
+    monkeypatch.setenv("AUDITS_WORKERS", "1")
+    at = _app()
+    slow = _start(at, probes=("lime_image", "kernel_shap_image"), rows=0, samples=400)  # long enough to cancel while it runs
+    _wait(slow, statuses=("running",))
+    at.switch_page("app_pages/models_page.py").run()
+    next(b for b in at.sidebar.button if b.label == "Cancel").click().run()
+    assert _queue().get(slow).cancel_requested
+    ended = _wait(slow)
+    assert ended.status == "cancelled" and ended.run_id is None
+    at.run()
+    assert any("cancelled" in e.value for e in at.sidebar.info)
