@@ -124,9 +124,10 @@ def _draw(jobs: list[Job]) -> None:
         with st.container(border=True, key=f"job-{job.job_id}"):
             if job.status == "completed":
                 st.success(f"Audit of {job.model_name} finished {_ago(job.ended_at)}.", icon=":material/check_circle:")
-                c1, c2 = st.columns(2)
-                c1.button("Open report", key=f"jobs.open.{job.job_id}", on_click=_open, args=(job,), icon=":material/description:", type="primary")
-                c2.button("Dismiss", key=f"jobs.dismiss.{job.job_id}", on_click=_dismiss, args=(job.job_id,))
+                st.button(
+                    "Open report", key=f"jobs.open.{job.job_id}", on_click=_open, args=(job,), icon=":material/description:", type="primary", width="stretch"
+                )
+                st.button("Dismiss", key=f"jobs.dismiss.{job.job_id}", on_click=_dismiss, args=(job.job_id,), width="stretch")
             else:
                 text = f"Audit of {job.model_name} {job.status} {_ago(job.ended_at)}." + (f" {job.error}" if job.error else "")
                 (st.error if job.status == "failed" else st.info)(text, icon=":material/error:" if job.status == "failed" else ":material/cancel:")

@@ -112,3 +112,65 @@ def test_cancel_from_the_sidebar(store, monkeypatch):
     assert ended.status == "cancelled" and ended.run_id is None
     at.run()
     assert any("cancelled" in e.value for e in at.sidebar.info)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").is_file(), reason="no /usr/bin/chromium (install Debian's chromium package: apt-get install chromium)")
+def test_a_job_in_a_real_browser_survives_navigation_and_a_reload(tmp_path):
+    """A real server and headless Chromium: start an audit, go to another page, reload the browser;
+    the sidebar follows the job live until its notification opens the report. Screenshots saved."""
+    import os
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright client is not installed (pip install playwright)")
+    from tests.dashboard_support import CHROMIUM, CHROMIUM_ARGS, ROOT, serve_dashboard, wait_idle
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"AUDITS_STORE": str(tmp_path / "store"), "HOME": str(home), "AUDITS_WORKER_IDLE_S": "2"}
+    shots: list[Path] = []
+
+    def shoot(page, name: str) -> None:
+        shots.append(tmp_path / f"jobs-{name}.png")
+        page.screenshot(path=str(shots[-1]), full_page=True)
+
+    sidebar = '[data-testid="stSidebar"]'
+    with serve_dashboard(cwd=ROOT, env=env, log_path=tmp_path / "streamlit.log") as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1600})
+            page.goto(f"{url}/audits")
+            wait_idle(page)
+            rows = page.get_by_label("Evaluation rows (0: all)", exact=True).and_(page.get_by_test_id("stNumberInputField"))
+            rows.fill("120")
+            rows.press("Enter")
+            wait_idle(page)
+            page.get_by_role("button", name="Run audit").click()
+            page.get_by_text("queued as job").wait_for(timeout=60_000)
+            shoot(page, "1-queued")
+
+            page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Models").first.click()  # leave the page
+            page.locator(sidebar).get_by_text("Audit jobs").wait_for(timeout=60_000)
+            shoot(page, "2-other-page")
+            page.reload()  # a browser reload: a new session, the job is still there
+            page.locator(sidebar).get_by_text("Audit jobs").wait_for(timeout=60_000)
+            shoot(page, "3-after-reload")
+
+            opener = page.locator(sidebar).get_by_role("button", name="Open report")
+            opener.wait_for(timeout=240_000)  # the live sidebar shows the notification when the worker finishes
+            assert "Audit of digits-cnn finished" in page.locator(sidebar).inner_text()
+            shoot(page, "4-finished")
+            opener.click()
+            page.get_by_role("heading", name="Audit & reports").wait_for(timeout=60_000)
+            wait_idle(page)
+            assert page.url.rstrip("/").endswith("/audits")
+            assert page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count() == 0
+            shoot(page, "5-report-opened")
+        finally:
+            browser.close()
+            target = os.environ.get("AUDITS_SCREENSHOTS")
+            if target:
+                Path(target).mkdir(parents=True, exist_ok=True)
+                for shot in shots:
+                    shutil.copy(shot, Path(target) / shot.name)
+    assert all(s.stat().st_size > 10_000 for s in shots)
