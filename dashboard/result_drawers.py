@@ -17,8 +17,22 @@ from audits.render.charts import Chart
 from audits.render.plotly_backend import to_plotly
 from audits.render.views import fairness as fairness_view
 from audits.render.views import robustness as robustness_view
-from audits.results.fairness import AttributionDisparityResult, CounterfactualFlipResult, GroupMetricsResult, MitigationPreviewResult, ProxyFeaturesResult
-from audits.results.robustness import AttackResult, CalibrationResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
+from audits.results.fairness import (
+    AttributionDisparityResult,
+    CounterfactualFlipResult,
+    GroupMetricsResult,
+    IdentityTermResult,
+    MitigationPreviewResult,
+    ProxyFeaturesResult,
+)
+from audits.results.robustness import (
+    AttackResult,
+    CalibrationResult,
+    CorruptionResult,
+    TabularAdversarialResult,
+    TabularPerturbationResult,
+    TextRobustnessResult,
+)
 from dashboard.display import plot, show_table, table_height
 from dashboard.feedback import guarded
 from dashboard.markup import escape
@@ -36,6 +50,14 @@ def _plot(make: Callable[[], Chart], key: str, what: str) -> None:
 
 def _class_names(ws: Workspace | None, fallback: int = 0) -> list[str]:
     return list(ws.data.class_names) if ws is not None else [str(i) for i in range(fallback)]
+
+
+def _plot_if(make: Callable[[], Chart | None], key: str, what: str) -> None:
+    """Like ``_plot`` for a chart that may not apply (None: nothing drawn)."""
+    with guarded(f"Drawing {what}"):
+        chart = make()
+        if chart is not None:
+            plot(to_plotly(chart), key=key)
 
 
 # --- robustness ------------------------------------------------------------------------
@@ -155,6 +177,35 @@ def _attribution_disparity(r, ws, key):
         st.caption(escape(str(note)))
 
 
+def _text_robustness(r, ws, key):
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: robustness_view.text_robustness_chart(r), f"{key}.curve", "the text perturbation curves")
+    with c2:
+        _plot_if(lambda: robustness_view.text_robustness_group_chart(r), f"{key}.groups", "the per-group flip rates")
+    if not r.examples.empty:
+        st.markdown("**Perturbed texts whose decision changed**")
+        show_table(r.examples, key=f"{key}.examples")
+    with st.expander("Accuracy and flips per perturbation and strength (table)"):
+        show_table(r.table, key=f"{key}.table")
+    for note in r.notes:
+        st.caption(escape(str(note)))
+
+
+def _identity_terms(r, ws, key):
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: fairness_view.identity_term_chart(r), f"{key}.shift", "the identity-term score shifts")
+    with c2:
+        _plot_if(lambda: fairness_view.identity_term_flip_chart(r), f"{key}.flips", "the identity-term flip rates")
+    show_table(r.summary, key=f"{key}.summary")
+    if not r.examples.empty:
+        with st.expander("Largest shifts (examples)"):
+            show_table(r.examples, key=f"{key}.examples")
+    for note in r.notes:
+        st.caption(escape(str(note)))
+
+
 DRAWERS: dict[type, Drawer] = {
     AttackResult: _attack,
     CorruptionResult: _corruption,
@@ -166,4 +217,6 @@ DRAWERS: dict[type, Drawer] = {
     ProxyFeaturesResult: _proxies,
     MitigationPreviewResult: _mitigation,
     AttributionDisparityResult: _attribution_disparity,
+    TextRobustnessResult: _text_robustness,
+    IdentityTermResult: _identity_terms,
 }
