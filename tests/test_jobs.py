@@ -140,3 +140,26 @@ def test_progress_is_written_while_the_job_runs(sqlite_queue, image_bundle):
     assert seen[-1] == ("completed", 1.0)
     running = [p for s, p in seen if s == "running"]
     assert running and running == sorted(running)  # progress only grows
+
+
+def test_two_users_jobs_run_at_once_in_two_workers(sqlite_queue, image_bundle):
+    """Two users start audits at the same time: two workers run them in parallel, neither waits for the other."""
+    queue, url = sqlite_queue, sqlite_queue.store.url
+    spec = {"seed": 0, "samples": 8, "probes": [{"name": "occlusion"}, {"name": "fgsm"}, {"name": "group_metrics", "params": {"n_boot": 200}}]}
+    jobs = [submit(queue, image_bundle, spec=spec, user=user) for user in ("ana", "bo")]
+    workers = [subprocess.Popen([sys.executable, "-m", "audits", "worker", "--store", url, "--once"], cwd=ROOT, stdout=subprocess.DEVNULL) for _ in range(2)]
+    both_running = False
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            statuses = [queue.get(j.job_id).status for j in jobs]
+            both_running |= statuses == ["running", "running"]
+            if all(s not in ("queued", "running") for s in statuses):
+                break
+            time.sleep(0.05)
+    finally:
+        assert [w.wait(timeout=300) for w in workers] == [0, 0]
+    finished = [queue.get(j.job_id) for j in jobs]
+    assert [j.status for j in finished] == ["completed", "completed"]
+    assert both_running and finished[0].worker != finished[1].worker
+    assert {queue.store.get_run(j.run_id).user for j in finished} == {"ana", "bo"}
