@@ -52,6 +52,7 @@ def ensure_worker() -> None:
         running = len(queue().list(statuses=("running",)))
         if len(_workers) >= limit or len(_workers) > running:
             return  # enough workers, or one is idle and will claim the job
+        run_store().root.mkdir(parents=True, exist_ok=True)  # a PostgreSQL store may have no local folder yet
         log = open(run_store().root / "worker.log", "ab")  # noqa: SIM115 - the child owns it
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         try:
