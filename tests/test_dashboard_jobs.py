@@ -114,6 +114,15 @@ def test_cancel_from_the_sidebar(store, monkeypatch):
     assert any("cancelled" in e.value for e in at.sidebar.info)
 
 
+def test_the_sidebar_lists_only_this_users_jobs(store):
+    from models.registry import ZOO_DIR
+
+    other = _queue().submit(model_name="digits-cnn", card_path=str(ZOO_DIR / "digits-cnn" / "card.yaml"), spec={"seed": 0}, user="someone-else")
+    at = _app()
+    assert "Audit jobs" not in _sidebar_text(at) and not any(b.label == "Cancel" for b in at.sidebar.button)
+    _queue().cancel(other.job_id)  # nothing is left queued for a worker
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not Path("/usr/bin/chromium").is_file(), reason="no /usr/bin/chromium (install Debian's chromium package: apt-get install chromium)")
 def test_a_job_in_a_real_browser_survives_navigation_and_a_reload(tmp_path):
