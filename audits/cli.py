@@ -209,6 +209,16 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """Run queued audit jobs from the store (the dashboard queues them) until idle for --idle-exit seconds."""
+    from audits.worker import work
+
+    done = work(store_commands.open_cli_store(args.store), idle_exit_s=args.idle_exit, max_jobs=1 if args.once else None)
+    for job in done:
+        print(f"job {job.job_id} ({job.model_name}): {job.status}" + (f", run {job.run_id}" if job.run_id else "") + (f": {job.error}" if job.error else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audits", description="Explainability, robustness and fairness audits for PyTorch models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -254,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="localhost", help="address to listen on (default localhost: this machine only)")
     dashboard.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     dashboard.set_defaults(func=_cmd_dashboard)
+    worker = sub.add_parser("worker", help="run the audits queued in the store (the dashboard's background jobs)")
+    worker.add_argument("--store", help=store_commands.STORE_HELP)
+    worker.add_argument("--idle-exit", type=float, default=None, metavar="S", help="stop after S seconds with no queued job (default: run until stopped)")
+    worker.add_argument("--once", action="store_true", help="run one job (waiting for one when --idle-exit allows) and stop")
+    worker.set_defaults(func=_cmd_worker)
     store_commands.add_parsers(sub)  # verify, history, import, diff, store
 
     from audits.commands import scan_commands

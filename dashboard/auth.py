@@ -14,7 +14,7 @@ from typing import Any, Literal, NoReturn
 
 import streamlit as st
 
-from dashboard.auth_config import SignInConfigError, read_secrets, validate_auth
+from dashboard.auth_config import SignInConfigError, provider_tables, read_secrets, validate_auth
 from dashboard.feedback import show_error
 
 Access = Literal["open", "signed_in", "signed_out"]
@@ -76,7 +76,7 @@ def require_signed_in() -> None:
 
 def provider(section: dict[str, Any] | None) -> str | None:
     """The provider to log in with: the first ``[auth.<name>]`` table, or None for a flat ``[auth]``."""
-    named = [k for k, v in (section or {}).items() if isinstance(v, dict)]
+    named = list(provider_tables(section or {}))
     return named[0] if named else None
 
 

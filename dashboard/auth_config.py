@@ -21,6 +21,9 @@ from audits.errors import AuditError
 # and per provider (flat in [auth], or one table [auth.<name>] each) the OIDC client keys.
 SECTION_KEYS = ("redirect_uri", "cookie_secret")
 PROVIDER_KEYS = ("client_id", "client_secret", "server_metadata_url")
+# Tables of [auth] (and of a provider's table) that are Streamlit options, not providers:
+# client_kwargs = { prompt = "login" } is passed to the provider's authorize request.
+OPTION_TABLES = ("client_kwargs",)
 
 
 class SignInConfigError(AuditError):
@@ -100,7 +103,7 @@ def validate_auth(section: Any) -> dict[str, Any]:
         raise _refuse("The secrets' `auth` entry is not a table.", "Write it as an [auth] section (see docs/dashboard.md, Access and deployment).")
     auth = _plain(section)
     missing = [k for k in SECTION_KEYS if not auth.get(k)]
-    named = {name: table for name, table in auth.items() if isinstance(table, dict)}
+    named = provider_tables(auth)
     if not named or any(k in auth for k in PROVIDER_KEYS):  # the default provider, written flat in [auth]
         missing += [k for k in PROVIDER_KEYS if not auth.get(k)]
     for name, table in named.items():
@@ -111,6 +114,11 @@ def validate_auth(section: Any) -> dict[str, Any]:
             "Add them (redirect_uri, cookie_secret, and client_id, client_secret, server_metadata_url in [auth] or in each [auth.<provider>]).",
         )
     return auth
+
+
+def provider_tables(section: Mapping[str, Any]) -> dict[str, dict]:
+    """The ``[auth.<provider>]`` tables of an ``[auth]`` section (``client_kwargs`` is an option, not a provider)."""
+    return {name: table for name, table in section.items() if isinstance(table, Mapping) and name not in OPTION_TABLES}
 
 
 def auth_from_files(paths: Sequence[str | Path]) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("robustness_page.py", "Robustness", ":material/shield:", "robustness", "Analyse"),
     PageEntry("fairness_page.py", "Fairness", ":material/balance:", "fairness", "Analyse"),
     PageEntry("concepts_page.py", "Concepts", ":material/psychology:", "concepts", "Analyse"),
+    PageEntry("errors_page.py", "Error analysis", ":material/troubleshoot:", "errors", "Analyse"),
     PageEntry("models_page.py", "Models", ":material/inventory_2:", "models", "Manage"),
     PageEntry("audit_page.py", "Audit & reports", ":material/description:", "audits", "Manage"),
     PageEntry("history_page.py", "History", ":material/history:", "history", "Manage"),

@@ -24,9 +24,9 @@ from audits.render.views import privacy as privacy_view
 from audits.render.views import robustness as robustness_view
 from audits.render.views import uncertainty as uncertainty_view
 from audits.results.concepts import FeatureVisualizationResult, TCAVResult
-from audits.results.fairness import GroupMetricsResult, MitigationPreviewResult
+from audits.results.fairness import GroupMetricsResult, IdentityTermResult, MitigationPreviewResult
 from audits.results.privacy import MembershipInferenceResult
-from audits.results.robustness import AttackResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult
+from audits.results.robustness import AttackResult, CorruptionResult, TabularAdversarialResult, TabularPerturbationResult, TextRobustnessResult
 from audits.results.uncertainty import OODDetectionResult, UncertaintyResult
 from dashboard.display import plot, show_table, table_height
 from dashboard.feedback import guarded
@@ -45,6 +45,14 @@ def _plot(make: Callable[[], Chart], key: str, what: str) -> None:
 
 def _class_names(ws: Workspace | None, fallback: int = 0) -> list[str]:
     return list(ws.data.class_names) if ws is not None else [str(i) for i in range(fallback)]
+
+
+def _plot_if(make: Callable[[], Chart | None], key: str, what: str) -> None:
+    """Like ``_plot`` for a chart that may not apply (None: nothing drawn)."""
+    with guarded(f"Drawing {what}"):
+        chart = make()
+        if chart is not None:
+            plot(to_plotly(chart), key=key)
 
 
 # --- robustness ------------------------------------------------------------------------
@@ -204,6 +212,35 @@ def _feature_visualization(r, ws, key):
         _plot(lambda: concepts_view.channel_gallery(r), f"{key}.channels", "the channel gallery")
 
 
+def _text_robustness(r, ws, key):
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: robustness_view.text_robustness_chart(r), f"{key}.curve", "the text perturbation curves")
+    with c2:
+        _plot_if(lambda: robustness_view.text_robustness_group_chart(r), f"{key}.groups", "the per-group flip rates")
+    if not r.examples.empty:
+        st.markdown("**Perturbed texts whose decision changed**")
+        show_table(r.examples, key=f"{key}.examples")
+    with st.expander("Accuracy and flips per perturbation and strength (table)"):
+        show_table(r.table, key=f"{key}.table")
+    for note in r.notes:
+        st.caption(escape(str(note)))
+
+
+def _identity_terms(r, ws, key):
+    c1, c2 = st.columns(2)
+    with c1:
+        _plot(lambda: fairness_view.identity_term_chart(r), f"{key}.shift", "the identity-term score shifts")
+    with c2:
+        _plot_if(lambda: fairness_view.identity_term_flip_chart(r), f"{key}.flips", "the identity-term flip rates")
+    show_table(r.summary, key=f"{key}.summary")
+    if not r.examples.empty:
+        with st.expander("Largest shifts (examples)"):
+            show_table(r.examples, key=f"{key}.examples")
+    for note in r.notes:
+        st.caption(escape(str(note)))
+
+
 DRAWERS: dict[type, Drawer] = {
     TCAVResult: _tcav,
     FeatureVisualizationResult: _feature_visualization,
@@ -216,4 +253,6 @@ DRAWERS: dict[type, Drawer] = {
     UncertaintyResult: _uncertainty,
     OODDetectionResult: _ood,
     MembershipInferenceResult: _membership,
+    TextRobustnessResult: _text_robustness,
+    IdentityTermResult: _identity_terms,
 }

@@ -13,24 +13,23 @@ from dashboard.workspace import Workspace, store
 
 
 def run_audit_here(ws: Workspace, key: str) -> None:
-    """A button running the default audit of the selected model, with a live progress bar."""
+    """A button queueing the default audit of the selected model as a background job (progress in the sidebar)."""
     if st.button(
         f"Run the default audit of {ws.name}",
         key=f"{key}.run",
         type="primary",
         icon=":material/play_arrow:",
-        help="Every default probe of this modality; about 30-60 s on 2 CPU cores. Stay on this page until it finishes.",
+        help="Every default probe of this modality; about 30-60 s on 2 CPU cores, in the background: its progress is in the sidebar.",
     ):
-        bar = st.progress(0.0, text="Starting the audit…")
         try:
-            stored = audit_runs.run_and_store(ws, audit_runs.build_spec(samples=0, seed=0, max_rows=0, probes=None), bar)
-        except Exception as exc:  # the audit engine records probe failures itself; this is a failure to start
-            bar.empty()
-            show_error(exc, "The audit")
+            job = audit_runs.start_audit(ws, audit_runs.spec_settings(samples=0, seed=0, max_rows=0, probes=None))
+        except Exception as exc:  # a failure to queue (the store): shown, the page stays up
+            show_error(exc, "Starting the audit")
             return
-        bar.empty()
-        state.put(f"{key}.report", stored.report_id)
-        st.success(f"Audit {stored.report_id} stored ({stored.summary.get('wall_time_s', 0):.0f} s).", icon=":material/check_circle:")
+        st.success(
+            f"Audit queued as job {job.job_id}; it runs in the background (progress in the sidebar) and appears here when it finishes.",
+            icon=":material/schedule:",
+        )
 
 
 def _audits_of(ws: Workspace) -> list[StoredRun]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import auth, state, workspace
+from dashboard import auth, jobs, state, workspace
 from dashboard.feedback import show_error
 
 
@@ -39,5 +39,7 @@ def render() -> workspace.Workspace | None:
         cols[0].metric("Device", str(ws.handle.device))
         cols[1].metric("Eval rows", f"{len(data):,}")
         side.caption(f"{len(card.class_names)} classes · sensitive: {', '.join(data.sensitive) or 'none'}")
+    with side:
+        jobs.panel()  # audit jobs: progress, cancel and finished-job notifications on every page
     auth.account_box(side)
     return ws

@@ -120,7 +120,9 @@ class RunStore:
     def save(self, report: AuditReport, *, started_at: datetime | None = None, plan: str | None = None) -> StoredRun:
         """Record a run made here (user: the signed-in user where there is one)."""
         ended = datetime.now(UTC)
-        record = self.store.record_run(report, model_name=report.provenance.model_name, plan=plan, started_at=started_at or ended, ended_at=ended, user=_user())
+        record = self.store.record_run(
+            report, model_name=report.provenance.model_name, plan=plan, started_at=started_at or ended, ended_at=ended, user=current_identity()
+        )
         return self.get(record.run_id)
 
     def write_export(self, entry: StoredRun, ext: str, payload: bytes) -> Path:
@@ -146,7 +148,8 @@ class RunStore:
         return ModelUploads(self.root).register_model(*args, **kwargs)
 
 
-def _user() -> str:
+def current_identity() -> str:
+    """Who uses the dashboard: the signed-in user (email, else name), else ``dashboard:<login>``."""
     name = None
     try:
         import streamlit as st

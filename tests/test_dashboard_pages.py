@@ -181,7 +181,10 @@ def test_concepts_page_shows_tcav_and_the_gallery_with_their_meaning(store, mode
         assert charts >= 1 and "Feature visualization" not in headers
 
 
-def test_audit_page_runs_lists_and_compares(store):
+def test_audit_page_runs_lists_and_compares(store, monkeypatch):
+    from dashboard import jobs
+
+    monkeypatch.setenv("AUDITS_WORKER_IDLE_S", "1")
     at = _page(_app("digits-cnn"), "audit_page")
     at.multiselect(key="_w.audit.probes.explanation").set_value(["grad_cam"])
     at.multiselect(key="_w.audit.probes.robustness").set_value([])
@@ -190,7 +193,12 @@ def test_audit_page_runs_lists_and_compares(store):
     at.run()
     next(b for b in at.button if b.label == "Run audit").click().run()
     assert not _problems(at), _problems(at)
-    assert any("finished" in s.value for s in at.success)
+    assert any("queued as job" in s.value for s in at.success)  # it runs in a worker process
+    deadline = time.monotonic() + TIMEOUT
+    while jobs.queue().list(statuses=("queued", "running")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [j.status for j in jobs.queue().list()][:1] == ["completed"]
+    at.run()
     listing = at.dataframe[0].value
     assert (listing["model"] == "digits-cnn").sum() == 2
     labels = [b.label for b in at.get("download_button")]

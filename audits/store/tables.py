@@ -135,6 +135,30 @@ chain_head = Table(
     Column("count", Integer, nullable=False),
 )
 
+# Audits queued from the dashboard (or ``audits submit``) and run by ``audits worker``; not part of the chain
+# (the run a job records is). ``heartbeat_at`` (epoch seconds) is renewed while a worker runs the job, so a
+# job whose worker died is told apart from a slow one.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("model_name", String(200), nullable=False),
+    Column("card_path", Text, nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("user", String(200), nullable=False, index=True),
+    Column("status", String(20), nullable=False, index=True),
+    Column("progress", Float, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("started_at", String(40), nullable=True),
+    Column("ended_at", String(40), nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("worker", String(80), nullable=True),
+    Column("run_id", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+)
+
 GENESIS = "0" * 64
 # The newest Alembic revision in migrations/versions (a test checks they agree): a store at it needs no upgrade.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"

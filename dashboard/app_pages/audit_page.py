@@ -43,27 +43,19 @@ with st.container(border=True):
         "Evaluation rows (0: all)", min_value=0, step=500, help="A seeded random subset keeps large datasets quick.", **state.bind("audit.max_rows")
     )
     st.caption(
-        f"The default audit takes about 30-60 s on 2 CPU cores ({len(ws.data):,} evaluation rows). Stay on this page until it finishes; the run is then recorded in `{store.location}`."
+        f"The default audit takes about 30-60 s on 2 CPU cores ({len(ws.data):,} evaluation rows). It runs in the background: "
+        f"leave this page or reload, its progress stays in the sidebar; the run is then recorded in `{store.location}`."
     )
     if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=not selected):
-        bar = st.progress(0.0, text="Starting the audit…")
         try:
-            spec = audit_runs.build_spec(
+            spec = audit_runs.spec_settings(
                 samples=state.get("audit.samples"), seed=state.get("audit.seed"), max_rows=state.get("audit.max_rows"), probes=selected
             )
-            stored = audit_runs.run_and_store(ws, spec, bar)
-        except Exception as exc:  # a bad spec or a failure to start: shown, the page stays up
-            bar.empty()
-            show_error(exc, "The audit")
+            job = audit_runs.start_audit(ws, spec)
+        except Exception as exc:  # a bad spec or a store that cannot queue: shown, the page stays up
+            show_error(exc, "Starting the audit")
         else:
-            bar.empty()
-            state.put("audit.open", stored.report_id)
-            failed = stored.summary.get("failures") or []
-            st.success(
-                f"Audit {stored.report_id} finished in {stored.summary.get('wall_time_s', 0):.1f} s; verdict: {stored.verdict}."
-                + (f" Failed probes: {', '.join(failed)}." if failed else ""),
-                icon=":material/check_circle:",
-            )
+            st.success(f"Audit of {ws.name} queued as job {job.job_id}: it runs in the background; follow it in the sidebar.", icon=":material/schedule:")
 
 # --- stored audits ---------------------------------------------------------------------
 st.subheader("Stored audits")

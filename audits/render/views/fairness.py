@@ -182,6 +182,24 @@ def identity_term_chart(result, *, top_k: int = 40) -> BarChart:
     )
 
 
+def identity_term_flip_chart(result, *, top_k: int = 40) -> BarChart | None:
+    """Share of decisions that change when a text is made to name each identity group, with Wilson intervals (the ``top_k`` highest)."""
+    g = result.groups.dropna(subset=["flip_rate"])
+    if g.empty:
+        return None
+    shown = g.loc[g["flip_rate"].sort_values(ascending=False, kind="stable").index[:top_k]].sort_index()
+    cut = f" ({len(shown)} highest of {len(g)})" if len(shown) < len(g) else ""
+    cats = [f"{src}: {cat}/{grp}" for src, cat, grp in zip(shown["source"], shown["category"], shown["group"], strict=True)]
+    return BarChart(
+        title=f"Decisions that change when only the identity term changes{cut}",
+        categories=cats,
+        series=[Series("flip rate", cats, list(shown["flip_rate"]), lo=list(shown["lo"]), hi=list(shown["hi"]))],
+        value_label=f"share of decisions that change ({result.ci:.0%} interval)",
+        value_range=(0.0, 1.0),
+        height=0.9 + 0.22 * len(cats),
+    )
+
+
 def intersection_heatmap_chart(result, grouping: str, metric: str, *, separator: str = " & ") -> HeatmapChart:
     """``GroupMetricsResult``: one metric over a two-way intersection ('sex x race') as a heatmap.
 
@@ -467,6 +485,8 @@ def identity_terms_view(r: IdentityTermResult, ctx: RenderContext) -> list:
     """Score shifts when only the identity term of a text changes, with the largest examples."""
     blocks = frame_table(r.summary, caption="Identity-term swaps per source and category")
     blocks += figure(identity_term_chart(r))
+    if (flips := identity_term_flip_chart(r)) is not None:
+        blocks += figure(flips)
     if not r.examples.empty:
         blocks += frame_table(r.examples, caption="Largest shifts", max_rows=6)
     return blocks

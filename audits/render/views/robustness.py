@@ -225,6 +225,35 @@ def text_robustness_chart(result) -> LineChart:
     )
 
 
+def text_robustness_group_chart(result) -> BarChart | None:
+    """Flip rate per sensitive group at each text perturbation's strongest severity, with Wilson intervals (None without groups)."""
+    from audits.stats import wilson_interval
+
+    g = result.by_group
+    if g.empty or "flip_rate" not in g.columns:
+        return None
+    g = g[g["severity"] == g.groupby("perturbation", sort=False)["severity"].transform("max")].dropna(subset=["flip_rate"])
+    if g.empty:
+        return None
+    label = [f"{a}: {grp}" for a, grp in zip(g["attribute"], g["group"], strict=True)]
+    g = g.assign(label=label)
+    categories = list(dict.fromkeys(label))
+    series = []
+    for p, rows in g.groupby("perturbation", sort=False):
+        lo, hi = wilson_interval(rows["flip_rate"].to_numpy() * rows["count"].to_numpy(), rows["count"].to_numpy())
+        series.append(
+            Series(f"{pretty(p)} (strength {rows['severity'].iloc[0]:.2g})", rows["label"].tolist(), rows["flip_rate"].tolist(), lo=list(lo), hi=list(hi))
+        )
+    return BarChart(
+        title="Decisions that change per group, at each perturbation's strongest setting",
+        categories=categories,
+        series=series,
+        value_label="share of decisions that change (95% interval)",
+        value_range=(0.0, 1.0),
+        height=0.9 + 0.22 * len(categories) * max(1, len(series)),
+    )
+
+
 def corruption_gallery_chart(gallery, class_names: list[str], *, title: str | None = None) -> ImageGrid:
     """One image under every corruption (rows) and severity (columns), each captioned with its prediction.
 
@@ -354,6 +383,8 @@ def text_robustness_view(r: TextRobustnessResult, ctx: RenderContext) -> list:
     """Accuracy and flips per text perturbation and severity, with examples."""
     blocks = frame_table(r.table, caption="Accuracy and flips per perturbation and severity")
     blocks += figure(text_robustness_chart(r))
+    if (groups := text_robustness_group_chart(r)) is not None:
+        blocks += figure(groups)
     if not r.examples.empty:
         blocks += frame_table(r.examples, caption="Examples", max_rows=6)
     return blocks
