@@ -30,7 +30,9 @@ IDLE_ENV = "AUDITS_WORKER_IDLE_S"
 # Finished jobs the sidebar still lists (newest first), until dismissed.
 SHOWN_FINISHED = 3
 
-_workers: list[subprocess.Popen] = []
+# Per store URL: a worker serves only the store it was started for (a second dashboard or a test on
+# another store in this process must get its own, not be refused because the first one's are alive).
+_workers: dict[str, list[subprocess.Popen]] = {}
 _workers_lock = threading.Lock()
 
 
@@ -47,18 +49,19 @@ def ensure_worker() -> None:
     """Start a worker process unless ``$AUDITS_WORKERS`` (default 2) started here are alive and busy enough."""
     limit = max(1, int(os.environ.get(WORKERS_ENV, "2")))
     idle = os.environ.get(IDLE_ENV, "30")
+    url = run_store().store.url
     with _workers_lock:
-        _workers[:] = [p for p in _workers if p.poll() is None]
+        alive = _workers[url] = [p for p in _workers.get(url, []) if p.poll() is None]
         running = len(queue().list(statuses=("running",)))
-        if len(_workers) >= limit or len(_workers) > running:
+        if len(alive) >= limit or len(alive) > running:
             return  # enough workers, or one is idle and will claim the job
         run_store().root.mkdir(parents=True, exist_ok=True)  # a PostgreSQL store may have no local folder yet
         log = open(run_store().root / "worker.log", "ab")  # noqa: SIM115 - the child owns it
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         try:
-            _workers.append(
+            alive.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "audits", "worker", "--store", run_store().store.url, "--idle-exit", idle],
+                    [sys.executable, "-m", "audits", "worker", "--store", url, "--idle-exit", idle],
                     cwd=ROOT,
                     env=env,
                     stdin=subprocess.DEVNULL,
