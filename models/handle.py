@@ -63,8 +63,30 @@ class MeteredModel(nn.Module):
         return self.net(x)
 
 
+class CardFacts:
+    """What any handle answers from its card alone (shared by ``ModelHandle`` and ``PredictionsHandle``)."""
+
+    card: ModelCard
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def format(self) -> str:
+        return self.card.format
+
+    @property
+    def modality(self) -> str:
+        return self.card.modality
+
+    @property
+    def n_classes(self) -> int:
+        return self.card.n_classes
+
+
 @dataclass
-class ModelHandle:
+class ModelHandle(CardFacts):
     """A loaded model: the module in audit space, its device, identity and a batched predictor.
 
     Built by ``models.loader.load_model`` / ``wrap_model``, which place the model, switch it
@@ -87,22 +109,6 @@ class ModelHandle:
     text_forward: TextForward | None = None
     # A handle runs its network; ``models.predictions.PredictionsHandle`` (decisions only) does not.
     queryable: ClassVar[bool] = True
-
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    @property
-    def format(self) -> str:
-        return self.card.format
-
-    @property
-    def modality(self) -> str:
-        return self.card.modality
-
-    @property
-    def n_classes(self) -> int:
-        return self.card.n_classes
 
     @property
     def input_shape(self) -> tuple[int, ...]:

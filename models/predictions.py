@@ -21,14 +21,14 @@ import torch
 from audits.errors import ModelLoadError
 from models.card import ModelCard
 from models.formats import sha256_file
-from models.handle import CallMeter
+from models.handle import CallMeter, CardFacts
 from models.tabular_encoding import TabularEncoder
 
 NO_MODEL_REASON = "the card audits precomputed decisions (format: predictions): there is no model to run on new or changed inputs"
 
 
 @dataclass
-class PredictionsHandle:
+class PredictionsHandle(CardFacts):
     """Stands where a ``ModelHandle`` stands for a predictions card; it never computes a prediction."""
 
     card: ModelCard
@@ -51,22 +51,6 @@ class PredictionsHandle:
                 f"Predictions file {path} does not exist.", fix="Correct data.path in the card (relative paths resolve against the card's folder)."
             )
         return cls(card=card, weights_sha256=sha256_file(path), encoder=TabularEncoder(card.input))  # type: ignore[arg-type]
-
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    @property
-    def format(self) -> str:
-        return self.card.format
-
-    @property
-    def modality(self) -> str:
-        return self.card.modality
-
-    @property
-    def n_classes(self) -> int:
-        return self.card.n_classes
 
     @property
     def input_shape(self) -> tuple[int, ...]:
