@@ -235,7 +235,9 @@ def eval_robust(check: MinRobustAccuracy, report: AuditReport, found: list[Locat
             title=title,
             value=value,
             interval=interval,
-            subject=method,
+            # 'strongest' keeps one subject: which attack is lowest can change with the seed when two tie
+            # (PGD and AutoAttack on digits-cnn), and the finding must not move with it; the detail names it.
+            subject="strongest" if check.attack == "strongest" else method,
             evidence=f"{x.pointer}.curve[epsilon={check.epsilon:g}]",
             section=x.anchor,
             detail=detail,
