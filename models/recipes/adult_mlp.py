@@ -212,6 +212,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
         "weights": "weights.safetensors",
         "architecture": {"target": "models.architectures:TabularMLP", "kwargs": arch_kwargs},
         "class_names": list(CLASS_NAMES),
+        "favourable_class": ">50K",  # the income level an applicant would want a lender or insurer to see
         "input": input_block,
         "output": "logits",
         "data": {"path": "eval.csv.gz", "label_column": LABEL, "sensitive": list(SENSITIVE), "train_path": sample["path"]},
