@@ -10,6 +10,7 @@ The hand-made table has a planted false-positive-rate gap (favourable class "app
 from __future__ import annotations
 
 import html
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,16 @@ def test_the_docs_example_runs_from_the_cli_and_writes_report_pdf_and_html(tmp_p
     ref = next(r for r in report.fairness if r.method == "group_metrics").reference.set_index(["grouping", "group", "metric"])
     fpr = ref.loc[("sex", "male", "fpr")]
     assert fpr["reference_group"] == "female" and fpr["ratio_lo"] > 1
+
+
+def test_the_reference_group_policy_fails_the_planted_attribute_and_only_it(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(REPO / "examples" / "predictions" / "card.yaml"), "--out", str(out), "--quiet", "--fail-on", "never", "--no-pdf", "--no-html"]) == 0
+    policy = REPO / "audits" / "policies" / "fairness_reference.yaml"
+    assert main(["report", str(out / "report.json"), "--policy", str(policy), "--json", str(tmp_path / "re.json"), "--html", str(tmp_path / "re.html")]) == 0
+    statuses = {(f["check_id"], f["subject"]): f["status"] for f in json.loads((tmp_path / "re.json").read_text())["findings"]}
+    # Men's false-positive rate is planted at about twice women's (the reference): that fails.
+    assert statuses[("reference_fpr_high", "sex=male")] == "fail"
+    # Age was not planted: its groups may warn (600 rows give wide intervals) but never fail.
+    assert all(s != "fail" for (check, subject), s in statuses.items() if subject.startswith("age_band="))
+    assert {c for c, _ in statuses} == {"reference_selection_rate_low", "reference_selection_rate_high", "reference_tpr_low", "reference_fpr_high"}
