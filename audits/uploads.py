@@ -70,7 +70,7 @@ class ModelUploads:
     def register_model(
         self,
         card: UploadedFile,
-        weights: UploadedFile,
+        weights: UploadedFile | None,
         data: UploadedFile,
         attributes: UploadedFile | None = None,
         *,
@@ -79,6 +79,9 @@ class ModelUploads:
         device: str | None = None,
     ) -> Path:
         """Validate an uploaded model (card, weights, evaluation data) and keep it; returns its card path.
+
+        A predictions card (``format: predictions``: a table of another system's scores) has no
+        weights: ``weights`` is None and ``data`` is its decisions table.
 
         Validation runs in a confined child process on the CPU (``models.sandbox``), whatever
         ``device`` says: it is kept for callers that pass it.
@@ -100,13 +103,23 @@ class ModelUploads:
                 )
         raw = _read_card(card)
         fmt = raw.get("format")
-        _check_weights(weights, fmt)
+        if fmt == "predictions":
+            if weights is not None:
+                raise UploadError(
+                    f"The card is a predictions card (format: predictions), which has no weights, but {weights.name} was uploaded with it.",
+                    fix="Upload only the card and its table of scores (the evaluation data), or set the card's 'format' to the weights' format.",
+                )
+        elif weights is None:
+            raise UploadError(f"The card's format is {fmt!r}, which needs its weights file.", fix="Upload the weights too (a predictions card, format: predictions, needs none).")
+        else:
+            _check_weights(weights, fmt)
         modality = raw.get("modality")
         _check_data_name(data, modality)
         if attributes is not None and not attributes.name.lower().endswith(".csv"):
             raise UploadError(f"The attributes file {attributes.name} is not a CSV.", fix="Upload one CSV row of attributes per image.")
         # The uploaded files are the model: point the card at them, whatever paths it named.
-        raw["weights"] = _safe_name(weights.name)
+        if weights is not None:
+            raw["weights"] = _safe_name(weights.name)
         data_section = dict(raw.get("data") or {})
         data_section["path"] = _safe_name(data.name)
         if attributes is not None:

@@ -217,10 +217,10 @@ def _zoo_bytes(name: str) -> bytes:
     return (ZOO_DIR / "digits-cnn" / name).read_bytes()
 
 
-def _upload(at: AppTest, card: bytes, weights: tuple[str, bytes], data: tuple[str, bytes] | None, attributes: tuple[str, bytes] | None = None) -> AppTest:
+def _upload(at: AppTest, card: bytes, weights: tuple[str, bytes] | None, data: tuple[str, bytes] | None, attributes: tuple[str, bytes] | None = None) -> AppTest:
     uploaders = {u.label: u for u in at.get("file_uploader")}
     uploaders["Model card (card.yaml)"].set_value(("card.yaml", card, "application/x-yaml"))
-    uploaders["Weights"].set_value((weights[0], weights[1], "application/octet-stream"))
+    uploaders[next(k for k in uploaders if k.startswith("Weights"))].set_value(None if weights is None else (weights[0], weights[1], "application/octet-stream"))
     if data is not None:
         uploaders[next(k for k in uploaders if k.startswith("Evaluation data"))].set_value((data[0], data[1], "application/octet-stream"))
     if attributes is not None:
@@ -289,6 +289,27 @@ def test_valid_upload_is_registered_and_inspectable(store):
     _page(at, "inspect_page")
     assert not _problems(at), _problems(at)
     assert len(at.get("plotly_chart")) >= 3
+
+
+def test_a_predictions_card_is_registered_without_weights_and_its_pages_render(store):
+    """A compliance user uploads a vendor's decisions (card + table of scores, no model) and inspects them."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "predictions"
+    card, table = (example / "card.yaml").read_bytes(), ("decisions.csv", (example / "decisions.csv").read_bytes())
+    at = _page(_app("digits-cnn"), "models_page")
+    # Weights with a predictions card, and a weights card without weights, are refused with the fix.
+    _upload(at, card, ("weights.safetensors", _zoo_bytes("weights.safetensors")), table)
+    assert "has no weights" in at.error[0].value and "Fix" in at.error[0].value
+    _upload(at, _card(name="no-weights-cnn"), None, ("eval.npz", _zoo_bytes("eval.npz")))
+    assert "needs its weights file" in at.error[0].value
+    _upload(at, card, None, table)
+    assert not _problems(at), _problems(at)
+    assert any("Registered vendor-credit-score" in s.value for s in at.success)
+    at.run()
+    at.sidebar.selectbox[0].set_value("vendor-credit-score (uploaded)").run()
+    for page in PAGES:
+        _page(at, page)
+        assert not _problems(at), (page, _problems(at))
+    assert "tabular · predictions · 0 parameters" in _captions(at)
 
 
 def test_robustness_page_shows_every_robustness_probes_skips(store, tmp_path, monkeypatch):

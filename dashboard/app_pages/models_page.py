@@ -105,14 +105,15 @@ st.subheader("Register a model")
 st.markdown(
     f"Upload a **model card** (YAML), its **weights** and its **evaluation data**. Accepted weights: "
     f"safetensors (with an architecture from `models.architectures`), TorchScript (`.pt`) and `torch.export` (`.pt2`). "
-    f"Pickles are refused. Each file may be at most {MAX_UPLOAD_MB} MB. The card's `weights` and `data` paths are replaced by the uploaded files; "
+    f"Pickles are refused. A predictions card (`format: predictions`: another system's scores, see docs/fairness.md) needs no weights: "
+    f"upload the card and its table of scores. Each file may be at most {MAX_UPLOAD_MB} MB. The card's `weights` and `data` paths are replaced by the uploaded files; "
     "the model is loaded and checked (dry forward pass, data validation) before it is kept."
 )
 weight_types = sorted({ext.lstrip(".") for exts in UPLOAD_FORMATS.values() for ext in exts})
 with st.form("register", clear_on_submit=False, border=True):
     u1, u2 = st.columns(2)
     card_file = u1.file_uploader("Model card (card.yaml)", type=["yaml", "yml"], max_upload_size=1)
-    weights_file = u1.file_uploader("Weights", type=weight_types, max_upload_size=MAX_UPLOAD_MB)
+    weights_file = u1.file_uploader("Weights (none for a predictions card)", type=weight_types, max_upload_size=MAX_UPLOAD_MB)
     data_file = u2.file_uploader(
         "Evaluation data (.npz for images; .csv, .csv.gz or .parquet for tables)", type=["npz", "csv", "gz", "parquet"], max_upload_size=MAX_UPLOAD_MB
     )
@@ -125,7 +126,8 @@ def _blob(upload) -> UploadedFile | None:
 
 
 if submitted:
-    missing = [label for label, f in (("a model card", card_file), ("a weights file", weights_file), ("the evaluation data", data_file)) if f is None]
+    # The weights are checked against the card's format when it is read (a predictions card has none).
+    missing = [label for label, f in (("a model card", card_file), ("the evaluation data", data_file)) if f is None]
     if missing:
         st.error(f"Upload {', '.join(missing)} to register a model.", icon=":material/error:")
     else:
