@@ -53,7 +53,8 @@ class Quantised(nn.Module):
         return self.net(torch.round(x * 2) / 2)
 
 
-def test_a_masked_gradient_is_flagged_and_square_still_breaks_the_model(linear_case):
+@pytest.mark.parametrize("candidates", [1, 8])
+def test_a_masked_gradient_is_flagged_and_square_still_breaks_the_model(linear_case, candidates):
     w, b, x, _, _ = linear_case
     plain = linear_image_model(w, b, value_range=(-1.0, 1.0))
     net = Quantised(plain.model)
@@ -62,7 +63,8 @@ def test_a_masked_gradient_is_flagged_and_square_still_breaks_the_model(linear_c
     from models.loader import wrap_model
 
     model = wrap_model(net, plain.card)
-    result, _ = _run("autoattack", model, image_data(x, y), epsilons=[0.0, 0.3, 0.6], max_rows=None, queries=200)
+    # candidates=8 (the strong preset's): the same 200 queries spent 8 windows per step, 25 steps.
+    result, _ = _run("autoattack", model, image_data(x, y), epsilons=[0.0, 0.3, 0.6], max_rows=None, queries=200, candidates=candidates)
     assert result.clean_accuracy == 1.0
     # From the clean point APGD cannot move at all, even with a budget covering the whole input range.
     assert result.unbounded_robust_accuracy == 1.0
