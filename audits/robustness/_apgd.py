@@ -167,7 +167,8 @@ def square(
     window then rescaling the whole perturbation onto the epsilon sphere (a simplified
     form of the paper's L2 proposal). ``per_step`` windows are drawn per row and step on
     the same perturbation and evaluated in one batched forward, the best kept (each counts
-    as a query); a window that would not change the perturbation costs no model row.
+    as a query); a window that would not change the perturbation costs no model row, and
+    a row where no single-pixel window can lower the margin any more stops early (L-inf).
     Returns per row whether it was broken.
     """
     shape = x.shape
@@ -197,8 +198,16 @@ def square(
     rows_h = torch.arange(h, device=dev)
     rows_w = torch.arange(w, device=dev)
     k_max = max(1, int(per_step))
+    # Once the squares are single pixels (L-inf) there are only h*w*2^c moves: a pixel and a sign per
+    # channel. A row that has tried each of them on its current perturbation without lowering the margin
+    # sits where no later query can move it (the model is deterministic, the squares never grow again):
+    # it leaves the loop, exactly as if it had spent its remaining queries.
+    n_moves = h * w * 2**c if norm == "linf" and h * w * 2**c <= 2**16 else 0
+    tried = torch.zeros((n, n_moves), dtype=torch.bool, device=dev)
+    stuck = torch.zeros(n, dtype=torch.bool, device=dev)
+    bits = 2 ** torch.arange(c, device=dev)
     for it in range(0, queries, k_max):
-        idx = every[~broken]
+        idx = every[~broken & ~stuck]
         if idx.numel() == 0:
             break
         k = min(k_max, queries - it)
@@ -219,14 +228,20 @@ def square(
         # A window that leaves the perturbation as it was (at small squares, often half of them: the
         # pixel already holds that sign, or the value range clips it) cannot lower the margin: no query.
         moved = (candidate != base).flatten(1).any(dim=1)
-        if not moved.any():
-            continue
-        new_margin = torch.full((m,), float("inf"), device=dev)
-        new_margin[moved] = margin_of(candidate[moved], rep[moved])
-        best, pick = new_margin.view(-1, k).min(dim=1)
-        better = best < margin[idx]
-        take = idx[better]
-        chosen = torch.arange(len(idx), device=dev)[better] * k + pick[better]
-        delta[take], margin[take] = candidate[chosen], best[better]
-        broken[take] = best[better] < 0
+        single = side == 1 and n_moves > 0
+        if single:
+            move = (top * w + left) * 2**c + ((patch[:, :, 0, 0] > 0).long() * bits).sum(dim=1)
+            tried[rep, move] = True
+        if moved.any():
+            new_margin = torch.full((m,), float("inf"), device=dev)
+            new_margin[moved] = margin_of(candidate[moved], rep[moved])
+            best, pick = new_margin.view(-1, k).min(dim=1)
+            better = best < margin[idx]
+            take = idx[better]
+            chosen = torch.arange(len(idx), device=dev)[better] * k + pick[better]
+            delta[take], margin[take] = candidate[chosen], best[better]
+            broken[take] = best[better] < 0
+            tried[take] = False
+        if single:
+            stuck[idx] = tried[idx].all(dim=1)
     return broken
