@@ -53,7 +53,8 @@ class Quantised(nn.Module):
         return self.net(torch.round(x * 2) / 2)
 
 
-def test_a_masked_gradient_is_flagged_and_square_still_breaks_the_model(linear_case):
+@pytest.mark.parametrize("candidates", [1, 8])
+def test_a_masked_gradient_is_flagged_and_square_still_breaks_the_model(linear_case, candidates):
     w, b, x, _, _ = linear_case
     plain = linear_image_model(w, b, value_range=(-1.0, 1.0))
     net = Quantised(plain.model)
@@ -62,7 +63,8 @@ def test_a_masked_gradient_is_flagged_and_square_still_breaks_the_model(linear_c
     from models.loader import wrap_model
 
     model = wrap_model(net, plain.card)
-    result, _ = _run("autoattack", model, image_data(x, y), epsilons=[0.0, 0.3, 0.6], max_rows=None, queries=200)
+    # candidates=8 (the strong preset's): the same 200 queries spent 8 windows per step, 25 steps.
+    result, _ = _run("autoattack", model, image_data(x, y), epsilons=[0.0, 0.3, 0.6], max_rows=None, queries=200, candidates=candidates)
     assert result.clean_accuracy == 1.0
     # From the clean point APGD cannot move at all, even with a budget covering the whole input range.
     assert result.unbounded_robust_accuracy == 1.0
@@ -182,3 +184,24 @@ def test_randomized_smoothing_certifies_the_closed_form_radius_of_a_linear_class
     curve = result.curve.set_index("radius")["certified_accuracy"]
     assert curve.iloc[0] == pytest.approx(certified.mean())
     assert result.summary["abstention_rate"].iloc[0] == pytest.approx(1 - certified.mean())
+
+
+@pytest.mark.parametrize("per_step", [1, 8])
+def test_square_alone_breaks_exactly_the_linear_rows_within_reach_and_stops_early_on_the_rest(linear_case, per_step):
+    # On a linear model each pixel's best sign is -sign(w_i) whatever the others hold, so single-pixel random
+    # search reaches the optimum: Square breaks exactly the rows whose margin is below eps * ||w||_1. A row it
+    # cannot break stops once it has tried all 2 * 16 single-pixel moves without gain, long before 5000 queries.
+    w, b, x, y, margin = linear_case
+    model = linear_image_model(w, b)
+    eps = float(np.round(np.quantile(margin / np.abs(w).sum(), 0.5), 3))
+    calls = []
+
+    def forward(xa: torch.Tensor) -> torch.Tensor:
+        calls.append(len(xa))
+        return model.model(xa)
+
+    with torch.inference_mode():
+        broken = square(forward, torch.as_tensor(x), torch.as_tensor(y), torch.full((len(y),), eps), "linf", 5000, -100.0, 100.0,
+                        torch.Generator().manual_seed(0), per_step=per_step)  # fmt: skip
+    np.testing.assert_array_equal(broken.numpy(), margin < eps * np.abs(w).sum())
+    assert sum(calls) < 0.1 * 5000 * (~broken).sum().item()

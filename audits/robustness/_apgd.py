@@ -158,13 +158,18 @@ def square(
     generator: torch.Generator,
     *,
     p_init: float = 0.8,
+    per_step: int = 1,
 ) -> torch.Tensor:
     """Square attack: random search over square windows of the perturbation, kept when the margin loss falls.
 
     Uses outputs only, so a masked or broken gradient cannot hide a weak margin. L-inf:
     windows of +-eps per channel from vertical-stripe start (the paper's). L2: a Gaussian
     window then rescaling the whole perturbation onto the epsilon sphere (a simplified
-    form of the paper's L2 proposal). Returns per row whether it was broken.
+    form of the paper's L2 proposal). ``per_step`` windows are drawn per row and step on
+    the same perturbation and evaluated in one batched forward, the best kept (each counts
+    as a query); a window that would not change the perturbation costs no model row, and
+    a row where no single-pixel window can lower the margin any more stops early (L-inf).
+    Returns per row whether it was broken.
     """
     shape = x.shape
     xi = x if x.ndim == 4 else x.reshape(shape[0], 1, 1, -1)
@@ -192,11 +197,22 @@ def square(
     broken = margin < 0
     rows_h = torch.arange(h, device=dev)
     rows_w = torch.arange(w, device=dev)
-    for it in range(queries):
-        idx = every[~broken]
+    k_max = max(1, int(per_step))
+    # Once the squares are single pixels (L-inf) there are only h*w*2^c moves: a pixel and a sign per
+    # channel. A row that has tried each of them on its current perturbation without lowering the margin
+    # sits where no later query can move it (the model is deterministic, the squares never grow again):
+    # it leaves the loop, exactly as if it had spent its remaining queries.
+    n_moves = h * w * 2**c if norm == "linf" and h * w * 2**c <= 2**16 else 0
+    tried = torch.zeros((n, n_moves), dtype=torch.bool, device=dev)
+    stuck = torch.zeros(n, dtype=torch.bool, device=dev)
+    bits = 2 ** torch.arange(c, device=dev)
+    for it in range(0, queries, k_max):
+        idx = every[~broken & ~stuck]
         if idx.numel() == 0:
             break
-        m = len(idx)
+        k = min(k_max, queries - it)
+        m = len(idx) * k
+        rep = idx.repeat_interleave(k) if k > 1 else idx  # row r's k candidates side by side
         side = max(1, min(int(round(math.sqrt(_square_fraction(p_init, it, queries) * h * w))), h, w))
         top = torch.randint(0, h - side + 1, (m,), generator=generator, device=dev)
         left = torch.randint(0, w - side + 1, (m,), generator=generator, device=dev)
@@ -204,13 +220,28 @@ def square(
         in_w = (rows_w[None] >= left[:, None]) & (rows_w[None] < left[:, None] + side)
         window = (in_h[:, :, None] & in_w[:, None, :])[:, None]  # (m, 1, h, w)
         if norm == "linf":
-            patch = e[idx] * rand_sign((m, c, 1, 1))
+            patch = e[rep] * rand_sign((m, c, 1, 1))
         else:
-            patch = torch.randn((m, c, h, w), generator=generator, device=dev) * e[idx] / math.sqrt(side * side * c)
-        candidate = to_ball(torch.where(window, patch, delta[idx]), idx)
-        new_margin = margin_of(candidate, idx)
-        better = new_margin < margin[idx]
-        take = idx[better]
-        delta[take], margin[take] = candidate[better], new_margin[better]
-        broken[take] = new_margin[better] < 0
+            patch = torch.randn((m, c, h, w), generator=generator, device=dev) * e[rep] / math.sqrt(side * side * c)
+        base = delta[rep]
+        candidate = to_ball(torch.where(window, patch, base), rep)
+        # A window that leaves the perturbation as it was (at small squares, often half of them: the
+        # pixel already holds that sign, or the value range clips it) cannot lower the margin: no query.
+        moved = (candidate != base).flatten(1).any(dim=1)
+        single = side == 1 and n_moves > 0
+        if single:
+            move = (top * w + left) * 2**c + ((patch[:, :, 0, 0] > 0).long() * bits).sum(dim=1)
+            tried[rep, move] = True
+        if moved.any():
+            new_margin = torch.full((m,), float("inf"), device=dev)
+            new_margin[moved] = margin_of(candidate[moved], rep[moved])
+            best, pick = new_margin.view(-1, k).min(dim=1)
+            better = best < margin[idx]
+            take = idx[better]
+            chosen = torch.arange(len(idx), device=dev)[better] * k + pick[better]
+            delta[take], margin[take] = candidate[chosen], best[better]
+            broken[take] = best[better] < 0
+            tried[take] = False
+        if single:
+            stuck[idx] = tried[idx].all(dim=1)
     return broken
