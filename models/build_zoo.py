@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0, the committed zoo)")
     parser.add_argument("--training-samples", action="store_true", help="write only the training samples (data.train_path), without retraining")
     parser.add_argument(
-        "--ensembles", action="store_true", help="write only the extra ensemble members and ensemble cards (digits-cnn's ensemble.yaml), leaving card.yaml and weights as they are"
+        "--ensembles",
+        action="store_true",
+        help="write only the extra ensemble members and ensemble cards (digits-cnn's ensemble.yaml), leaving card.yaml and weights as they are",
     )
     args = parser.parse_args(argv)
     names = args.only or list(RECIPES)

@@ -105,7 +105,9 @@ def activations_and_gradients(
     if text and not _sorted and len(x) > 1 and model.text_forward is not None:
         # Shortest texts first, so each batch is trimmed to its own longest text; results come back in the given order.
         order = np.argsort((np.asarray(x) != model.text_forward.pad_id).sum(axis=1), kind="stable")
-        acts, grads = activations_and_gradients(model, layer_name, layer, np.asarray(x)[order], np.asarray(targets)[order], log_probability=log_probability, _sorted=True)
+        acts, grads = activations_and_gradients(
+            model, layer_name, layer, np.asarray(x)[order], np.asarray(targets)[order], log_probability=log_probability, _sorted=True
+        )
         back = np.argsort(order)
         return acts[back], grads[back]
     t_all = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=model.device)

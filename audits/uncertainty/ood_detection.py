@@ -111,7 +111,10 @@ class OODDetection(Probe):
                             "shifted_mean_score": float(per[key].mean()) if len(rows) else float("nan"),
                         }
                     )
-        table = pd.DataFrame(records, columns=["corruption", "severity", "score", "auroc", "auroc_low", "auroc_high", "shifted_accuracy", "n", "clean_mean_score", "shifted_mean_score"])
+        table = pd.DataFrame(
+            records,
+            columns=["corruption", "severity", "score", "auroc", "auroc_low", "auroc_high", "shifted_accuracy", "n", "clean_mean_score", "shifted_mean_score"],
+        )
         summary = table.groupby(["severity", "score"], sort=False, as_index=False)["auroc"].mean().rename(columns={"auroc": "mean_auroc"})
         return OODDetectionResult(
             method=self.name,
