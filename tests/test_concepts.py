@@ -389,3 +389,25 @@ def test_text_tcav_reads_the_last_transformer_block_by_default_and_runs_in_the_d
     assert result.layer.endswith("encoder.layer.1") and result.concepts == ["coin=heads", "coin=tails"]
     assert not result.significant.any()  # random coin flips: no concept
     assert "tcav" in __import__("audits.probes", fromlist=["default_probe_names"]).default_probe_names("text", model, data)
+
+
+def test_toxicity_minilm_random_concepts_are_not_significant_at_its_last_block():
+    import dataclasses
+
+    from audits.engine import build_context
+    from audits.probes import make_probe
+    from models.registry import ZOO_DIR
+
+    path = ZOO_DIR / "toxicity-minilm" / "card.yaml"
+    if not path.is_file():
+        pytest.skip("the text demo model is not built")
+    card = load_card(path)
+    model, data = load_model(card), load_data(card)
+    rng = np.random.default_rng(0)
+    data = dataclasses.replace(data, attributes=data.attributes.assign(coin=rng.choice(["heads", "tails"], len(data))))
+    result = make_probe("tcav", {"concepts": ["coin", "identity_category=religion"], "max_rows": 240}).run(model, data, build_context(model, data))
+    assert result.layer == "encoder.encoder.layer.5"  # the encoder's last block
+    coin = [i for i, c in enumerate(result.concepts) if c.startswith("coin=")]
+    assert len(coin) == 2 and not result.significant[coin].any()
+    religion = result.concepts.index("identity_category=religion")
+    assert result.cav_accuracy[religion].mean() > 0.8  # the block separates religious-identity texts from random ones
