@@ -411,3 +411,17 @@ def test_toxicity_minilm_random_concepts_are_not_significant_at_its_last_block()
     assert len(coin) == 2 and not result.significant[coin].any()
     religion = result.concepts.index("identity_category=religion")
     assert result.cav_accuracy[religion].mean() > 0.8  # the block separates religious-identity texts from random ones
+
+
+def test_text_concept_from_a_txt_file_of_examples_is_found_like_the_attribute_concept(tmp_path):
+    from audits.engine import build_context
+    from audits.probes import make_probe
+    from tests.text_fixtures import VOCAB
+
+    model = _text_handle(_ConceptText(VOCAB), tmp_path)
+    data = _text_data(model)
+    texts = data.raw["text"][data.attributes["identity"] == "muslim"].tolist()
+    (tmp_path / "muslim.txt").write_text("\n".join(texts) + "\n\n", encoding="utf-8")
+    result = make_probe("tcav", {"concepts": [str(tmp_path / "muslim.txt")], "layer": "block"}).run(model, data, build_context(model, data))
+    assert result.concepts == ["muslim"] and result.n_examples == [len(texts)]  # blank lines are not examples
+    assert result.significant[0, result.class_names.index("toxic")] and result.scores[0, 1].mean() > 0.95
