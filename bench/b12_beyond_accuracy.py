@@ -1,10 +1,11 @@
-"""B12: what the issue-17 probes (uncertainty, OOD detection, membership inference) add to each zoo model's default audit.
+"""B12: what the issue-17 probes (uncertainty, OOD detection, membership inference, TCAV, feature visualization)
+add to each zoo model's default audit.
 
 One default audit per zoo model (``run_audit``, default spec). Probes run one after another on the
 shared forward pass, and each result records its own wall time, so the audit without the new probes
 costs the audit's wall time less theirs: the ratio full / (full - new) comes from that one run, under
-the same machine load for both terms. ``ISSUE_PROBES`` lists the probes counted as new: the concept
-probes (TCAV, feature visualisation) belong in it once merged, so the ratio covers the whole issue.
+the same machine load for both terms. ``ISSUE_PROBES`` lists the probes counted as new. A second check
+per model: every issue-17 probe that applies to the model (``Probe.check`` is None) ran in its default audit.
 ``B12_MODELS`` (comma-separated) restricts the models, to split the case over processes.
 """
 
@@ -14,7 +15,7 @@ import os
 import time
 
 from audits.engine import run_audit
-from audits.probes import registered_probes
+from audits.probes import make_probe, registered_probes
 from audits.spec import AuditSpec
 from bench.harness import CaseResult, Check, Config, Row, zoo
 
@@ -36,8 +37,10 @@ def run(config: Config) -> CaseResult:
         start = time.perf_counter()
         report = run_audit(model, data, AuditSpec(seed=config.seed))
         wall = time.perf_counter() - start
-        results = [*report.explanations, *report.robustness, *report.fairness]
+        results = [*report.explanations, *report.robustness, *report.fairness, *report.concepts]
         added = [r for r in results if r.method in new]
+        applicable = [n for n in new if make_probe(n).check(model, data) is None]
+        missing = sorted(set(applicable) - {r.method for r in added})
         added_s = sum(r.cost.wall_time_s for r in added)
         added_calls = sum(r.cost.model_calls for r in added)
         added_rows = sum(r.cost.rows_evaluated for r in added)
@@ -62,4 +65,8 @@ def run(config: Config) -> CaseResult:
         checks.append(
             Check(case=CASE, target=f"{name}: default audit within {MAX_RATIO}x of the audit without the new probes", value=ratio, met=ratio <= MAX_RATIO)
         )
+        notes.append(
+            f"{name}: issue-17 probes that apply: {', '.join(applicable)}" + (f"; NOT run by default: {', '.join(missing)}" if missing else "; all ran")
+        )
+        checks.append(Check(case=CASE, target=f"{name}: every issue-17 probe that applies runs by default", value=float(len(missing)), met=not missing))
     return CaseResult(case=CASE, title=TITLE, rows=rows, checks=checks, notes=notes)

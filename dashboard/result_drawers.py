@@ -164,6 +164,10 @@ def _ood(r, ws, key):
     for column, score in zip(columns, r.scores, strict=True):
         with column:
             _plot(lambda score=score: uncertainty_view.ood_heatmap(r, score), f"{key}.{score}", f"the {score} AUROC")
+    disagreement = uncertainty_view.ensemble_disagreement(r)
+    if disagreement is not None:
+        st.markdown("**Ensemble disagreement** (the members' mutual information, nats): clean images against shifted ones, per severity")
+        show_table(disagreement, key=f"{key}.disagreement")
     with st.expander("AUROC per corruption, severity and score (table)"):
         show_table(r.table, key=f"{key}.table", height=table_height(len(r.table)))
     _notes(r)

@@ -291,3 +291,137 @@ def test_pdf_and_html_show_both_results_with_what_they_mean_and_do_not():
         # The heatmap's and the gallery's captions (the charts themselves are images in the PDF).
         assert "CAVs each against fresh random rows" in doc and "optimisation steps per image" in doc
     assert "TCAV score at features.2" in html and "Class images: optimised, then the top evaluation images" in html
+
+
+# --- text TCAV --------------------------------------------------------------------------------
+
+
+class _ConceptText(torch.nn.Module):
+    """Token embeddings -> ``block`` (identity) -> mean over the text's tokens -> a known head.
+
+    The word 'muslim' alone has a first embedding coordinate (3, and 0 elsewhere). The 'toxic' logit is
+    3 p0 + p1^2 - p2^2 on the pooled state p: its gradient has first coordinate 3 on every text,
+    so moving the state towards the 'muslim' concept raises 'toxic' for every text. The 'ok' logit is
+    0: that class does not read the layer, so no concept can move it.
+    """
+
+    def __init__(self, vocab: list[str], dim: int = 8) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        weights = torch.randn(len(vocab), dim, generator=g) * 0.5
+        weights -= weights.mean(dim=0)  # no direction shared by all words
+        weights[:, 0] = 0.0
+        weights[vocab.index("muslim")] = 0.0
+        weights[vocab.index("muslim"), 0] = 3.0
+        self.embed = torch.nn.Embedding.from_pretrained(weights)
+        self.block = torch.nn.Identity()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        mask = (torch.ones_like(input_ids) if attention_mask is None else attention_mask).unsqueeze(-1).float()
+        states = self.block(self.embed(input_ids))
+        p = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+        rest = p[:, 1] ** 2 - p[:, 2] ** 2
+        return torch.stack([torch.zeros_like(rest), 3 * p[:, 0] + rest], dim=1)
+
+
+def _text_handle(net: torch.nn.Module, folder: Path):
+    from models.card import parse_card
+    from models.loader import wrap_model
+    from tests.text_fixtures import make_tokenizer, text_card
+
+    make_tokenizer().save_pretrained(str(folder))
+    card = text_card("concept-text", format="torchscript", weights="unused.pt", input={"kind": "text", "max_length": 16, "tokenizer": str(folder)})
+    return wrap_model(net, parse_card(card, base_dir=folder))
+
+
+def _text_data(model, n: int = 240):
+    from audits.data import AuditData
+    from tests.text_fixtures import WORDS
+
+    rng = np.random.default_rng(0)
+    plain = [w for w in WORDS if w != "muslim"]
+    group = np.where(rng.random(n) < 0.3, "muslim", "other")
+    texts = []
+    for g in group:
+        words = list(rng.choice(plain, size=int(rng.integers(3, 9))))
+        if g == "muslim":
+            words.insert(int(rng.integers(0, len(words) + 1)), "muslim")
+        texts.append(" ".join(words))
+    return AuditData(
+        modality="text", x=model.tokenize(texts), y=rng.integers(0, 2, n), class_names=["ok", "toxic"],
+        attributes=pd.DataFrame({"identity": group, "coin": rng.choice(["heads", "tails"], n)}),
+        sensitive=["identity"], source="memory", sha256="", raw=pd.DataFrame({"text": texts}),
+    )  # fmt: skip
+
+
+def test_text_identity_concept_raises_the_class_it_feeds_and_random_concepts_nothing(tmp_path):
+    from audits.engine import build_context
+    from audits.probes import make_probe
+
+    model = _text_handle(_ConceptText(__import__("tests.text_fixtures", fromlist=["VOCAB"]).VOCAB), tmp_path)
+    data = _text_data(model)
+    probe = make_probe("tcav", {"concepts": ["identity=muslim", "coin=heads"], "layer": "block"})
+    result = probe.run(model, data, build_context(model, data))
+    at = {name: i for i, name in enumerate(result.concepts)}
+    ok, toxic = result.class_names.index("ok"), result.class_names.index("toxic")
+    muslim = at["identity=muslim"]
+    assert result.scores[muslim, toxic].mean() > 0.95  # every toxic-scored text's logit rises along the concept
+    assert result.significant[muslim, toxic]
+    assert not result.significant[muslim, ok] and (result.scores[:, ok] == 0).all()
+    assert not result.significant[at["coin=heads"]].any()  # a coin flip is no direction in the layer
+
+
+def test_text_tcav_reads_the_last_transformer_block_by_default_and_runs_in_the_default_audit(tmp_path):
+    from audits.engine import run_audit
+    from audits.explain._layers import concept_layer
+    from audits.spec import AuditSpec
+    from models.card import parse_card
+    from models.loader import wrap_model
+    from tests.text_fixtures import make_tokenizer, text_card, tiny_bert
+
+    make_tokenizer().save_pretrained(str(tmp_path))
+    card = text_card("tiny-bert", format="torchscript", weights="unused.pt", input={"kind": "text", "max_length": 16, "tokenizer": str(tmp_path)})
+    model = wrap_model(tiny_bert(layers=2), parse_card(card, base_dir=tmp_path))
+    assert concept_layer(model)[0].endswith("encoder.layer.1")
+    data = _text_data(model, n=120)
+    report = run_audit(model, data, AuditSpec(probes=[{"name": "tcav", "params": {"concepts": ["coin"], "n_runs": 10}}]))
+    (result,) = [r for r in report.concepts if isinstance(r, TCAVResult)]
+    assert result.layer.endswith("encoder.layer.1") and result.concepts == ["coin=heads", "coin=tails"]
+    assert not result.significant.any()  # random coin flips: no concept
+    assert "tcav" in __import__("audits.probes", fromlist=["default_probe_names"]).default_probe_names("text", model, data)
+
+
+def test_toxicity_minilm_random_concepts_are_not_significant_at_its_last_block():
+    import dataclasses
+
+    from audits.engine import build_context
+    from audits.probes import make_probe
+    from models.registry import ZOO_DIR
+
+    path = ZOO_DIR / "toxicity-minilm" / "card.yaml"
+    if not path.is_file():
+        pytest.skip("the text demo model is not built")
+    card = load_card(path)
+    model, data = load_model(card), load_data(card)
+    rng = np.random.default_rng(0)
+    data = dataclasses.replace(data, attributes=data.attributes.assign(coin=rng.choice(["heads", "tails"], len(data))))
+    result = make_probe("tcav", {"concepts": ["coin", "identity_category=religion"], "max_rows": 240}).run(model, data, build_context(model, data))
+    assert result.layer == "encoder.encoder.layer.5"  # the encoder's last block
+    coin = [i for i, c in enumerate(result.concepts) if c.startswith("coin=")]
+    assert len(coin) == 2 and not result.significant[coin].any()
+    religion = result.concepts.index("identity_category=religion")
+    assert result.cav_accuracy[religion].mean() > 0.8  # the block separates religious-identity texts from random ones
+
+
+def test_text_concept_from_a_txt_file_of_examples_is_found_like_the_attribute_concept(tmp_path):
+    from audits.engine import build_context
+    from audits.probes import make_probe
+    from tests.text_fixtures import VOCAB
+
+    model = _text_handle(_ConceptText(VOCAB), tmp_path)
+    data = _text_data(model)
+    texts = data.raw["text"][data.attributes["identity"] == "muslim"].tolist()
+    (tmp_path / "muslim.txt").write_text("\n".join(texts) + "\n\n", encoding="utf-8")
+    result = make_probe("tcav", {"concepts": [str(tmp_path / "muslim.txt")], "layer": "block"}).run(model, data, build_context(model, data))
+    assert result.concepts == ["muslim"] and result.n_examples == [len(texts)]  # blank lines are not examples
+    assert result.significant[0, result.class_names.index("toxic")] and result.scores[0, 1].mean() > 0.95

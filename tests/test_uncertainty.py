@@ -200,6 +200,30 @@ def test_deep_ensemble_mutual_information_is_zero_for_identical_members_only(ima
     assert set(ood.table["score"]) == {"msp", "energy", "ensemble_agreement"}
 
 
+def test_zoo_digits_cnn_ensemble_loads_its_members_and_they_disagree_more_on_shifted_images():
+    from audits.render.views.uncertainty import ensemble_disagreement
+    from models.loader import load_ensemble
+    from models.registry import ZOO_DIR
+
+    card = load_card(ZOO_DIR / "digits-cnn" / "ensemble.yaml")
+    plain = load_card(ZOO_DIR / "digits-cnn" / "card.yaml")
+    assert card.weights == plain.weights and len(card.ensemble) == 2  # the zoo model is the first member
+    model, data = load_model(card), load_data(card)
+    members = load_ensemble(model)
+    assert len(members) == 3 and len({m.weights_sha256 for m in members}) == 3
+    result = make_probe("ood_detection", {"corruptions": ["gaussian_noise", "occlusion"], "severities": [5], "max_rows": 256}).run(
+        model, data, build_context(model, data)
+    )
+    assert result.cost.model_calls >= 3 * 3  # clean and two corruptions, for each member
+    assert "ensemble_agreement" in result.scores
+    table = ensemble_disagreement(result)
+    (row,) = table.itertuples(index=False)
+    assert row.clean > 0  # independently trained members do not agree on every clean image
+    assert row.shifted > row.clean  # and disagree more once the images are shifted
+    agreement = result.table[result.table["score"] == "ensemble_agreement"]
+    assert (agreement["auroc"] > 0.5).all()  # so their agreement flags the shifted images better than chance
+
+
 def test_ood_detection_is_chance_for_a_model_blind_to_its_input():
     class Constant(nn.Module):
         def __init__(self) -> None:

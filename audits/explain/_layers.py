@@ -37,6 +37,9 @@ def concept_layer(model: ModelHandle, name: str | None = None) -> tuple[str, nn.
     if attn:
         parent = attn[-1].rpartition(".")[0]
         return parent, modules[parent]
+    block = last_transformer_block(model.network)
+    if block is not None:
+        return block
     found = model.cam_layer()
     if found is not None:
         return found
@@ -48,13 +51,35 @@ def concept_layer(model: ModelHandle, name: str | None = None) -> tuple[str, nn.
     return leaves[hidden[0]] if hidden else None
 
 
+def last_transformer_block(net: nn.Module) -> tuple[str, nn.Module] | None:
+    """The last block of a transformer's stack of blocks (a Hugging Face encoder's ``encoder.layer[-1]``):
+    the last element of the last ``nn.ModuleList`` whose elements hold an attention module (a submodule
+    whose class name contains ``Attention``). None when there is no such stack."""
+    found = None
+    for name, module in net.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module):
+            last = module[len(module) - 1]
+            if any("Attention" in type(m).__name__ for m in last.modules()):
+                found = (f"{name}.{len(module) - 1}" if name else str(len(module) - 1), last)
+    return found
+
+
 @contextmanager
-def captured_output(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect ``layer``'s output (the first tensor when it returns a tuple) on every forward call."""
+def captured_output(layer: nn.Module, *, leaf: bool = False) -> Iterator[list[torch.Tensor]]:
+    """Collect ``layer``'s output (the first tensor when it returns a tuple) on every forward call.
+
+    With ``leaf`` the output is replaced by a detached copy that requires grad, so gradients with
+    respect to it exist even when nothing before the layer does (token ids into frozen embeddings).
+    """
     store: list[torch.Tensor] = []
 
     def hook(_module, _inputs, output):
-        store.append(output[0] if isinstance(output, tuple) else output)
+        first = output[0] if isinstance(output, tuple) else output
+        if leaf:
+            first = first.detach().requires_grad_(True)
+            output = (first, *output[1:]) if isinstance(output, tuple) else first
+        store.append(first)
+        return output if leaf else None
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -64,23 +89,40 @@ def captured_output(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 
 def activations_and_gradients(
-    model: ModelHandle, layer_name: str, layer: nn.Module, x: np.ndarray, targets: np.ndarray, *, log_probability: bool = False
+    model: ModelHandle, layer_name: str, layer: nn.Module, x: np.ndarray, targets: np.ndarray, *, log_probability: bool = False, _sorted: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched: each row's flattened activation at ``layer`` and the gradient of its ``targets`` logit there.
 
     One forward and one backward pass per batch; in eval mode rows do not interact, so the
     gradient of the summed target logits is each row's own gradient.
+
+    Text models: a layer's token states (n, T, D) become one vector per text, the mean over its
+    tokens (padding left out), and the gradient the sum over its tokens: moving every token's state
+    by ``v`` changes the logit by that sum dotted with ``v``, so directional derivatives keep their
+    meaning while texts of any length share one space.
     """
+    text = model.modality == "text"
+    if text and not _sorted and len(x) > 1 and model.text_forward is not None:
+        # Shortest texts first, so each batch is trimmed to its own longest text; results come back in the given order.
+        order = np.argsort((np.asarray(x) != model.text_forward.pad_id).sum(axis=1), kind="stable")
+        acts, grads = activations_and_gradients(
+            model, layer_name, layer, np.asarray(x)[order], np.asarray(targets)[order], log_probability=log_probability, _sorted=True
+        )
+        back = np.argsort(order)
+        return acts[back], grads[back]
     t_all = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=model.device)
     x_rows = np.arange(len(x))
     acts: list[np.ndarray] = []
     grads: list[np.ndarray] = []
-    with torch.inference_mode(False), torch.enable_grad(), captured_output(layer) as store:
+    pad_id = model.text_forward.pad_id if text and model.text_forward is not None else None
+    with torch.inference_mode(False), torch.enable_grad(), captured_output(layer, leaf=text) as store:
 
         def one_batch(rows: torch.Tensor) -> torch.Tensor:
             i = rows.long()
             store.clear()
-            xi = model.to_tensor(x[i.cpu().numpy()]).detach().requires_grad_(True)  # builds the graph; parameters stay frozen
+            xi = model.to_tensor(x[i.cpu().numpy()])
+            if not text:
+                xi = xi.detach().requires_grad_(True)  # builds the graph; parameters stay frozen
             logits = model.model(xi)
             if not store:
                 raise AuditError(f"Layer {layer_name!r} was not called in the forward pass.", fix=_FIX)
@@ -88,9 +130,16 @@ def activations_and_gradients(
             if log_probability:
                 logits = torch.log_softmax(logits, dim=1)
             score = logits.gather(1, t_all[i].view(-1, 1)).sum()
-            (g,) = torch.autograd.grad(score, out)
+            (g,) = torch.autograd.grad(score, out, allow_unused=text)
+            if g is None:
+                raise AuditError(f"The class scores do not depend on layer {layer_name!r}'s output.", fix=_FIX)
             if out.shape[0] != len(i):
                 raise AuditError(f"Layer {layer_name!r} outputs shape {tuple(out.shape)}, not one row per input.", fix=_FIX)
+            if text and out.dim() == 3:
+                ids = xi[:, : out.shape[1]]
+                mask = (ids != pad_id if pad_id is not None else torch.ones_like(ids, dtype=torch.bool)).unsqueeze(-1).to(out.dtype)
+                out = (out.detach() * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+                g = (g * mask).sum(dim=1)
             acts.append(out.detach().reshape(len(i), -1).float().cpu().numpy())
             grads.append(g.detach().reshape(len(i), -1).float().cpu().numpy())
             return torch.zeros(len(i))

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 _CONCEPT_FIX = (
     "Give concepts as 'column=value' of the evaluation attributes (e.g. 'site=C'), a bare column name (each of its values), "
-    "or the path of a .npy/.npz file or a folder of them holding audit-space inputs (images (n, C, H, W) in the card's value range)."
+    "or the path of a .npy/.npz file or a folder of them holding audit-space inputs (images (n, C, H, W) in the card's value range), "
+    "or for a text model a .txt file (one example text a line) or a folder of them."
 )
 
 
@@ -29,9 +30,12 @@ class TCAV(Probe):
     """Testing with Concept Activation Vectors (Kim et al., 2018).
 
     A concept is a set of example inputs: the evaluation rows with one value of an attribute
-    (``site=C``; by default every value of every sensitive attribute), or inputs from a file or
-    folder. At ``layer`` a linear classifier (logistic regression) separates the concept's
-    activations from those of random evaluation rows (a ridge classifier); its normal, the concept activation vector
+    (``site=C``, ``identity_category=religion``; by default every value of every sensitive attribute),
+    or inputs from a file or folder (for text models, a .txt file of example texts, one a line). At ``layer``
+    (default: the card's target layer, else a transformer's last block, else the CAM layer of a CNN, else an
+    MLP's first hidden layer; a text model's token states are averaged over each text's tokens) a linear
+    classifier (a ridge classifier) separates the concept's activations from those of random evaluation
+    rows; its normal, the concept activation vector
     (CAV), is a direction in the layer's space. A class's TCAV score is the share of its
     evaluation rows whose class logit rises when the activation moves along the CAV (a positive
     directional derivative). ``n_runs`` CAVs are trained, each against a fresh random set,
@@ -45,8 +49,8 @@ class TCAV(Probe):
     name = "tcav"
     category: ClassVar = "concepts"
     result_type = TCAVResult
-    modalities = ("image", "tabular")
-    default_for = ("image", "tabular")
+    modalities = ("image", "tabular", "text")
+    default_for = ("image", "tabular", "text")
     title = "Concept tests (TCAV)"
     description = (
         "Tests whether a human concept - a value of an attribute of the evaluation data, such as an acquisition site or a group, or a folder of "
@@ -130,9 +134,13 @@ class TCAV(Probe):
     def _file_examples(self, model: ModelHandle, path: str) -> np.ndarray:
         """Audit-space example inputs from a .npy/.npz file or a folder of them."""
         p = Path(path).expanduser()
-        files = sorted(f for f in p.iterdir() if f.suffix in (".npy", ".npz")) if p.is_dir() else [p]
+        suffixes = (".txt",) if model.modality == "text" else (".npy", ".npz")
+        files = sorted(f for f in p.iterdir() if f.suffix in suffixes) if p.is_dir() else [p]
         if not p.exists() or not files:
-            raise AuditError(f"Concept {path!r} is neither an evaluation attribute nor a .npy/.npz file or folder of them.", fix=_CONCEPT_FIX)
+            raise AuditError(f"Concept {path!r} is neither an evaluation attribute nor a {'/'.join(suffixes)} file or folder of them.", fix=_CONCEPT_FIX)
+        if model.modality == "text":
+            lines = [line.strip() for f in files for line in f.read_text(encoding="utf-8").splitlines()]
+            return model.tokenize([line for line in lines if line])
         arrays = []
         for f in files:
             if f.suffix == ".npz":

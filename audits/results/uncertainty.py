@@ -85,7 +85,10 @@ class OODDetectionResult(ProbeResult):
     ``energy``: log-sum-exp of the logits, i.e. minus the energy; ``ensemble_agreement``:
     minus the ensemble's mutual information, when the card declares an ensemble) the
     AUROC of telling clean (higher score) from shifted inputs, its 95% interval
-    (Hanley-McNeil), the shifted inputs' accuracy and n. ``summary``: per severity and
+    (Hanley-McNeil), the shifted inputs' accuracy and n, and the score's mean on the clean
+    and on the shifted inputs (``clean_mean_score``, ``shifted_mean_score``; for
+    ``ensemble_agreement`` minus the members' mean disagreement, their mutual information in
+    nats; absent in reports made before they were added). ``summary``: per severity and
     score, the mean AUROC over the corruptions.
     """
 

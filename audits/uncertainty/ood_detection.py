@@ -107,9 +107,14 @@ class OODDetection(Probe):
                             "auroc_high": interval[1],
                             "shifted_accuracy": accuracy,
                             "n": 2 * len(rows),
+                            "clean_mean_score": float(clean[key].mean()) if len(rows) else float("nan"),
+                            "shifted_mean_score": float(per[key].mean()) if len(rows) else float("nan"),
                         }
                     )
-        table = pd.DataFrame(records, columns=["corruption", "severity", "score", "auroc", "auroc_low", "auroc_high", "shifted_accuracy", "n"])
+        table = pd.DataFrame(
+            records,
+            columns=["corruption", "severity", "score", "auroc", "auroc_low", "auroc_high", "shifted_accuracy", "n", "clean_mean_score", "shifted_mean_score"],
+        )
         summary = table.groupby(["severity", "score"], sort=False, as_index=False)["auroc"].mean().rename(columns={"auroc": "mean_auroc"})
         return OODDetectionResult(
             method=self.name,

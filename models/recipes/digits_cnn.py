@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from safetensors.torch import load_file
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_digits
@@ -40,6 +41,7 @@ BATCH_SIZE = 32
 LR = 3e-3
 WEIGHT_DECAY = 1e-4
 MAX_SHIFT = 1  # augmentation: random translation by up to this many pixels (zero fill)
+ENSEMBLE_MEMBERS = 3  # ensemble.yaml: weights.safetensors and two more seeds
 
 
 def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -115,19 +117,12 @@ def write_training_sample(out_dir: Path, seed: int = 0) -> dict:
     return {"path": "train.npz", "attributes_path": "train_attributes.csv", "n": int(len(rows))}
 
 
-def build(out_dir: Path, seed: int = 0) -> dict:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    x, y, site = make_data(seed)
-    split_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(2))
-    tr, ev = stratified_split(y, EVAL_FRACTION, split_rng)
-
-    # Normalization constants: training-set pixel mean/std, rounded so the card holds exactly
-    # the numbers the network was trained with.
-    mean = round(float(x[tr].astype(np.float64).mean()), 6)
-    std = round(float(x[tr].astype(np.float64).std()), 6)
-
-    with deterministic_torch(seed):
+def _train(
+    x: np.ndarray, y: np.ndarray, site: np.ndarray, tr: np.ndarray, ev: np.ndarray, mean: float, std: float, torch_seed: int, train_rng: np.random.Generator
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Train one DigitsCNN on the training split (torch seeded by ``torch_seed``, batches and shifts drawn from ``train_rng``):
+    its state dict and its evaluation metrics."""
+    with deterministic_torch(torch_seed):
         model = DigitsCNN(**ARCH_KWARGS)
         opt = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
@@ -147,6 +142,22 @@ def build(out_dir: Path, seed: int = 0) -> dict:
             sched.step()
         state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         m = metrics(predict(model, x[ev], mean, std), y[ev], site[ev])
+    return state, m
+
+
+def build(out_dir: Path, seed: int = 0) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, y, site = make_data(seed)
+    split_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(2))
+    tr, ev = stratified_split(y, EVAL_FRACTION, split_rng)
+
+    # Normalization constants: training-set pixel mean/std, rounded so the card holds exactly
+    # the numbers the network was trained with.
+    mean = round(float(x[tr].astype(np.float64).mean()), 6)
+    std = round(float(x[tr].astype(np.float64).std()), 6)
+
+    state, m = _train(x, y, site, tr, ev, mean, std, seed, train_rng)
 
     weights = out_dir / "weights.safetensors"
     save_weights(weights, state)
@@ -220,13 +231,59 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     write_card(out_dir / "card.yaml", card)
 
     verify_written(out_dir, DigitsCNN, m, NAME)
+    members = write_ensemble(out_dir, seed)
 
     return {
         "n_train": int(len(tr)),
         "n_eval": int(len(ev)),
         "n_eval_by_site": card["notes"]["n_eval_by_site"],
         **m,
+        "ensemble_eval_accuracy": members,
     }
+
+
+def write_ensemble(out_dir: Path, seed: int = 0) -> list[float]:
+    """Train ``ENSEMBLE_MEMBERS - 1`` more DigitsCNNs by the same recipe with other seeds and write ``ensemble.yaml``:
+    the folder's ``card.yaml`` with their weights under ``ensemble`` (a deep ensemble for the uncertainty and OOD probes).
+
+    ``card.yaml`` and ``weights.safetensors`` are read, not written; the ensemble card is not a zoo name (the zoo
+    lists folders) but a card path: ``audits run models/zoo/digits-cnn/ensemble.yaml``. Returns each member's
+    evaluation accuracy (the first as its card records it).
+    """
+    out_dir = Path(out_dir)
+    card = yaml.safe_load((out_dir / "card.yaml").read_text())
+    x, y, site = make_data(seed)
+    tr, ev = stratified_split(y, EVAL_FRACTION, np.random.default_rng(np.random.SeedSequence([seed, 2]).spawn(2)[0]))
+    mean, std = card["input"]["normalization"]["mean"][0], card["input"]["normalization"]["std"][0]
+    files, accuracy = [], []
+    for member in range(1, ENSEMBLE_MEMBERS):
+        # Same data, split and normalization; another initialisation (torch seed) and batch/shift order.
+        state, m = _train(x, y, site, tr, ev, mean, std, seed + member, np.random.default_rng(np.random.SeedSequence([seed, 2, member])))
+        name = f"ensemble-{member}.safetensors"
+        save_weights(out_dir / name, state)
+        files.append(name)
+        accuracy.append(m["eval_accuracy"])
+    ensemble = {
+        **card,
+        "name": f"{NAME}-ensemble",
+        "description": (
+            f"digits-cnn as a deep ensemble of {ENSEMBLE_MEMBERS} members: its own weights and {ENSEMBLE_MEMBERS - 1} more trained by "
+            "the same recipe with other seeds. The audit runs the first member (weights.safetensors); the uncertainty "
+            "and OOD probes read all of them."
+        ),
+        "ensemble": files,
+        "notes": {
+            **card["notes"],
+            "ensemble": (
+                f"members 2..{ENSEMBLE_MEMBERS}: the recipe's training with torch seed seed+i and batch/shift draws from "
+                "SeedSequence([seed, 2, i]) (member 1 is weights.safetensors, seed 0); same data, split and normalization"
+            ),
+            "ensemble_eval_accuracy": [card["notes"]["eval_accuracy"], *accuracy],
+        },
+    }
+    parse_card(ensemble, base_dir=out_dir, source=f"{NAME}-ensemble card")
+    write_card(out_dir / "ensemble.yaml", ensemble)
+    return [card["notes"]["eval_accuracy"], *accuracy]
 
 
 def verify_written(out_dir: Path, net_cls: type, expected: dict, name: str) -> None:

@@ -16,7 +16,8 @@ TCAV_MEANING = (
     "random directions give, consistently over repeated random splits (two-sided t-test, Bonferroni-corrected), says the model uses the "
     "concept for that class. What it does not mean: it measures sensitivity to a direction at one layer, not that the concept causes the "
     "decisions, and not how large the effect is on the output; a concept the layer does not separate from random rows (low CAV accuracy) "
-    "is never significant, and a concept correlated with another one (an acquisition site with image quality) stands for both."
+    "is never significant, and a concept correlated with another one (an acquisition site with image quality; a text identity group with "
+    "the words and topics its texts share) stands for both. For text models each text's token states are averaged at the layer."
 )
 FV_MEANING = (
     "What this means: each optimised image is an input the model was driven to answer with maximum confidence for a class (or to excite one "
@@ -38,7 +39,7 @@ def tcav_chart(r: TCAVResult) -> HeatmapChart:
     sig = np.asarray(r.significant, dtype=bool)
     notes = np.array([[f"{means[c, k]:.2f}" + ("*" if sig[c, k] else "") for k in range(means.shape[1])] for c in range(means.shape[0])], dtype=object)
     return HeatmapChart(
-        title=f"TCAV score at {r.layer} (* significant against random concepts)",
+        title=f"TCAV score at {r.layer}",  # short: a two-class heatmap is narrow; the caption explains the '*'
         x_label="class",
         y_label="concept",
         x_labels=list(r.class_names),
@@ -57,7 +58,10 @@ def tcav_chart(r: TCAVResult) -> HeatmapChart:
 def tcav_view(r: TCAVResult, ctx: RenderContext) -> list:
     """The score heatmap, then the significant concept-class pairs with their scores against random, and the meaning."""
     blocks: list = [Paragraph(TCAV_MEANING)]
-    blocks += figure(tcav_chart(r), f"{len(r.concepts)} concepts, {r.scores.shape[2]} CAVs each against fresh random rows; 0.5 is no preference.")
+    blocks += figure(
+        tcav_chart(r),
+        f"{len(r.concepts)} concepts, {r.scores.shape[2]} CAVs each against fresh random rows; 0.5 is no preference; * significant against random concepts.",
+    )
     means, rand, p = r.mean_scores(), r.random_mean(), np.asarray(r.p_values)
     sig = np.asarray(r.significant, dtype=bool)
     rows = [

@@ -28,7 +28,9 @@ OOD_EXPLAINED = (
     "human to check; near 0.5 it cannot, and the model will answer shifted inputs with its usual confidence. What it "
     "does not mean: the corruption suite is one kind of shift (sensor-like degradations); a high AUROC here does not "
     "show that the score flags other shifts (new classes, other populations, adversarial inputs), and mild severities "
-    "barely change an image, so an AUROC near 0.5 there is expected."
+    "barely change an image, so an AUROC near 0.5 there is expected. With an ensemble, the table of its disagreement shows "
+    "how much more its members disagree on shifted images than on clean ones; members that agree are no proof that "
+    "the answer is right (they share their training data)."
 )
 
 
@@ -107,6 +109,22 @@ def ood_view(r: OODDetectionResult, ctx: RenderContext) -> list:
     ]
     wide = r.summary.pivot(index="severity", columns="score", values="mean_auroc").reset_index()
     blocks += frame_table(wide, caption="Mean AUROC over the corruptions, per severity and score")
+    disagreement = ensemble_disagreement(r)
+    if disagreement is not None:
+        blocks += frame_table(
+            disagreement,
+            caption="Ensemble disagreement (the members' mutual information, nats), mean over the clean images and over the shifted ones, per severity",
+        )
     for score in r.scores:
         blocks += figure(ood_heatmap(r, score))
     return blocks
+
+
+def ensemble_disagreement(r: OODDetectionResult):
+    """Per severity: the ensemble's mean disagreement (mutual information) on clean and on shifted images, averaged over
+    the corruptions; None without an ensemble (or for reports made before the means were recorded)."""
+    t = r.table[r.table["score"] == "ensemble_agreement"]
+    if t.empty or "shifted_mean_score" not in t.columns:
+        return None
+    out = t.groupby("severity", as_index=False)[["clean_mean_score", "shifted_mean_score"]].mean()
+    return out.assign(clean=-out["clean_mean_score"], shifted=-out["shifted_mean_score"])[["severity", "clean", "shifted"]]
