@@ -189,3 +189,13 @@ def test_a_bad_value_past_the_subset_fails_naming_the_rows(tmp_path, adult):
     assert 5_500 not in data.file_rows  # the subset is clean; the stream is not
     with pytest.raises(DataError, match=r"rows 5,001 to 6,000.*'workclass'.*Astronaut"):
         run_audit(model, data, parse_spec(SPEC))
+
+
+def test_the_report_says_what_was_streamed_and_what_ran_on_the_subset(audits_pair):
+    from audits.render.html import render_html
+
+    whole, streamed, _ = audits_pair
+    text = render_html(streamed)
+    assert "16,281, streamed in chunks of 1,000 rows for performance and group metrics" in text
+    assert "the other probes on a seeded random subset of 2,000 rows" in text
+    assert "streamed in chunks" not in render_html(whole)
