@@ -1,4 +1,4 @@
-"""Large evaluation data for the streaming benchmark (B14): Adult replicated and jittered to any number of rows.
+"""Large evaluation data for the streaming benchmark (B15): Adult replicated and jittered to any number of rows.
 
 ``python -m bench.bigdata generate --rows 10000000 --out /tmp/adult-10m.csv`` writes the file chunk by
 chunk (memory-flat in the row count): rows of adult-mlp's eval.csv.gz drawn with replacement, ages moved
@@ -7,7 +7,7 @@ to 5 %; labels, categories and every other column kept. ``.parquet`` output writ
 
 ``python -m bench.bigdata audit --data FILE`` runs adult-mlp's default audit on FILE in this process and
 prints one JSON line: load and audit seconds, peak resident memory (``getrusage``), rows streamed, the
-subset size and the headline figures. B14 runs it in a subprocess per size so each peak is its own.
+subset size and the headline figures. B15 runs it in a subprocess per size so each peak is its own.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""B14: adult-mlp's default audit on evaluation data larger than memory: 1M and 10M rows of jittered Adult.
+"""B15: adult-mlp's default audit on evaluation data larger than memory: 1M and 10M rows of jittered Adult.
 
-The files are generated once by ``bench.bigdata`` (chunk by chunk) into ``$B14_DIR`` (default
-/tmp/audits-b14) and kept for later runs. Each audit runs in its own subprocess
+The files are generated once by ``bench.bigdata`` (chunk by chunk) into ``$B15_DIR`` (default
+/tmp/audits-b15) and kept for later runs. Each audit runs in its own subprocess
 (``python -m bench.bigdata audit``), which reports its wall time and its own peak resident memory
 (``getrusage``: the whole process, imports included, not growth over a start). Above
 ``large_data.STREAM_ABOVE_ROWS`` rows the file is streamed in chunks for the performance and group
@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.bigdata import generate
 from bench.harness import CaseResult, Check, Config, Row
 
-CASE = "B14"
+CASE = "B15"
 TITLE = "Large data: adult-mlp's default audit on 1M and 10M rows of jittered Adult, streamed in chunks (wall time, peak memory)"
 MAX_WALL_S = 600.0
 MAX_PEAK_MB = 4096.0
@@ -39,7 +39,7 @@ def _audit(path: Path, extra: list[str]) -> dict:
 
 
 def run(config: Config) -> CaseResult:
-    folder = Path(os.environ.get("B14_DIR", "/tmp/audits-b14"))
+    folder = Path(os.environ.get("B15_DIR", "/tmp/audits-b15"))
     folder.mkdir(parents=True, exist_ok=True)
     if config.quick:  # the streamed path at toy sizes: 3k and 30k rows, streamed above 1k rows
         sizes, small = (3_000, 30_000), ["--stream-above", "1000", "--subset-rows", "1000", "--chunk-rows", "2000"]
