@@ -2,7 +2,7 @@
 
 Counts are exact, the bootstrap from counts agrees with the row bootstrap, the probes' subset is seeded and
 recorded, and the CSV line picker returns exactly the rows pandas reads. Speed and peak memory at 1M and 10M
-rows are benchmark B14, not tests.
+rows are benchmark B15, not tests.
 """
 
 from __future__ import annotations
