@@ -29,6 +29,8 @@ import pandas as pd
 
 from audits.errors import DataError
 
+MAX_LINE_BYTES = 1 << 20  # as audits.data: a longer line is refused, not buffered
+
 # Defaults: files above this many rows are streamed; the probes work on a seeded subset of this size; rows per chunk.
 STREAM_ABOVE_ROWS = 250_000  # the in-memory audit of 1M Adult rows took 2 GB and minutes; 163k rows 0.75 GB
 SUBSET_ROWS = 100_000
@@ -117,6 +119,11 @@ def read_csv_rows(path: Path, rows: np.ndarray, read_options: dict, usecols: lis
             pos = hi
             line_no += len(ends)
             carry = buffer[ends[-1] + 1 :] if len(ends) else buffer
+            if len(carry) > MAX_LINE_BYTES or (len(ends) and int((ends - starts).max()) > MAX_LINE_BYTES):
+                raise DataError(
+                    f"Data file {path} has a line longer than {MAX_LINE_BYTES // 2**20} MB (after data row {line_no:,}).",
+                    fix="Keep one record per line with only the columns the card needs (features, label, sensitive attributes).",
+                )
             if not block:
                 break
     return pd.read_csv(io.BytesIO(header + b"".join(kept)), usecols=usecols, **read_options)
@@ -137,14 +144,16 @@ def read_parquet_rows(path: Path, rows: np.ndarray, columns: list[str]) -> pd.Da
 
 def iter_frames(path: Path, columns: list[str], chunk_rows: int, read_options: dict) -> Iterator[pd.DataFrame]:
     """The file's ``columns`` in chunks of ``chunk_rows`` rows (CSV chunks or Parquet batches)."""
+    from audits.data import _LineLimitedReader
+
     if is_parquet(path):
         import pyarrow.parquet as pq
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
             yield batch.to_pandas()
         return
-    with _open(path) as raw:
-        yield from pd.read_csv(raw, usecols=columns, chunksize=chunk_rows, **read_options)
+    with _open(path) as raw, io.BufferedReader(_LineLimitedReader(raw, MAX_LINE_BYTES, str(path))) as fh:
+        yield from pd.read_csv(fh, usecols=columns, chunksize=chunk_rows, **read_options)
 
 
 @dataclass

@@ -199,3 +199,12 @@ def test_the_report_says_what_was_streamed_and_what_ran_on_the_subset(audits_pai
     assert "16,281, streamed in chunks of 1,000 rows for performance and group metrics" in text
     assert "the other probes on a seeded random subset of 2,000 rows" in text
     assert "streamed in chunks" not in render_html(whole)
+
+
+def test_a_line_too_long_is_refused_not_buffered(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"a,b\n" + b"1,2\n" * 10 + b"3," + b"9" * (large_data.MAX_LINE_BYTES + 10) + b"\n" + b"1,2\n" * 10)
+    with pytest.raises(DataError, match="line longer than 1 MB"):
+        large_data.read_csv_rows(path, np.array([0, 20]), {}, None)
+    with pytest.raises(DataError, match="line longer than 1 MB"):
+        list(large_data.iter_frames(path, ["a", "b"], 5, {}))
