@@ -298,7 +298,7 @@ def stream_population(model, card, source: PopulationSource, spec, progress=None
     return stats.finish()
 
 
-def _cells(stats: PopulationStats, cell: np.ndarray, n_cells: int, positive_class: int | None):
+def _cells(stats: PopulationStats, positive_class: int | None):
     """Per atom: its cell, label code, flag, correct, bin and the moments of its confidence and score."""
     atoms = stats.atoms
     assert atoms is not None
@@ -324,7 +324,7 @@ def bootstrap_from_counts(stats: PopulationStats, cell: np.ndarray, n_cells: int
 
     from audits.fairness._bootstrap import GroupStats
 
-    label, flag, n_labels, correct, bins, c_sum, c_sq, s_sum, s_sq = _cells(stats, cell, n_cells, positive_class)
+    label, flag, n_labels, correct, bins, c_sum, c_sq, s_sum, s_sq = _cells(stats, positive_class)
     n = stats.atoms["n"].to_numpy().astype(np.float64)  # type: ignore[index]
     total = int(n.sum())
     c, lab, b = n_cells, n_labels, stats.n_bins
