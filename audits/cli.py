@@ -56,7 +56,7 @@ def _audit_one(
     if overrides:  # through the parser, so --samples 0 is refused like samples: 0 in a spec file
         spec = parse_spec({**spec.model_dump(exclude_unset=True), **overrides}, source=f"{spec_path or '(defaults)'} with {' and '.join(f'--{k} {v}' for k, v in overrides.items())}")
     handle = load_model(card, device=device)
-    data = load_data(card, data_path)
+    data = load_data(card, data_path, seed=spec.seed)  # a file above the streaming threshold: the probes' subset is drawn with the audit's seed
     update, close = _progress_bar(card.name) if not quiet else (None, lambda: None)
     try:
         report = run_audit(handle, data, spec, progress=update)

@@ -8,7 +8,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ import pandas as pd
 from audits.errors import DataError
 from models.card import ImageInput, ModelCard, TextInput
 from models.tabular_encoding import TabularEncoder
+
+if TYPE_CHECKING:
+    from audits.large_data import PopulationSource
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class AuditData:
     predictions: np.ndarray | None = None
     scores: np.ndarray | None = None
     threshold: float | None = None
+    # Tabular data above the streaming threshold: these rows are a seeded subset of the file, which
+    # ``run_audit`` streams whole for the performance and group metrics (see audits/large_data.py).
+    population: PopulationSource | None = None
+    # File-row index of each row here (streamed data only).
+    file_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -82,6 +90,7 @@ class AuditData:
             predictions=None if self.predictions is None else self.predictions[index],
             scores=None if self.scores is None else self.scores[index],
             threshold=self.threshold,
+            file_rows=None if self.file_rows is None else self.file_rows[index],
         )
 
 
@@ -299,28 +308,82 @@ def _check_attribute_values(frame: pd.DataFrame, sensitive: list[str], source: s
             raise DataError(f"{source}: sensitive column {col!r} has {nulls} missing value(s).", fix="Fill them (for example with an explicit 'unknown' group) or drop those rows.")
 
 
+CSV_READ_OPTIONS: dict = {"skipinitialspace": True}  # tabular CSV, as ``_read_table`` reads it
+
+
+def _tabular_frame(card: ModelCard, frame: pd.DataFrame, source: str, label_column: str, encoder: TabularEncoder) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Validated raw features, labels and sensitive attributes of a tabular frame."""
+    sensitive = list(card.data.sensitive) if card.data else []
+    if label_column not in frame.columns:
+        raise DataError(f"{source} has no label column {label_column!r} (columns: {_file_columns(frame)[:12]}).", fix="Set data.label_column in the card to the label's column name.")
+    if encoder.source_columns != encoder.feature_names:  # pre-encoded attributes: their one-hot columns, decoded
+        file_columns = frame.attrs.get("file_columns")
+        frame = encoder.decode_one_hot(frame, source=source)
+        frame.attrs["file_columns"] = file_columns
+    encoder.validate(frame, source=source)
+    _check_sensitive(frame, sensitive, source)
+    _check_attribute_values(frame, sensitive, source)
+    labels = _labels(frame[label_column], card.class_names, source)
+    raw = frame[encoder.feature_names].reset_index(drop=True)
+    attributes = frame[list(dict.fromkeys(sensitive))].reset_index(drop=True)
+    return raw, labels, attributes
+
+
+def tabular_chunk(card: ModelCard, frame: pd.DataFrame, source: str, *, first_row: int = 0) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """One chunk of a streamed tabular file: encoded inputs, labels and sensitive attributes (validated as a whole file is)."""
+    label_column = card.data.label_column if card.data else "y"
+    where = f"{source} (rows {first_row + 1:,} to {first_row + len(frame):,})"
+    raw, labels, attributes = _tabular_frame(card, frame, where, label_column, TabularEncoder(card.input))  # type: ignore[arg-type]
+    return TabularEncoder(card.input).encode(raw), labels, attributes  # type: ignore[arg-type]
+
+
 def _load_tabular(card: ModelCard, path: Path, label_column: str) -> AuditData:
     encoder = TabularEncoder(card.input)  # type: ignore[arg-type]
     sensitive = list(card.data.sensitive) if card.data else []
     frame = _read_table(path, [*encoder.source_columns, label_column, *sensitive])
-    if label_column not in frame.columns:
-        raise DataError(f"{path.name} has no label column {label_column!r} (columns: {_file_columns(frame)[:12]}).", fix="Set data.label_column in the card to the label's column name.")
-    if encoder.source_columns != encoder.feature_names:  # pre-encoded attributes: their one-hot columns, decoded
-        file_columns = frame.attrs.get("file_columns")
-        frame = encoder.decode_one_hot(frame, source=path.name)
-        frame.attrs["file_columns"] = file_columns
-    encoder.validate(frame, source=path.name)
-    _check_sensitive(frame, sensitive, path.name)
-    _check_attribute_values(frame, sensitive, path.name)
-    labels = _labels(frame[label_column], card.class_names, path.name)
-    raw = frame[encoder.feature_names].reset_index(drop=True)
-    attributes = frame[list(dict.fromkeys(sensitive))].reset_index(drop=True)
+    raw, labels, attributes = _tabular_frame(card, frame, path.name, label_column, encoder)
     return AuditData(
         modality="tabular", x=encoder.encode(raw), y=labels, class_names=card.class_names,
         attributes=attributes,
         sensitive=sensitive, source=str(path), sha256=_sha256(path), raw=raw,
         feature_names=encoder.feature_names, feature_groups=encoder.groups,
-    )
+    )  # fmt: skip
+
+
+def _load_tabular_subset(card: ModelCard, path: Path, label_column: str, n_rows: int, *, subset_rows: int, chunk_rows: int, seed: int) -> AuditData:
+    """A seeded subset of a large tabular file, with the file named as the population to stream."""
+    from audits.large_data import PopulationSource, is_parquet, read_csv_rows, read_parquet_rows, subset_indices
+
+    encoder = TabularEncoder(card.input)  # type: ignore[arg-type]
+    sensitive = list(card.data.sensitive) if card.data else []
+    wanted = set([*encoder.source_columns, label_column, *sensitive])
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        file_columns = list(pq.read_schema(path).names)
+    else:
+        file_columns = _csv_header(path, skip_spaces=True)
+    _check_width(path, file_columns)
+    columns = [c for c in file_columns if c in wanted]
+    rows = subset_indices(n_rows, subset_rows, seed)
+    try:
+        frame = read_parquet_rows(path, rows, columns) if is_parquet(path) else read_csv_rows(path, rows, CSV_READ_OPTIONS, columns)
+    except DataError:
+        raise
+    except Exception as exc:  # pandas and pyarrow raise many parser error types
+        raise DataError(f"Data file {path} cannot be read: {exc}.", fix="Provide a valid CSV (one record per line) or Parquet file.") from None
+    frame.attrs["file_columns"] = file_columns
+    raw, labels, attributes = _tabular_frame(card, frame, path.name, label_column, encoder)
+    from audits.large_data import file_sha256
+
+    return AuditData(
+        modality="tabular", x=encoder.encode(raw), y=labels, class_names=card.class_names,
+        attributes=attributes,
+        sensitive=sensitive, source=str(path), sha256=file_sha256(path), raw=raw,
+        feature_names=encoder.feature_names, feature_groups=encoder.groups,
+        population=PopulationSource(path=str(path), n_rows=n_rows, chunk_rows=chunk_rows, subset_rows=len(rows), seed=seed, columns=tuple(columns)),
+        file_rows=rows,
+    )  # fmt: skip
 
 
 def _check_texts(values: pd.Series, source: str, column: str) -> list[str]:
@@ -360,8 +423,16 @@ def _load_text(card: ModelCard, path: Path, label_column: str) -> AuditData:
     )  # fmt: skip
 
 
-def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
-    """Load and validate the card's evaluation data (or ``path``, a file of the same layout)."""
+def load_data(
+    card: ModelCard, path: str | Path | None = None, *, stream_above_rows: int | None = None, subset_rows: int | None = None, chunk_rows: int | None = None, seed: int = 0
+) -> AuditData:
+    """Load and validate the card's evaluation data (or ``path``, a file of the same layout).
+
+    A tabular file of more than ``stream_above_rows`` rows (default ``large_data.STREAM_ABOVE_ROWS``) is not
+    loaded whole: the result holds a seeded subset of ``subset_rows`` rows (``seed``) for the probes and names
+    the file as ``population``, which ``run_audit`` streams in chunks of ``chunk_rows`` rows for the
+    performance and group metrics. Smaller files load as before.
+    """
     if card.data is None and path is None:
         raise DataError(f"Model card {card.name!r} declares no evaluation data.", fix="Add a 'data:' section to the card or pass a data file.")
     data_path = Path(path) if path is not None else card.resolve(card.data.path)  # type: ignore[union-attr]
@@ -371,11 +442,25 @@ def load_data(card: ModelCard, path: str | Path | None = None) -> AuditData:
     elif card.modality == "text":
         data = _load_text(card, data_path, label_column)
     else:
-        data = _load_tabular(card, data_path, label_column)
+        from audits import large_data
+
+        threshold = large_data.STREAM_ABOVE_ROWS if stream_above_rows is None else stream_above_rows
+        n_rows = large_data.count_rows(data_path) if card.format != "predictions" and data_path.is_file() and _is_table(data_path) else 0
+        if n_rows > threshold:
+            data = _load_tabular_subset(
+                card, data_path, label_column, n_rows, seed=seed,
+                subset_rows=large_data.SUBSET_ROWS if subset_rows is None else subset_rows, chunk_rows=large_data.CHUNK_ROWS if chunk_rows is None else chunk_rows,
+            )  # fmt: skip
+        else:
+            data = _load_tabular(card, data_path, label_column)
     data = replace(data, favourable_class=card.favourable_class, reference_groups=dict(card.data.reference_groups) if card.data else {})
     if card.format == "predictions":
         data = _with_predictions(card, data_path, data)
     return data
+
+
+def _is_table(path: Path) -> bool:
+    return path.name.lower().endswith((".parquet", ".pq", ".csv", ".csv.gz"))
 
 
 def _with_predictions(card: ModelCard, path: Path, data: AuditData) -> AuditData:

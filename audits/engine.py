@@ -165,10 +165,13 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     _seed_everything(spec.seed)
     rng = np.random.default_rng(spec.seed)
     n_available = len(data)
+    source = data.population  # streamed data: ``data`` is a seeded subset of this file
     row_indices = None
     if spec.max_rows is not None and spec.max_rows < n_available:
         row_indices = np.sort(rng.choice(n_available, size=spec.max_rows, replace=False))
         data = data.subset(row_indices)
+    if source is not None:
+        row_indices = data.file_rows
 
     def tell(fraction: float, message: str) -> None:
         if progress is not None:
@@ -177,12 +180,20 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
     tell(0.0, "forward pass")
     # A predictions card carries its decisions in the data: they are the shared pass.
     proba = data.predictions if data.predictions is not None else model.predict_proba(data.x)
-    performance = evaluate_performance(proba, data.y, data.class_names)
-    n_bad = len(nonfinite_rows(proba))
+    population = None
+    if source is not None:
+        from audits.large_data import performance_from_stats, stream_population
+
+        population = stream_population(model, model.card, source, spec, progress=lambda f, msg: tell(0.5 * f, msg))
+        performance = performance_from_stats(population)
+    else:
+        performance = evaluate_performance(proba, data.y, data.class_names)
+    n_bad = max(len(nonfinite_rows(proba)), population.nonfinite if population is not None else 0)
+    n_scored = population.n if population is not None else len(data)
     # A model can be finite on the loader's dry run and still give NaN/inf on real rows: every
     # figure built on those outputs would be silently wrong, so such probes are skipped, saying why.
     invalid = (
-        f"{n_bad:,} of {len(data):,} rows gave non-finite model outputs (NaN or infinity), so figures built on the shared forward pass would be invalid"
+        f"{n_bad:,} of {n_scored:,} rows gave non-finite model outputs (NaN or infinity), so figures built on the shared forward pass would be invalid"
         if n_bad
         else None
     )
@@ -207,6 +218,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
             sample_indices=sample_idx,
             progress=lambda f, msg, lo=lo, hi=hi, name=name: tell(lo + (hi - lo) * f, f"{name}: {msg}" if msg else name),
             earlier=tuple(r for c in CATEGORY_ORDER for r in results[c]),
+            population=population,
         )
         try:
             result = probe.run(model, data, context)
@@ -236,21 +248,34 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         wall_time_s=time.perf_counter() - started,
         model_calls=calls,
         rows_evaluated=rows,
-        sample_budgets={"explained_samples": int(len(sample_idx)), "evaluation_rows": int(len(data)), "probes": budgets},
+        sample_budgets={
+            "explained_samples": int(len(sample_idx)),
+            "evaluation_rows": int(len(data)),
+            "probes": budgets,
+            **({"streamed_rows": int(population.n), "subset_rows": int(len(data)), "chunk_rows": int(source.chunk_rows)} if population is not None and source is not None else {}),
+        },
         started_at=started_at,
         ended_at=_now(),
         user=user if user is not None else _user_name(),
         tool_version=_tool_version(),
         host=socket.gethostname(),
     )
+    if population is not None:  # the whole file's counts; the probes' rows are ``row_indices`` of it
+        n_rows = n_available = population.n
+        class_counts = {c: int(v) for c, v in zip(data.class_names, population.class_counts(), strict=True)}
+        group_sizes = {a: population.group_sizes()[a] for a in data.sensitive}
+    else:
+        n_rows = len(data)
+        class_counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)}
+        group_sizes = {a: {str(k): int(v) for k, v in data.attributes[a].astype(str).value_counts().sort_index().items()} for a in data.sensitive}
     summary = DataSummary(
         modality=data.modality,
-        n_rows=len(data),
+        n_rows=n_rows,
         n_rows_available=n_available,
         class_names=list(data.class_names),
-        class_counts={c: int((data.y == i).sum()) for i, c in enumerate(data.class_names)},
+        class_counts=class_counts,
         sensitive=list(data.sensitive),
-        group_sizes={a: {str(k): int(v) for k, v in data.attributes[a].astype(str).value_counts().sort_index().items()} for a in data.sensitive},
+        group_sizes=group_sizes,
         feature_names=list(data.feature_names),
         row_indices=row_indices,
         favourable_class=data.favourable_class,

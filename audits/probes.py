@@ -26,6 +26,7 @@ from audits.results import Cost, ProbeResult
 
 if TYPE_CHECKING:
     from audits.data import AuditData
+    from audits.large_data import PopulationStats
     from models.loader import ModelHandle
 
 Category = Literal["explanation", "robustness", "fairness", "concepts"]
@@ -46,6 +47,9 @@ class RunContext:
     # Results of probes that ran before this one in the same audit (explanations run first,
     # then robustness, then fairness), so a probe can build on them (e.g. attribution disparity).
     earlier: tuple[ProbeResult, ...] = ()
+    # Streamed data (audits/large_data.py): counts of the shared pass over every row of the file; the probes
+    # that can work from counts (group metrics) use them, the others work on the rows of ``data``, a subset.
+    population: PopulationStats | None = None
 
     @property
     def predictions(self) -> np.ndarray:

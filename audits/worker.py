@@ -79,7 +79,7 @@ def run_job(queue: JobQueue, job: Job) -> Job:
         update(0.0, "loading the model and its data")
         spec = parse_spec(job.spec, source=f"job {job.job_id}")
         card = resolve_card(job.card_path)
-        report = run_audit(load_model(card), load_data(card), spec, progress=update, user=job.user)
+        report = run_audit(load_model(card), load_data(card, seed=spec.seed), spec, progress=update, user=job.user)
         update(1.0, "checking the policy and storing the report")
         report = apply_policy(report)
         record = queue.store.record_run(report, model_name=job.model_name, started_at=started, ended_at=datetime.now(UTC), user=job.user)

@@ -32,6 +32,7 @@ from audits.fairness._bootstrap import (
     percentile_interval,
     row_codes,
 )
+from audits.large_data import bootstrap_from_counts, chance_gap_from_counts
 from audits.probes import Probe, RunContext, register
 from audits.results.fairness import INSUFFICIENT as INSUFFICIENT
 from audits.results.fairness import GroupMetricsResult as GroupMetricsResult
@@ -213,11 +214,20 @@ class GroupMetrics(Probe):
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> GroupMetricsResult:
         pos, assumed = favourable_outcome(self.positive_class, data)
         combos = _combos(list(data.sensitive), self.intersections)
-        frame = sensitive_frame(data, list(data.sensitive), self.missing)
-        cell, n_cells, groupings = _groupings(frame, combos)
-        codes = row_codes(context.proba, data.y, cell, n_cells, positive_class=pos, n_bins=self.calibration_bins)
-        context.report(0.1, "bootstrap")
-        stats = bootstrap_statistics(codes, self.n_boot, context.rng(self.name))
+        population = context.population
+        if population is not None:  # streamed data: every row of the file, as counts per atom (audits/large_data.py)
+            if population.n_bins != self.calibration_bins:
+                raise DataError(f"The streamed counts have {population.n_bins} calibration bins, the probe asks for {self.calibration_bins}.", fix="Run group_metrics through run_audit with the same spec.")
+            frame = population.atoms[list(dict.fromkeys(data.sensitive))].astype(str)  # type: ignore[index]  # one row per atom
+            cell, n_cells, groupings = _groupings(frame, combos)
+            context.report(0.1, "bootstrap from counts")
+            stats = bootstrap_from_counts(population, cell, n_cells, pos, self.n_boot, context.rng(self.name))
+        else:
+            frame = sensitive_frame(data, list(data.sensitive), self.missing)
+            cell, n_cells, groupings = _groupings(frame, combos)
+            codes = row_codes(context.proba, data.y, cell, n_cells, positive_class=pos, n_bins=self.calibration_bins)
+            context.report(0.1, "bootstrap")
+            stats = bootstrap_statistics(codes, self.n_boot, context.rng(self.name))
         compute = binary_metrics if pos is not None else multiclass_metrics
         names = list(BINARY_METRICS if pos is not None else MULTICLASS_METRICS)
 
@@ -248,7 +258,12 @@ class GroupMetrics(Probe):
             if pos is not None:
                 fifths_rows.append(_four_fifths_row(g, disp["selection_rate"], self.ci))
             if int(eligible.sum()) >= CARDINALITY_WARNING:
-                check = chance_gap(context.proba, data.y, g.group_of_cell[cell], eligible, pos, context.rng(f"{self.name}/{g.name}/chance"))
+                chance_rng = context.rng(f"{self.name}/{g.name}/chance")
+                check = (
+                    chance_gap_from_counts(population, cell, g.group_of_cell, eligible, pos, chance_rng, CHANCE_PERMUTATIONS)
+                    if population is not None
+                    else chance_gap(context.proba, data.y, g.group_of_cell[cell], eligible, pos, chance_rng)
+                )
                 chance[g.name] = check
                 notes.append(_cardinality_note(g.name, check))
         if pos is None:
@@ -280,7 +295,7 @@ class GroupMetrics(Probe):
             ci=self.ci,
             min_group_size=self.min_group_size,
             notes=notes,
-            quality={"n_rows": int(len(data)), "n_cells": int(n_cells), **({"chance_gaps": chance} if chance else {})},
+            quality={"n_rows": int(len(data) if population is None else population.n), "n_cells": int(n_cells), **({"chance_gaps": chance} if chance else {})},
         )
 
 

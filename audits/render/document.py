@@ -101,7 +101,8 @@ def _provenance(report: AuditReport) -> Section:
     budgets = p.sample_budgets or {}
     blocks.append(
         KeyValues(
-            [("Explained samples", str(budgets.get("explained_samples", "-"))), ("Evaluation rows", str(budgets.get("evaluation_rows", "-")))],
+            [("Explained samples", str(budgets.get("explained_samples", "-"))), ("Evaluation rows", str(budgets.get("evaluation_rows", "-")))]
+            + ([("Rows streamed (performance, group metrics)", f"{budgets['streamed_rows']:,}")] if "streamed_rows" in budgets else []),
             caption="Sample budgets",
         )
     )
@@ -146,11 +147,21 @@ def _param(v) -> str:
     return str(v)
 
 
+def _rows_audited(report: AuditReport) -> str:
+    d, budgets = report.data_summary, report.provenance.sample_budgets or {}
+    if "streamed_rows" in budgets:  # a file above the streaming threshold (docs/large-data.md)
+        return (
+            f"{d.n_rows:,}, streamed in chunks of {budgets['chunk_rows']:,} rows for performance and group metrics; "
+            f"the other probes on a seeded random subset of {budgets['subset_rows']:,} rows"
+        )
+    return f"{d.n_rows:,} of {d.n_rows_available:,}" + (" (seeded random subset)" if d.row_indices is not None else "")
+
+
 def _data(report: AuditReport) -> Section:
     d = report.data_summary
     items = [
         ("Modality", d.modality),
-        ("Rows audited", f"{d.n_rows:,} of {d.n_rows_available:,}" + (" (seeded random subset)" if d.row_indices is not None else "")),
+        ("Rows audited", _rows_audited(report)),
         ("Classes", ", ".join(d.class_names) if len(d.class_names) <= 12 else f"{len(d.class_names)} classes"),
         ("Sensitive attributes", ", ".join(d.sensitive) or "none declared"),
     ]

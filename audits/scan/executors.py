@@ -34,7 +34,7 @@ def audit_target(target: ScanTarget, *, device: str | None = None):
 
     card = load_card(target.card_path)
     handle = load_model(card, device=device)
-    data = load_data(card, None)
+    data = load_data(card, None, seed=target.spec.seed)
     return apply_policy(run_audit(handle, data, target.spec), target.policy)
 
 
