@@ -11,12 +11,12 @@ import streamlit as st
 from audits.errors import AuditError
 from audits.probes import registered_probes
 from audits.render import tables
-from audits.results.attribution import AttentionMapsResult, TextAttentionResult
 from audits.render.plotly_backend import to_plotly
 from audits.render.token_salience import salience_html, word_salience
 from audits.render.views import attribution as attribution_view
 from audits.render.views import performance as performance_view
 from audits.render.views import samples as samples_view
+from audits.results.attribution import AttentionMapsResult, TextAttentionResult
 from dashboard import auth, cache, deeplink, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
 from dashboard.markup import escape
@@ -279,7 +279,9 @@ def _explains(result, method: str) -> str:
     """What the colours of ``result`` are: a contribution to a class's output, or attention (which explains no class)."""
     if isinstance(result, TextAttentionResult):  # it records a target and an output, but neither is what it plots
         reader = "the [CLS] token's" if result.readout == "cls" else "the tokens' mean"
-        return f"Attention rollout: the share of {reader} attention, through all layers, that reaches each word (0-1, unsigned; not a contribution to any class)."
+        return (
+            f"Attention rollout: the share of {reader} attention, through all layers, that reaches each word (0-1, unsigned; not a contribution to any class)."
+        )
     if isinstance(result, AttentionMapsResult) or not probe_catalog.takes_target(probes[method]):
         return "Attention weights (how much the readout attends to each part; not a contribution to any class)."
     return f"Explains '{names[int(result.targets[0])]}' ({result.output})."
