@@ -231,14 +231,14 @@ def test_daily_use_flows_in_a_real_browser(server, tmp_path):
             shots.append(_shoot(page, tmp_path, "adult-what-if"))
             # ROC and precision-recall: move the threshold slider; the decisions at the new threshold are shown.
             roc = page.locator('[data-testid="stSlider"]').filter(has_text="Threshold on the positive class")
-            thumb = roc.get_by_role("slider")
-            before = thumb.get_attribute("aria-valuenow")
+            thumb, shown = roc.get_by_role("slider"), roc.get_by_test_id("stSliderThumbValue")
+            before = float(shown.inner_text())
             thumb.focus()
             for _ in range(20):
                 thumb.press("ArrowRight")
             wait_idle(page)
-            after = float(thumb.get_attribute("aria-valuenow"))
-            assert after > float(before), (before, after)
+            after = float(shown.inner_text())
+            assert after > before, (before, after)
             page.get_by_text(f"At threshold {after:.2f}").first.wait_for(timeout=60_000)
             assert not page.locator(ERRORS).count() and not _cut_chart_text(page)
             shots.append(_shoot(page, tmp_path, "adult-roc-threshold"))
