@@ -3,7 +3,10 @@
 ``audits worker`` runs it in its own process, apart from any web server: the dashboard queues
 a job and starts a worker when none is running, so an audit outlives the page, the browser
 tab and the session that started it. Workers on one store share the queue (a claim is
-atomic); a cancel requested in the store stops the job at its next progress step.
+atomic). A cancel requested in the store stops the job before its next probe at the latest:
+a watcher thread polls the flag every ``CANCEL_POLL_S`` seconds, and every progress call (the
+engine makes one before each probe, long probes make them inside their loops) raises once the
+flag is seen, whether or not that call is written to the store.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from audits.store.jobs import Job, JobQueue
 PROGRESS_EVERY_S = 0.5
 # A heartbeat is written this often while a job runs, even when a probe reports no progress for long.
 HEARTBEAT_EVERY_S = 10.0
+# The cancel flag is read this often while a job runs.
+CANCEL_POLL_S = 0.5
 
 
 class JobCancelled(BaseException):
@@ -38,26 +43,36 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _progress(queue: JobQueue, job: Job) -> Callable[[float, str], None]:
+def _progress(queue: JobQueue, job: Job, cancelled: threading.Event) -> Callable[[float, str], None]:
+    """The audit's progress callback: raises JobCancelled on every call once a cancel was seen; writes at most every PROGRESS_EVERY_S."""
     last = [0.0]
 
     def update(fraction: float, message: str) -> None:
+        if cancelled.is_set():  # seen by the watcher: no store round trip, so even a throttled call stops the job
+            raise JobCancelled(job.job_id)
         now = time.monotonic()
         if now - last[0] < PROGRESS_EVERY_S and fraction < 1.0:
             return
         last[0] = now
         if queue.report_progress(job.job_id, fraction, message):
+            cancelled.set()
             raise JobCancelled(job.job_id)
 
     return update
 
 
-def _heartbeat(queue: JobQueue, job: Job, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_EVERY_S):
+def _watch(queue: JobQueue, job: Job, stop: threading.Event, cancelled: threading.Event) -> None:
+    """Poll the cancel flag every CANCEL_POLL_S and renew the heartbeat every HEARTBEAT_EVERY_S until ``stop``."""
+    last_beat = time.monotonic()
+    while not stop.wait(CANCEL_POLL_S):
         try:
-            current = queue.get(job.job_id)
-            queue.report_progress(job.job_id, current.progress, current.message)
-        except Exception:  # a store hiccup: the next beat tries again
+            if queue.cancel_requested(job.job_id):
+                cancelled.set()
+            if time.monotonic() - last_beat >= HEARTBEAT_EVERY_S:
+                current = queue.get(job.job_id)
+                queue.report_progress(job.job_id, current.progress, current.message)
+                last_beat = time.monotonic()
+        except Exception:  # a store hiccup: the next poll tries again
             continue
 
 
@@ -70,12 +85,12 @@ def run_job(queue: JobQueue, job: Job) -> Job:
     from models.loader import load_model
     from models.registry import resolve_card
 
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(queue, job, stop), daemon=True)
-    beat.start()
+    stop, cancelled = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=_watch, args=(queue, job, stop, cancelled), daemon=True)
+    watcher.start()
     started = datetime.now(UTC)
     try:
-        update = _progress(queue, job)
+        update = _progress(queue, job, cancelled)
         update(0.0, "loading the model and its data")
         spec = parse_spec(job.spec, source=f"job {job.job_id}")
         card = resolve_card(job.card_path)

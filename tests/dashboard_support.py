@@ -42,6 +42,20 @@ ADULT_SPEC = {
         {"name": "tcav", "params": {"n_runs": 10}},
     ],
 }
+# The text model's pages (salience, robustness and identity-term charts, slices), on a small budget.
+TEXT_SPEC = {
+    "seed": 0,
+    "samples": 3,
+    "max_rows": 300,
+    "probes": [
+        {"name": "layer_integrated_gradients"},
+        {"name": "text_attention"},
+        {"name": "text_robustness", "params": {"max_rows": 60}},
+        {"name": "group_metrics", "params": {"n_boot": 50}},
+        {"name": "identity_terms"},
+        {"name": "slice_discovery"},
+    ],
+}
 
 
 def store_audit(name: str, spec: dict, root=None):

@@ -277,6 +277,21 @@ def test_text_inline_salience_and_what_if(store):
     assert len(inline) == 4 and [w.lower() for w in re.findall(r">([^<]*)</span>", inline[-1])] == text.lower().split()
 
 
+@pytest.mark.skipif("toxicity-minilm" not in zoo_names(), reason="the text model is not in the zoo")
+def test_text_attention_says_what_it_plots(store):
+    """Bug: the text attention chart's axis said "contribution to logit"; attention rollout is a share
+    of attention (0-1), no contribution to any class's logit."""
+    at = _open(model="toxicity-minilm", sample=1, method="text_attention")
+    assert not _problems(at), _problems(at)
+    captions = _captions(at)
+    assert "Attention rollout: the share of " in captions and "not a contribution to any class" in captions
+    assert "(logit)" not in captions and "contribution to the logit" not in captions
+    inline = [m.value for m in at.markdown if 'class="salience"' in m.value]
+    values = [float(v) for v in re.findall(r'data-value="([^"]+)"', inline[0])]
+    assert values and min(values) >= 0.0  # unsigned shares, drawn red only
+    assert "attention rollout is unsigned" in captions
+
+
 def test_robustness_gallery_opens_any_row_from_a_link(store):
     """The corruption gallery listed only the first 2,000 rows; now any row, also by link."""
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)

@@ -81,6 +81,7 @@ def _sidebar_text(at: AppTest) -> str:
 def test_a_job_survives_leaving_the_page_and_a_reload_and_its_report_opens_from_the_notification(store):
     at = _app()
     job_id = _start(at)
+    assert "Audit jobs" in _sidebar_text(at)  # at once, on the page that started it (it waited for the next page)
     job = _queue().get(job_id)
     assert job.status in ("queued", "running") and job.model_name == "digits-cnn" and job.spec["max_rows"] == 200
 

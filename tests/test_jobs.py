@@ -163,3 +163,65 @@ def test_two_users_jobs_run_at_once_in_two_workers(sqlite_queue, image_bundle):
     assert [j.status for j in finished] == ["completed", "completed"]
     assert both_running and finished[0].worker != finished[1].worker
     assert {queue.store.get_run(j.run_id).user for j in finished} == {"ana", "bo"}
+
+
+def _plant(monkeypatch, name: str, before):
+    """Run ``before(context)`` at the start of probe ``name``'s work, then the probe itself."""
+    from audits.probes import registered_probes
+
+    cls = registered_probes()[name]
+    original = cls._run
+
+    def planted(self, model, data, context):
+        before(context)
+        return original(self, model, data, context)
+
+    monkeypatch.setattr(cls, "_run", planted)
+
+
+def test_a_cancel_stops_the_job_before_its_next_probe(sqlite_queue, image_bundle, monkeypatch):
+    """Cancelled while a probe runs, the job ends before the next probe starts, even though the
+    progress write at that probe's start is throttled (it used to wait for the next written step)."""
+    import audits.worker as worker
+
+    monkeypatch.setattr(worker, "PROGRESS_EVERY_S", 1e9)  # no progress write between the first and the last
+    queue = sqlite_queue
+    job = submit(queue, image_bundle, spec={"seed": 0, "samples": 2, "probes": [{"name": "saliency"}, {"name": "group_metrics", "params": {"n_boot": 20}}]})
+    ran: list[str] = []
+
+    def cancel_now(context):
+        ran.append("saliency")
+        queue.cancel(job.job_id)  # as the dashboard's Cancel button does, from elsewhere
+        time.sleep(4 * worker.CANCEL_POLL_S)  # the probe keeps working; the watcher sees the flag
+
+    _plant(monkeypatch, "saliency", cancel_now)
+    _plant(monkeypatch, "group_metrics", lambda context: ran.append("group_metrics"))
+    ended = run_job(queue, queue.claim("w"))
+    assert ended.status == "cancelled" and ended.run_id is None
+    assert ran == ["saliency"]  # group_metrics never started
+    assert queue.store.runs() == []
+
+
+def test_a_cancel_stops_a_long_probe_inside_its_loop(sqlite_queue, image_bundle, monkeypatch):
+    """A probe that reports progress in its loop stops at the first report after the cancel is seen."""
+    import audits.worker as worker
+
+    monkeypatch.setattr(worker, "PROGRESS_EVERY_S", 1e9)
+    queue = sqlite_queue
+    job = submit(queue, image_bundle, spec={"seed": 0, "samples": 2, "probes": [{"name": "saliency"}]})
+    steps: list[int] = []
+
+    def long_loop(context):
+        for i in range(1000):
+            if i == 3:
+                queue.cancel(job.job_id)
+                time.sleep(4 * worker.CANCEL_POLL_S)
+            context.report(i / 1000, "step")  # a report that is not written (throttled) still stops it
+            steps.append(i)
+
+    _plant(monkeypatch, "saliency", long_loop)
+    started = time.monotonic()
+    ended = run_job(queue, queue.claim("w"))
+    assert ended.status == "cancelled" and queue.store.runs() == []
+    assert steps == [0, 1, 2]  # the report right after the cancel raised
+    assert time.monotonic() - started < 30

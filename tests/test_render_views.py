@@ -223,3 +223,17 @@ def test_corruption_gallery_chart_marks_wrong_predictions():
     assert chart.col_labels == ["clean", "severity 1", "severity 2"] and chart.row_labels == ["gaussian noise", "blur"]
     assert chart.cells[0][0].caption == "gaussian noise: cat (50%)" and chart.cells[0][2].caption == "*dog (50%)" and chart.cells[1][1].caption == "*dog (50%)"
     assert "true class cat" in to_plotly(chart).layout.title.text
+
+
+def test_long_chart_titles_are_wrapped_not_cut():
+    """Bug: on adult-mlp's Fairness page the counterfactual chart's title ran past its column (plotly never wraps)."""
+    from audits.render.charts import BarChart, Series
+    from audits.render.plotly_backend import TITLE_LINE_CHARS, to_plotly_dict, wrap_title
+
+    title = "Decisions that change when only the sensitive input changes (95% intervals)"
+    wrapped = wrap_title(title)
+    assert wrapped.replace("<br>", " ") == title and all(len(line) <= TITLE_LINE_CHARS for line in wrapped.split("<br>"))
+    assert wrap_title("Short") == "Short" and wrap_title(title + "<br><sup>legend</sup>").endswith("<br><sup>legend</sup>")
+    short = to_plotly_dict(BarChart(title="Short", categories=["a"], series=[Series("s", ["a"], [1.0])], value_label="v"))
+    long = to_plotly_dict(BarChart(title=title, categories=["a"], series=[Series("s", ["a"], [1.0])], value_label="v"))
+    assert long["layout"]["margin"]["t"] == short["layout"]["margin"]["t"] + 18  # room for the second line

@@ -96,3 +96,18 @@ def test_the_dashboard_draws_the_charts_not_raw_tables(typo_result, identity_res
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert len(titles) == 4
     assert any("Decisions that change per group" in t for t in titles) and any("identity term" in t for t in titles)
+
+
+def test_the_shipped_lexicon_is_named_by_its_place_in_the_package_not_this_machines_path(identity_result):
+    """Bug: an absolute local lexicon path was shown (the report named /home/.../audits/lexicons/...)."""
+    from pathlib import Path
+
+    import audits
+
+    assert identity_result.lexicon == "audits/lexicons/identity_terms.yaml (shipped)"
+    root = str(Path(audits.__file__).resolve().parent.parent)
+    stored = json.dumps(to_jsonable(identity_result))
+    assert root not in stored and "/lexicons/" not in stored.replace("audits/lexicons/", "")
+    ctx = RenderContext(report=None)  # this view reads only the result
+    shown = repr(view_for(identity_result)(identity_result, ctx))
+    assert root not in shown

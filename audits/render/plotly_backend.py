@@ -66,15 +66,46 @@ def _scale(name: str) -> list:
     return [list(stop) for stop in get_colorscale(name)]
 
 
+# Plotly never wraps a title: one longer than this many characters is broken onto lines, so it fits
+# a chart in a dashboard column (a half-width column of a 1440-pixel window holds about 70 at 14 px).
+TITLE_LINE_CHARS = 60
+
+
+def wrap_title(title: str, width: int = TITLE_LINE_CHARS) -> str:
+    """``title`` with ``<br>`` between words so that no line is longer than ``width`` characters (a subtitle after a ``<br>`` is kept)."""
+    head, sep, tail = title.partition("<br>")
+    lines: list[str] = []
+    for word in head.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines) + sep + tail
+
+
+# The value axis of a horizontal chart spans only the plot area, which long category labels can
+# squeeze to a third of the chart: its title is centred there and wraps past this many characters.
+AXIS_LINE_CHARS = 30
+
+
+def _value_axis(label: str) -> dict:
+    """A horizontal chart's value axis titled ``label``, wrapped so that it stays inside the figure (the margin grows to fit)."""
+    return {"title": {"text": wrap_title(label, AXIS_LINE_CHARS)}, "automargin": True}
+
+
 def _figure(
     data: list[dict], title: str, height_in: float, *, margin: dict | None = None, xaxis: dict | None = None, yaxis: dict | None = None, **layout
 ) -> dict:
+    title = wrap_title(title)
+    margin = dict(margin or {"l": 10, "r": 10, "t": 50, "b": 10})
+    extra = 18 * (title.count("<br>") - ("<br><sup>" in title))  # each added title line gets its room above the plot
+    margin["t"] = margin.get("t", 50) + extra
     return {
         "data": data,
         "layout": {
             "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 14}},
-            "height": int(max(height_in, 1.6) * PX_PER_INCH) + 40,
-            "margin": margin or {"l": 10, "r": 10, "t": 50, "b": 10},
+            "height": int(max(height_in, 1.6) * PX_PER_INCH) + 40 + extra,
+            "margin": margin,
             "template": _template(),
             "legend": {"font": {"size": 11}},
             "xaxis": xaxis or {},
@@ -171,7 +202,7 @@ def _bar(chart: BarChart) -> dict:
         data.append(trace)
     rng = {"range": list(chart.value_range)} if chart.value_range else {}
     if chart.horizontal:
-        xaxis, yaxis = {"title": {"text": chart.value_label}, **rng}, {"autorange": "reversed", "automargin": True}
+        xaxis, yaxis = _value_axis(chart.value_label) | rng, {"autorange": "reversed", "automargin": True}
     else:
         xaxis, yaxis = {}, {"title": {"text": chart.value_label}, **rng}
     height = chart.height or (0.9 + 0.26 * len(chart.categories) if chart.horizontal else 3.0)
@@ -305,7 +336,7 @@ def _waterfall(chart: WaterfallChart) -> dict:
         "cliponaxis": False,
         "connector": {"line": {"color": "#bbbbbb", "width": 1}},
     }
-    xaxis = {"title": {"text": chart.value_label}} | ({"range": list(chart.value_range)} if chart.value_range else {})
+    xaxis = _value_axis(chart.value_label) | ({"range": list(chart.value_range)} if chart.value_range else {})
     height = chart.height or 0.9 + 0.27 * len(chart.labels)
     return _figure([trace], chart.title, height, margin={"l": 10, "r": 40, "t": 50, "b": 10}, xaxis=xaxis, yaxis={"autorange": "reversed", "automargin": True})
 

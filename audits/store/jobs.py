@@ -141,8 +141,13 @@ class JobQueue:
             )
             return bool(conn.execute(select(t.jobs.c.cancel_requested).where(t.jobs.c.job_id == job_id)).scalar())
 
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether a cancel of ``job_id`` was requested (one read; the worker polls it while the job runs)."""
+        with self.store._read(f"reading the cancel flag of job {job_id}") as conn:
+            return bool(conn.execute(select(t.jobs.c.cancel_requested).where(t.jobs.c.job_id == job_id)).scalar())
+
     def cancel(self, job_id: str) -> Job:
-        """Cancel a job: a queued one at once, a running one at its worker's next progress step."""
+        """Cancel a job: a queued one at once, a running one at its worker's next probe or progress step (the worker polls the flag)."""
         with self.store._write(f"cancelling job {job_id}") as conn:
             conn.execute(
                 update(t.jobs)

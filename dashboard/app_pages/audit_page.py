@@ -54,8 +54,12 @@ with st.container(border=True):
             job = audit_runs.start_audit(ws, spec)
         except Exception as exc:  # a bad spec or a store that cannot queue: shown, the page stays up
             show_error(exc, "Starting the audit")
-        else:
-            st.success(f"Audit of {ws.name} queued as job {job.job_id}: it runs in the background; follow it in the sidebar.", icon=":material/schedule:")
+        else:  # run again so that the sidebar, drawn before this button, shows the job from now on
+            st.session_state["audit.queued"] = f"Audit of {ws.name} queued as job {job.job_id}: it runs in the background; follow it in the sidebar."
+            st.rerun()
+    queued = st.session_state.pop("audit.queued", None)
+    if queued:
+        st.success(queued, icon=":material/schedule:")
 
 # --- stored audits ---------------------------------------------------------------------
 st.subheader("Stored audits")

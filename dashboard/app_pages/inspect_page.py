@@ -16,6 +16,7 @@ from audits.render.token_salience import salience_html, word_salience
 from audits.render.views import attribution as attribution_view
 from audits.render.views import performance as performance_view
 from audits.render.views import samples as samples_view
+from audits.results.attribution import AttentionMapsResult, TextAttentionResult
 from dashboard import auth, cache, deeplink, display, probe_catalog, samples, state, workspace
 from dashboard.feedback import show_error
 from dashboard.markup import escape
@@ -274,6 +275,18 @@ def salience_markup(result, row: int) -> str:
     return salience_html(word_salience(result.tokens[row], result.attributions[row]))
 
 
+def _explains(result, method: str) -> str:
+    """What the colours of ``result`` are: a contribution to a class's output, or attention (which explains no class)."""
+    if isinstance(result, TextAttentionResult):  # it records a target and an output, but neither is what it plots
+        reader = "the [CLS] token's" if result.readout == "cls" else "the tokens' mean"
+        return (
+            f"Attention rollout: the share of {reader} attention, through all layers, that reaches each word (0-1, unsigned; not a contribution to any class)."
+        )
+    if isinstance(result, AttentionMapsResult) or not probe_catalog.takes_target(probes[method]):
+        return "Attention weights (how much the readout attends to each part; not a contribution to any class)."
+    return f"Explains '{names[int(result.targets[0])]}' ({result.output})."
+
+
 per_row = 3 if modality == "image" else 2
 for start in range(0, len(methods), per_row):
     cols = st.columns(per_row)
@@ -309,10 +322,7 @@ for start in range(0, len(methods), per_row):
                     display.plot(to_plotly(chart), key=f"inspect.attr.{method}")
             except Exception as exc:  # a figure that cannot be drawn must not hide the others
                 show_error(exc, f"Drawing {title}")
-            if probe_catalog.takes_target(probes[method]):
-                explains = f"Explains '{names[int(result.targets[0])]}' ({result.output})."
-            else:  # attention is where the model looks, for no class in particular
-                explains = "Attention weights (how much the readout attends to each part; not a contribution to any class)."
+            explains = _explains(result, method)
             st.caption(f"{explains} Cost: {tables.cost_line(result.cost)}")
             if trust is not None and method in trust.methods:
                 v = trust.verdict(method)
@@ -325,7 +335,9 @@ for start in range(0, len(methods), per_row):
 st.caption(f"Attributions ready in {elapsed:.2f} s (results are cached per model, data, method, budget and sample).")
 if modality == "text":
     st.caption(
-        "Each word's colour is its attribution summed over its word pieces, scaled by the method's largest |value|: red raises the explained class, blue lowers it. Hover a word for its value."
+        "Each word's colour is its attribution summed over its word pieces, scaled by the method's largest |value|: red raises the explained class, blue lowers it"
+        + ("; attention rollout is unsigned, its red is the share of attention" if any(isinstance(r, TextAttentionResult) for r in results.values()) else "")
+        + ". Hover a word for its value."
     )
 if modality == "image":
     st.caption(
