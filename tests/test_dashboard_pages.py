@@ -310,6 +310,12 @@ def test_a_predictions_card_is_registered_without_weights_and_its_pages_render(s
         _page(at, page)
         assert not _problems(at), (page, _problems(at))
     assert "tabular · predictions · 0 parameters" in _captions(at)
+    # Inspect has no model to explain or re-score, says so, and still draws ROC/PR per group from the table's scores.
+    at = _page(at, "inspect_page")
+    notes = [i.value for i in at.info]
+    assert any(n.startswith("No attribution method can run here:") for n in notes), notes
+    assert "there is no model to score an edited row" in _captions(at)
+    assert [s.value for s in at.subheader if "Decision threshold" in s.value]
 
 
 def test_robustness_page_shows_every_robustness_probes_skips(store, tmp_path, monkeypatch):

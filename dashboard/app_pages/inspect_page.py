@@ -224,10 +224,6 @@ with st.expander("Method budgets (more samples or steps: slower, less noisy)", e
             else:
                 col.number_input(param.replace("_", " "), min_value=0.0, step=0.05, format="%.3f", **state.bind(key))
 
-if not methods:
-    st.info("Choose at least one method above.")
-    st.stop()
-
 
 def _params(method: str) -> dict:
     params = {p: state.get(f"budget.{method}.{p}") for p in probe_catalog.budget_params(probes[method])}
@@ -237,36 +233,6 @@ def _params(method: str) -> dict:
     return params
 
 
-started = time.perf_counter()
-results = {}
-progress = st.progress(0.0, text="Running the attribution methods…")
-for k, method in enumerate(methods):
-    progress.progress(k / len(methods), text=f"Running {probes[method].title or method} ({k + 1} of {len(methods)})…")
-    try:
-        results[method] = cache.attribution(
-            ws.model_hash, ws.data_hash, method, cache.params_json(_params(method)), sample, int(state.get("inspect.seed")), ws.loaded, data, ws.context
-        )
-    except Exception as exc:  # one failed method is reported; the others still show
-        results[method] = exc
-progress.empty()
-elapsed = time.perf_counter() - started
-trust = None
-if st.toggle("Trust badges (faithfulness, weight sensitivity, stability; re-runs each method a few times)", value=False, key="inspect.trust"):
-    maps = tuple(r for r in results.values() if not isinstance(r, Exception))
-    try:
-        trust = cache.trust(
-            ws.model_hash,
-            ws.data_hash,
-            cache.params_json({m: _params(m) for m in methods}),
-            sample,
-            int(state.get("inspect.seed")),
-            ws.loaded,
-            data,
-            ws.context,
-            maps,
-        )
-    except Exception as exc:  # the maps still show without their badges
-        show_error(exc, "Trust badges")
 _BADGE = {"pass": "✅", "warn": "⚠️", "fail": "❌", "not_evaluated": "–"}
 
 
@@ -287,63 +253,109 @@ def _explains(result, method: str) -> str:
     return f"Explains '{names[int(result.targets[0])]}' ({result.output})."
 
 
-per_row = 3 if modality == "image" else 2
-for start in range(0, len(methods), per_row):
-    cols = st.columns(per_row)
-    for col, method in zip(cols, methods[start : start + per_row], strict=False):
-        with col:
-            result = results[method]
-            title = probes[method].title or method
-            if isinstance(result, Exception):
-                st.markdown(f"**{title}**")
-                show_error(result, title)
-                continue
-            try:
-                if modality == "image":
-                    scale = scales[state.get("inspect.scale")]
-                    chart = attribution_view.attribution_overlay_chart(
-                        result,
-                        0,
-                        data.x[sample],
-                        samples.value_range(ws),
-                        opacity=state.get("inspect.opacity"),
-                        mode=state.get("inspect.mode"),
-                        colormap=scale,
-                        title=title,
+def _draw_attributions() -> None:
+    """Run the chosen methods on the sample and draw their maps side by side (with trust badges on request)."""
+    started = time.perf_counter()
+    results = {}
+    progress = st.progress(0.0, text="Running the attribution methods…")
+    for k, method in enumerate(methods):
+        progress.progress(k / len(methods), text=f"Running {probes[method].title or method} ({k + 1} of {len(methods)})…")
+        try:
+            results[method] = cache.attribution(
+                ws.model_hash, ws.data_hash, method, cache.params_json(_params(method)), sample, int(state.get("inspect.seed")), ws.loaded, data, ws.context
+            )
+        except Exception as exc:  # one failed method is reported; the others still show
+            results[method] = exc
+    progress.empty()
+    elapsed = time.perf_counter() - started
+    trust = None
+    if st.toggle("Trust badges (faithfulness, weight sensitivity, stability; re-runs each method a few times)", value=False, key="inspect.trust"):
+        maps = tuple(r for r in results.values() if not isinstance(r, Exception))
+        try:
+            trust = cache.trust(
+                ws.model_hash,
+                ws.data_hash,
+                cache.params_json({m: _params(m) for m in methods}),
+                sample,
+                int(state.get("inspect.seed")),
+                ws.loaded,
+                data,
+                ws.context,
+                maps,
+            )
+        except Exception as exc:  # the maps still show without their badges
+            show_error(exc, "Trust badges")
+
+    per_row = 3 if modality == "image" else 2
+    for start in range(0, len(methods), per_row):
+        cols = st.columns(per_row)
+        for col, method in zip(cols, methods[start : start + per_row], strict=False):
+            with col:
+                result = results[method]
+                title = probes[method].title or method
+                if isinstance(result, Exception):
+                    st.markdown(f"**{title}**")
+                    show_error(result, title)
+                    continue
+                try:
+                    if modality == "image":
+                        scale = scales[state.get("inspect.scale")]
+                        chart = attribution_view.attribution_overlay_chart(
+                            result,
+                            0,
+                            data.x[sample],
+                            samples.value_range(ws),
+                            opacity=state.get("inspect.opacity"),
+                            mode=state.get("inspect.mode"),
+                            colormap=scale,
+                            title=title,
+                        )
+                    elif modality == "tabular":
+                        raw = data.raw.iloc[sample].to_dict() if data.raw is not None else None
+                        chart = attribution_view.tabular_contribution_chart(result, 0, names, raw, title=title)
+                    else:  # the sentence itself, each word on its salience colour
+                        chart = None
+                        st.markdown(f"**{escape(title)}**")
+                        st.markdown(salience_markup(result, 0), unsafe_allow_html=True)
+                    if chart is not None:
+                        display.plot(to_plotly(chart), key=f"inspect.attr.{method}")
+                except Exception as exc:  # a figure that cannot be drawn must not hide the others
+                    show_error(exc, f"Drawing {title}")
+                explains = _explains(result, method)
+                st.caption(f"{explains} Cost: {tables.cost_line(result.cost)}")
+                if trust is not None and method in trust.methods:
+                    v = trust.verdict(method)
+                    st.caption(
+                        f"Trust: faithful {_BADGE[v['faithfulness']]} · weight-sensitive {_BADGE[v['randomization']]} · stable {_BADGE[v['stability']]} — {trust.reason(method)}"
                     )
-                elif modality == "tabular":
-                    raw = data.raw.iloc[sample].to_dict() if data.raw is not None else None
-                    chart = attribution_view.tabular_contribution_chart(result, 0, names, raw, title=title)
-                else:  # the sentence itself, each word on its salience colour
-                    chart = None
-                    st.markdown(f"**{escape(title)}**")
-                    st.markdown(salience_markup(result, 0), unsafe_allow_html=True)
-                if chart is not None:
-                    display.plot(to_plotly(chart), key=f"inspect.attr.{method}")
-            except Exception as exc:  # a figure that cannot be drawn must not hide the others
-                show_error(exc, f"Drawing {title}")
-            explains = _explains(result, method)
-            st.caption(f"{explains} Cost: {tables.cost_line(result.cost)}")
-            if trust is not None and method in trust.methods:
-                v = trust.verdict(method)
-                st.caption(
-                    f"Trust: faithful {_BADGE[v['faithfulness']]} · weight-sensitive {_BADGE[v['randomization']]} · stable {_BADGE[v['stability']]} — {trust.reason(method)}"
-                )
-            quality = tables.quality_table(result, 0)
-            if len(quality):
-                st.caption(" · ".join(f"{r.measure}: {r.value:.3g}" for r in quality.itertuples()))
-st.caption(f"Attributions ready in {elapsed:.2f} s (results are cached per model, data, method, budget and sample).")
-if modality == "text":
-    st.caption(
-        "Each word's colour is its attribution summed over its word pieces, scaled by the method's largest |value|: red raises the explained class, blue lowers it"
-        + ("; attention rollout is unsigned, its red is the share of attention" if any(isinstance(r, TextAttentionResult) for r in results.values()) else "")
-        + ". Hover a word for its value."
-    )
-if modality == "image":
-    st.caption(
-        "Each map is scaled by its own largest |value|, so methods compare in shape, not in units."
-        + (" Red raises the explained class, blue lowers it." if state.get("inspect.mode") == "signed" and state.get("inspect.scale") == "red-blue" else "")
-    )
+                quality = tables.quality_table(result, 0)
+                if len(quality):
+                    st.caption(" · ".join(f"{r.measure}: {r.value:.3g}" for r in quality.itertuples()))
+    st.caption(f"Attributions ready in {elapsed:.2f} s (results are cached per model, data, method, budget and sample).")
+    if modality == "text":
+        st.caption(
+            "Each word's colour is its attribution summed over its word pieces, scaled by the method's largest |value|: red raises the explained class, blue lowers it"
+            + (
+                "; attention rollout is unsigned, its red is the share of attention"
+                if any(isinstance(r, TextAttentionResult) for r in results.values())
+                else ""
+            )
+            + ". Hover a word for its value."
+        )
+    if modality == "image":
+        st.caption(
+            "Each map is scaled by its own largest |value|, so methods compare in shape, not in units."
+            + (" Red raises the explained class, blue lowers it." if state.get("inspect.mode") == "signed" and state.get("inspect.scale") == "red-blue" else "")
+        )
+
+
+if not available:  # a predictions card has no model to explain; a model may support none of the methods
+    reason = next(iter(probes.values()))().check(ws.handle, data) if probes else f"no attribution method is registered for {modality} models"
+    st.info(f"No attribution method can run here: {reason}")
+elif not methods:
+    st.info("Choose at least one method above.")
+else:
+    _draw_attributions()
 
 
 # --- what if ---------------------------------------------------------------------------
@@ -363,7 +375,10 @@ def _what_if_params(method: str) -> dict:
     return params
 
 
-if modality in ("tabular", "text"):
+if modality in ("tabular", "text") and ws.card.format == "predictions":  # scores are rows of a table: nothing scores an edit
+    st.subheader("4. What if?")
+    st.caption("A predictions card holds another system's scores for these rows only: there is no model to score an edited row.")
+elif modality in ("tabular", "text"):
     st.subheader("4. What if?")
     if modality == "tabular":
         st.caption("Change any feature of this row: the prediction and the attributions of the methods above update.")
