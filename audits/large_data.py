@@ -242,16 +242,14 @@ def performance_from_stats(stats: PopulationStats):
     """The performance result of the whole file, from its counts (the figures ``evaluate_performance`` gives on the rows)."""
     from dataclasses import replace
 
+    from audits.performance import per_class_table
     from audits.results.performance import PerformanceResult
 
     confusion = stats.confusion
-    support = confusion.sum(axis=1)
-    predicted = confusion.sum(axis=0)
+    per_class = per_class_table(confusion, stats.class_names)
+    recall = per_class["recall"].to_numpy()
     tp = np.diag(confusion).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, np.nan)
-        recall = np.where(support > 0, tp / support, np.nan)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), np.nan)
         mean_conf = np.where(stats.bin_count > 0, stats.bin_confidence / stats.bin_count, np.nan)
         mean_acc = np.where(stats.bin_count > 0, stats.bin_correct / stats.bin_count, np.nan)
     scored = int(confusion.sum())
@@ -261,7 +259,7 @@ def performance_from_stats(stats: PopulationStats):
         n=scored,
         accuracy=float(tp.sum() / scored) if scored else float("nan"),
         balanced_accuracy=float(np.nanmean(recall)) if np.isfinite(recall).any() else float("nan"),
-        per_class=pd.DataFrame({"class": stats.class_names, "precision": precision, "recall": recall, "f1": f1, "support": support}),
+        per_class=per_class,
         confusion=confusion,
         ece=float(np.nansum(stats.bin_count * np.abs(mean_acc - mean_conf)) / max(scored, 1)),
         reliability=reliability,
@@ -294,7 +292,9 @@ def stream_population(model, card, source: PopulationSource, spec, progress=None
         if progress is not None:
             progress(done / max(source.n_rows, 1), f"streamed {done:,} of {source.n_rows:,} rows")
     if done != source.n_rows:
-        raise DataError(f"{path.name} changed while it was audited: {source.n_rows:,} rows counted, {done:,} read.", fix="Audit a file that is not being written to.")
+        raise DataError(
+            f"{path.name} changed while it was audited: {source.n_rows:,} rows counted, {done:,} read.", fix="Audit a file that is not being written to."
+        )
     return stats.finish()
 
 
@@ -353,7 +353,9 @@ def bootstrap_from_counts(stats: PopulationStats, cell: np.ndarray, n_cells: int
     )
 
 
-def chance_gap_from_counts(stats: PopulationStats, cell: np.ndarray, group_of_cell: np.ndarray, eligible: np.ndarray, positive_class: int | None, rng: np.random.Generator, n_perm: int) -> dict:
+def chance_gap_from_counts(
+    stats: PopulationStats, cell: np.ndarray, group_of_cell: np.ndarray, eligible: np.ndarray, positive_class: int | None, rng: np.random.Generator, n_perm: int
+) -> dict:
     """``group_metrics.chance_gap`` from counts: shuffling group labels over rows deals the hits to the groups as a
     multivariate hypergeometric draw of the total hits over the group sizes."""
     atoms = stats.atoms

@@ -30,6 +30,18 @@ def nonfinite_rows(proba: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~np.isfinite(proba).all(axis=1))
 
 
+def per_class_table(confusion: np.ndarray, class_names) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class from a confusion matrix (rows true, columns predicted)."""
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    tp = np.diag(confusion).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), np.nan)
+    return pd.DataFrame({"class": list(class_names), "precision": precision, "recall": recall, "f1": f1, "support": support})
+
+
 def evaluate_performance(proba: np.ndarray, y: np.ndarray, class_names: list[str], n_bins: int = 10) -> PerformanceResult:
     """Clean performance of the shared forward pass.
 
@@ -48,14 +60,8 @@ def evaluate_performance(proba: np.ndarray, y: np.ndarray, class_names: list[str
     k = len(class_names)
     pred = proba.argmax(axis=1)
     confusion = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-    support = confusion.sum(axis=1)
-    predicted = confusion.sum(axis=0)
-    tp = np.diag(confusion).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, np.nan)
-        recall = np.where(support > 0, tp / support, np.nan)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), np.nan)
-    per_class = pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    per_class = per_class_table(confusion, class_names)
+    recall = per_class["recall"].to_numpy()
     confidence = proba.max(axis=1)
     correct = pred == y
     reliability, ece = reliability_table(confidence, correct, n_bins)
