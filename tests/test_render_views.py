@@ -237,3 +237,23 @@ def test_long_chart_titles_are_wrapped_not_cut():
     short = to_plotly_dict(BarChart(title="Short", categories=["a"], series=[Series("s", ["a"], [1.0])], value_label="v"))
     long = to_plotly_dict(BarChart(title=title, categories=["a"], series=[Series("s", ["a"], [1.0])], value_label="v"))
     assert long["layout"]["margin"]["t"] == short["layout"]["margin"]["t"] + 18  # room for the second line
+
+
+def test_roc_and_pr_charts_draw_each_groups_threshold_point_in_its_lines_colour():
+    """A group's line and its marker at the threshold share a colour, the same on both charts."""
+    from audits.render.plotly_backend import to_plotly
+    from audits.render.views.performance import precision_recall_chart, roc_chart
+    from audits.thresholds import curves_by_group
+
+    rng = np.random.default_rng(0)
+    scores, positive = rng.random(400), rng.random(400) < 0.4
+    groups = np.where(rng.random(400) < 0.5, "a", "b")
+    curves = curves_by_group(scores, positive, groups)
+    colours = []
+    for chart in (roc_chart(curves, 0.5, "yes"), precision_recall_chart(curves, 0.5, "yes")):
+        traces = {t["name"]: t["line"]["color"] for t in to_plotly(chart)["data"]}
+        pairs = {g: (traces[next(n for n in traces if n.startswith(f"{g} (n="))], traces[f"{g} at 0.50"]) for g in ("a", "b")}
+        assert all(line == marker for line, marker in pairs.values()), pairs
+        assert pairs["a"][0] != pairs["b"][0]
+        colours.append({g: line for g, (line, _) in pairs.items()})
+    assert colours[0] == colours[1]

@@ -37,6 +37,7 @@ class Series:
     mode: Literal["lines", "markers", "lines+markers"] = "lines+markers"
     dash: bool = False
     text: Sequence[str] | None = None  # hover text / point labels
+    color: int | None = None  # palette slot; None: the series' position (a group's line and its markers share one)
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def _line(chart: LineChart) -> dict:
             "y": _list(s.y),
             "mode": s.mode,
             "name": s.name,
-            "line": {"color": _color(i), "dash": "dash" if s.dash else "solid"},
+            "line": {"color": _color(i if s.color is None else s.color), "dash": "dash" if s.dash else "solid"},
             "marker": {"size": 6},
             "hovertemplate": "%{x:.4g}, %{y:.4g}" + ("<br>%{text}" if s.text is not None else "") + f"<extra>{s.name}</extra>",
         }

@@ -82,9 +82,10 @@ def _line(chart: LineChart) -> Figure:
             continue
         style = {"lines": "-", "markers": "none", "lines+markers": "-"}[s.mode]
         marker = None if s.mode == "lines" else "o"
-        ax.plot(x, y, linestyle="--" if s.dash and style != "none" else style, marker=marker, markersize=3.5, linewidth=1.4, color=_color(i), label=s.name)
+        color = _color(i if s.color is None else s.color)
+        ax.plot(x, y, linestyle="--" if s.dash and style != "none" else style, marker=marker, markersize=3.5, linewidth=1.4, color=color, label=s.name)
         if s.lo is not None and s.hi is not None:
-            ax.fill_between(x, floats(s.lo), floats(s.hi), color=_color(i), alpha=0.15, linewidth=0)
+            ax.fill_between(x, floats(s.lo), floats(s.hi), color=color, alpha=0.15, linewidth=0)
     for r in chart.ref_lines:
         (ax.axhline if r.axis == "y" else ax.axvline)(r.value, color="black", linestyle=":", linewidth=1, label=r.label or None)
     ax.set_title(chart.title, loc="left")

@@ -93,17 +93,24 @@ def performance_view(perf: PerformanceResult, ctx: RenderContext) -> list:
 def _threshold_series(curves, threshold: float, x_of, y_of, *, start_at_zero: bool, max_points: int = 400) -> list[Series]:
     """One line per group (thinned to ``max_points``) and the point at ``threshold`` on each."""
     out = []
-    for c in curves:
+    for k, c in enumerate(curves, start=1):  # slot 0 is the ROC chart's chance line
         first = 0.0 if start_at_zero or not len(y_of(c)) else y_of(c)[0]
         xs, ys = np.r_[0.0, x_of(c)], np.r_[first, y_of(c)]
         step = max(1, len(xs) // max_points)
         keep = np.r_[np.arange(0, len(xs), step), len(xs) - 1]
-        out.append(Series(f"{c.group} (n={c.n:,})", list(xs[keep]), list(ys[keep]), mode="lines"))
-    for c in curves:
+        out.append(Series(f"{c.group} (n={c.n:,})", list(xs[keep]), list(ys[keep]), mode="lines", color=k))
+    for k, c in enumerate(curves, start=1):  # each group's point in its line's colour, the same slot on both charts
         at = c.at(threshold)
         x, y = x_of(at), y_of(at)
         out.append(
-            Series(f"{c.group} at {threshold:.2f}", [float(x)], [float(np.nan_to_num(y))], mode="markers", text=[f"{c.group}: threshold {threshold:.2f}"])
+            Series(
+                f"{c.group} at {threshold:.2f}",
+                [float(x)],
+                [float(np.nan_to_num(y))],
+                mode="markers",
+                text=[f"{c.group}: threshold {threshold:.2f}"],
+                color=k,
+            )
         )
     return out
 
