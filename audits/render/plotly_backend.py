@@ -99,6 +99,7 @@ def _figure(
     title = wrap_title(title)
     margin = dict(margin or {"l": 10, "r": 10, "t": 50, "b": 10})
     extra = 18 * (title.count("<br>") - ("<br><sup>" in title))  # each added title line gets its room above the plot
+    extra += 16 * any(a.get("yref") == "y domain" and a.get("yanchor") == "bottom" for a in layout.get("annotations", []))  # a label above the plot
     margin["t"] = margin.get("t", 50) + extra
     return {
         "data": data,
@@ -123,7 +124,8 @@ def _ref_line(r: RefLine, axis: str, position: str) -> tuple[dict, dict | None]:
         note = {"xref": "x domain", "x": 1, "xanchor": "right", "yref": "y", "y": r.value, "yanchor": "top" if position == "bottom right" else "bottom"}
     else:
         shape = {"type": "line", "yref": "y domain", "y0": 0, "y1": 1, "xref": "x", "x0": r.value, "x1": r.value, "line": line}
-        note = {"yref": "y domain", "y": 1, "yanchor": "top", "xref": "x", "x": r.value, "xanchor": "left"}
+        # above the plot, not inside it: inside, the label sat on the first bar of a horizontal bar chart
+        note = {"yref": "y domain", "y": 1, "yanchor": "bottom", "xref": "x", "x": r.value, "xanchor": "left"}
     return shape, ({"text": r.label, "showarrow": False, **note} if r.label else None)
 
 
