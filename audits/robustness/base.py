@@ -118,6 +118,4 @@ def group_breakdown(
         return pd.DataFrame(columns=[*conditions.columns, "attribute", "group", *arrays, "count"])
     rows = np.concatenate(lead)
     # One frame built at once (inserting column by column cost more than the arithmetic).
-    return pd.DataFrame(
-        {**{c: conditions[c].array.take(rows) for c in conditions.columns}, **{name: np.concatenate(parts) for name, parts in columns.items()}}
-    )
+    return pd.DataFrame({**{c: conditions[c].array.take(rows) for c in conditions.columns}, **{name: np.concatenate(parts) for name, parts in columns.items()}})
