@@ -291,3 +291,22 @@ def test_pdf_and_html_show_both_results_with_what_they_mean_and_do_not():
         # The heatmap's and the gallery's captions (the charts themselves are images in the PDF).
         assert "CAVs each against fresh random rows" in doc and "optimisation steps per image" in doc
     assert "TCAV score at features.2" in html and "Class images: optimised, then the top evaluation images" in html
+
+
+def test_feature_visualization_adam_steps_exactly_like_torch_optim_adam():
+    """The probe's own Adam (no torch.optim: constructing one imports torch._dynamo, seconds) gives
+    torch.optim.Adam's iterates bit for bit on the CPU."""
+    from audits.explain.feature_visualization import Adam
+
+    torch.manual_seed(0)
+    ours = torch.randn(3, 1, 8, 8).requires_grad_(True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    w = torch.randn(3, 1, 8, 8)
+    opts = ((ours, Adam([ours], lr=0.05)), (theirs, torch.optim.Adam([theirs], lr=0.05)))
+    for _ in range(64):
+        for p, opt in opts:
+            opt.zero_grad()
+            (torch.sin(p * w) * p).sum().backward()
+            opt.step()
+    assert torch.equal(ours, theirs)
+    assert not torch.equal(ours, w)  # it moved
