@@ -73,3 +73,9 @@ def test_feature_visualization_does_not_import_torch_dynamo():
         "import sys; assert 'torch._dynamo' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True)
+
+
+def test_the_probe_registry_imports_neither_fairlearn_nor_scikit_learn():
+    """Tabular-only probes import fairlearn and scikit-learn when they run, so an image audit (and the registry) does not pay for them."""
+    loaded = _modules_after("from audits.probes import registered_probes\nregistered_probes()")
+    assert not {"fairlearn", "sklearn"} & loaded, {"fairlearn", "sklearn"} & loaded
