@@ -51,9 +51,24 @@ def fisher_exact_p(k1, n1, k2, n2) -> float:
     """Two-sided Fisher exact test p-value that k1/n1 and k2/n2 are the same proportion (NaN without trials)."""
     if n1 <= 0 or n2 <= 0:
         return float("nan")
-    from scipy.stats import fisher_exact  # imported here: scipy.stats costs ~0.8 s at import
+    from scipy.special import gammaln  # scipy.special, not scipy.stats (~0.8 s at import)
 
-    return float(fisher_exact([[int(k1), int(n1 - k1)], [int(k2), int(n2 - k2)]]).pvalue)
+    k1, n1, k2, n2 = int(k1), int(n1), int(k2), int(n2)
+    # The hypergeometric law of the first cell given the margins, over its whole support at once
+    # (scipy.stats.fisher_exact takes ~3 ms a call; group_metrics makes hundreds). The p-value sums
+    # every table no more likely than the observed one, with scipy's relative tolerance of 1e-7.
+    k, n = k1 + k2, n1 + n2
+    x = np.arange(max(0, k - n2), min(k, n1) + 1, dtype=np.float64)
+    log_pmf = _log_comb(n1, x, gammaln) + _log_comb(n2, k - x, gammaln) - _log_comb(n, np.float64(k), gammaln)
+    observed = log_pmf[k1 - max(0, k - n2)]
+    return float(min(1.0, np.exp(log_pmf[log_pmf <= observed + np.log1p(1e-7)]).sum()))
+
+
+def _log_comb(n, k, gammaln):
+    """log(n choose k), elementwise."""
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+
+
 def auroc(positive, negative) -> float:
     """Area under the ROC curve: the chance that a random ``positive`` score exceeds a random ``negative`` one (ties count half).
 

@@ -27,6 +27,7 @@ CASES = {
     "B11": "bench.b11_default_autoattack",
     "B12": "bench.b12_beyond_accuracy",
     "B13": "bench.b13_dashboard",
+    "B14": "bench.b14_cli_process",
     "B15": "bench.b15_large_data",
 }
 

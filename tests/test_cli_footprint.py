@@ -60,3 +60,22 @@ def _tiny_spec(folder: Path) -> Path:
     spec = folder / "spec.yaml"
     spec.write_text("probes:\n  - name: saliency\n")
     return spec
+
+
+def test_feature_visualization_does_not_import_torch_dynamo():
+    """Feature visualization optimises without torch.optim, whose first optimizer imports torch._dynamo (seconds of an audit)."""
+    code = (
+        "from audits.engine import run_audit\nfrom audits.spec import parse_spec\nfrom audits.data import load_data\n"
+        "from models.loader import load_model\nfrom models.registry import resolve_card\n"
+        "card = resolve_card('digits-cnn')\nreport = run_audit(load_model(card, device='cpu'), load_data(card), "
+        "parse_spec({'samples': 1, 'max_rows': 64, 'probes': [{'name': 'feature_visualization', 'params': {'steps': 4}}]}))\n"
+        "assert report.concepts and not report.failures, report.failures\n"
+        "import sys; assert 'torch._dynamo' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True)
+
+
+def test_the_probe_registry_imports_neither_fairlearn_nor_scikit_learn():
+    """Tabular-only probes import fairlearn and scikit-learn when they run, so an image audit (and the registry) does not pay for them."""
+    loaded = _modules_after("from audits.probes import registered_probes\nregistered_probes()")
+    assert not {"fairlearn", "sklearn"} & loaded, {"fairlearn", "sklearn"} & loaded

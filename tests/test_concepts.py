@@ -425,3 +425,20 @@ def test_text_concept_from_a_txt_file_of_examples_is_found_like_the_attribute_co
     result = make_probe("tcav", {"concepts": [str(tmp_path / "muslim.txt")], "layer": "block"}).run(model, data, build_context(model, data))
     assert result.concepts == ["muslim"] and result.n_examples == [len(texts)]  # blank lines are not examples
     assert result.significant[0, result.class_names.index("toxic")] and result.scores[0, 1].mean() > 0.95
+def test_feature_visualization_adam_steps_exactly_like_torch_optim_adam():
+    """The probe's own Adam (no torch.optim: constructing one imports torch._dynamo, seconds) gives
+    torch.optim.Adam's iterates bit for bit on the CPU."""
+    from audits.explain.feature_visualization import Adam
+
+    torch.manual_seed(0)
+    ours = torch.randn(3, 1, 8, 8).requires_grad_(True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    w = torch.randn(3, 1, 8, 8)
+    opts = ((ours, Adam([ours], lr=0.05)), (theirs, torch.optim.Adam([theirs], lr=0.05)))
+    for _ in range(64):
+        for p, opt in opts:
+            opt.zero_grad()
+            (torch.sin(p * w) * p).sum().backward()
+            opt.step()
+    assert torch.equal(ours, theirs)
+    assert not torch.equal(ours, w)  # it moved

@@ -280,6 +280,40 @@ def test_grad_cam_explains_the_named_target_layer(image_setup):
     assert quadrant_fraction(result.attributions).mean() > 0.7
 
 
+class InplaceNet(nn.Module):
+    """Conv, in-place ReLU straight after it (it would overwrite captured activations), conv, pool, head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.head = nn.Linear(6 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv2(self.act(self.conv1(x))))
+        return self.head(nn.functional.adaptive_avg_pool2d(h, 4).flatten(1))
+
+
+@pytest.mark.parametrize("output", ["logit", "probability"])
+def test_grad_cam_equals_captums_layer_grad_cam(image_setup, output):
+    """The probe's own hook-and-gradient Grad-CAM gives captum's LayerGradCam maps (upsampled bilinearly), to float precision."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    _, data, _ = image_setup
+    torch.manual_seed(3)
+    handle = wrap_model(InplaceNet(), parse_card(image_card(target_layer="conv2"), base_dir=Path(".")))
+    context = context_for(handle, data)
+    result = make_probe("grad_cam", {"output": output}).run(handle, data, context)
+    x = torch.as_tensor(data.x)
+    fn = handle.output_fn(output)
+    with torch.enable_grad():
+        layer_maps = LayerGradCam(fn, handle.network.conv2).attribute(x, target=torch.as_tensor(result.targets), relu_attributions=True)
+    expected = LayerAttribution.interpolate(layer_maps.detach(), (SIZE, SIZE), "bilinear")[:, 0].numpy()
+    assert expected.max() > 0 and (result.attributions > 0).any()
+    np.testing.assert_allclose(result.attributions, expected, rtol=1e-5, atol=1e-6 * float(expected.max()))
+
+
 def test_grad_cam_refuses_models_it_cannot_hook(image_setup):
     handle, _, _ = image_setup
     data = image_setup[1]

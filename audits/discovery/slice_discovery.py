@@ -39,10 +39,17 @@ def slice_columns(data: AuditData, n_bins: int) -> pd.DataFrame:
             col = frame[name].reset_index(drop=True)
             if pd.api.types.is_numeric_dtype(col) and col.nunique() > n_bins:
                 bins = pd.qcut(col, q=n_bins, duplicates="drop")
-                columns[name] = bins.astype(str).where(col.notna(), "missing")
+                # Each bin's label spelled once, then looked up per row (astype(str) spells every row's interval).
+                spelled = np.asarray(bins.cat.categories.astype(str), dtype=object)[bins.cat.codes.to_numpy()]
+                columns[name] = pd.Series(spelled, dtype="str").where(col.notna(), "missing")
             else:
                 columns[name] = col.astype(str).where(col.notna(), "missing")
     return pd.DataFrame(columns)
+
+
+def _has_columns(data: AuditData) -> bool:
+    """Whether ``slice_columns`` would return any column (without binning and spelling them)."""
+    return bool(len(data.attributes.columns)) or (data.modality == "tabular" and data.raw is not None and bool(len(data.raw.columns)))
 
 
 @register
@@ -81,7 +88,7 @@ class SliceDiscovery(Probe):
 
     def check(self, model: ModelHandle, data: AuditData) -> str | None:
         reason = super().check(model, data)
-        if reason is None and not len(slice_columns(data, self.n_bins).columns):
+        if reason is None and not _has_columns(data):
             return "the evaluation data has no columns to slice by (give attribute columns in the model card's data section)"
         return reason
 

@@ -87,10 +87,18 @@ class TriggerValues(Probe):
                     continue
                 qs = np.unique(np.quantile(col.to_numpy(dtype=np.float64), self.quantiles))
                 values = [(f"{v:.6g}", k, float(v)) for k, v in enumerate(qs)]
-            for label, pos, value in values:
-                one = raw.iloc[:1].copy()
-                one[f.name] = value
-                candidates.append((f.name, label, pos, cols, model.encoder.encode(one)[0, cols]))
+            candidates += [(f.name, label, pos, cols, value) for label, pos, value in values]
+        # Every candidate's encoded block from one encode of one row per candidate (row 0 with the
+        # candidate's value set; the encoding is row by row), not one pandas encode per candidate.
+        if candidates:
+            settings = raw.iloc[np.zeros(len(candidates), dtype=np.int64)].reset_index(drop=True)
+            for name in dict.fromkeys(c[0] for c in candidates):
+                which = [k for k, c in enumerate(candidates) if c[0] == name]
+                column = settings[name].astype(object)
+                column.iloc[which] = [candidates[k][4] for k in which]
+                settings[name] = column
+            encoded = model.encoder.encode(settings)
+            candidates = [(name, label, pos, cols, encoded[k, cols]) for k, (name, label, pos, cols, _) in enumerate(candidates)]
         new = np.empty((len(candidates), len(rows)), dtype=np.int64)
         per_call = max(1, 2**22 // max(x.size, 1))  # candidates per model call: about 4M encoded values
         for start in range(0, len(candidates), per_call):

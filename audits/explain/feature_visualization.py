@@ -188,7 +188,7 @@ class FeatureVisualization(Probe):
                 def image() -> torch.Tensor:
                     return lo + (hi - lo) * torch.sigmoid(raw)
 
-            opt = torch.optim.Adam(params, lr=self.learning_rate)
+            opt = Adam(params, lr=self.learning_rate)
             kernel = _gaussian_kernel(self.blur, shape[1], device) if self.blur > 0 else None
             for _ in range(self.steps):
                 x = image()
@@ -201,6 +201,38 @@ class FeatureVisualization(Probe):
                 (-objective(x).sum()).backward()
                 opt.step()
             return image().detach().float().cpu().numpy()
+
+
+class Adam:
+    """Adam (Kingma and Ba, 2015) with torch's defaults (betas 0.9, 0.999; eps 1e-8), the arithmetic of
+    ``torch.optim.Adam``'s single-tensor path step for step.
+
+    Written out because constructing any ``torch.optim`` optimizer imports ``torch._dynamo`` on first
+    use (1.7-4 s on the development machine, more than the 64 steps it would drive).
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        self.step_count = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        beta1, beta2 = self.betas
+        bias_correction1 = 1 - beta1**self.step_count
+        bias_correction2_sqrt = (1 - beta2**self.step_count) ** 0.5
+        for p, (exp_avg, exp_avg_sq) in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            exp_avg.lerp_(p.grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad.conj(), value=1 - beta2)
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+            p.addcdiv_(exp_avg, denom, value=-self.lr / bias_correction1)
 
 
 def _channel_means(out: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
+import torch.nn.functional as F
 from torch import fx, nn
 
 from audits.errors import AuditError
@@ -87,22 +87,36 @@ class GradCAM(AttributionProbe):
         name, layer = model.cam_layer()
         idx = context.sample_indices
         height, width = data.x.shape[2:]
-        cam = LayerGradCam(model.output_fn(self.output_space), layer)
-        with torch.inference_mode(False), torch.enable_grad():
-            x = model.to_tensor(data.x[idx])
-            t = torch.as_tensor(self.targets(context), device=model.device)
+        fn = model.output_fn(self.output_space)
+        captured: list[torch.Tensor] = []
+        # One hook for the whole run. It swaps the layer's output for a fresh leaf that requires
+        # grad, so the backward pass stops at the layer (nothing below it is differentiated) and
+        # hands the rest of the network a copy (in-place operations after the layer leave the
+        # captured activations alone).
+        hook = layer.register_forward_hook(lambda _m, _inputs, out: _capture(out, captured))
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                x = model.to_tensor(data.x[idx])
+                t = torch.as_tensor(self.targets(context), device=model.device)
 
-            def attribute(rows: torch.Tensor) -> torch.Tensor:
-                i = rows.long()
-                try:
-                    maps = cam.attribute(x[i], target=t[i], relu_attributions=True)
-                except AssertionError as exc:  # captum asserts when the layer's hook never fired
-                    raise AuditError(f"Grad-CAM could not hook layer {name!r} ({exc}).", fix=_HOOK_FIX) from None
-                if maps.ndim != 4:
-                    raise AuditError(f"Layer {name!r} outputs shape {tuple(maps.shape)}; Grad-CAM needs an (N, C, h, w) feature map.", fix=_HOOK_FIX)
-                return LayerAttribution.interpolate(maps.detach(), (height, width), "bilinear")
+                def attribute(rows: torch.Tensor) -> torch.Tensor:
+                    i = rows.long()
+                    captured.clear()
+                    score = target_outputs(fn, x[i], t[i])
+                    if not captured:
+                        raise AuditError(f"Grad-CAM could not hook layer {name!r} (its forward hook never fired).", fix=_HOOK_FIX)
+                    acts = captured[-1]  # the last call's output, as captum's layer methods take it
+                    if not isinstance(acts, torch.Tensor) or acts.ndim != 4:
+                        shape = tuple(acts.shape) if isinstance(acts, torch.Tensor) else type(acts).__name__
+                        raise AuditError(f"Layer {name!r} outputs shape {shape}; Grad-CAM needs an (N, C, h, w) feature map.", fix=_HOOK_FIX)
+                    grads = _layer_gradient(score, acts)
+                    # Grad-CAM: channel weights = spatial mean gradient; ReLU of the weighted channel sum.
+                    cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * acts.detach()).sum(dim=1, keepdim=True))
+                    return F.interpolate(cam, size=(height, width), mode="bilinear")
 
-            maps = model.map_batches(attribute, np.arange(len(idx)), model.batch_size)
+                maps = model.map_batches(attribute, np.arange(len(idx)), model.batch_size)
+        finally:
+            hook.remove()
         maps = maps.float().cpu().numpy()
         empty = ~(maps.reshape(len(idx), -1) > 0).any(axis=1)
         return self.result(model, data, context, maps, quality={"empty_map": empty})
@@ -134,6 +148,24 @@ class GradCAM(AttributionProbe):
         maps = layout.to_pixels(grid_maps, height, width)
         empty = ~(maps.reshape(len(idx), -1) > 0).any(axis=1)
         return self.result(model, data, context, maps, quality={"empty_map": empty})
+
+
+def _capture(out: object, captured: list) -> object:
+    """Forward hook body: record the layer's output as a leaf that requires grad and pass on a copy."""
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        captured.append(out)
+        return None
+    leaf = out.detach().requires_grad_(True)
+    captured.append(leaf)
+    return leaf.clone()
+
+
+def _layer_gradient(score: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    """d sum(score) / d acts; zeros where the score does not depend on the layer."""
+    if not score.requires_grad:
+        return torch.zeros_like(acts)
+    (grads,) = torch.autograd.grad(score.sum(), acts, allow_unused=True)
+    return torch.zeros_like(acts) if grads is None else grads
 
 
 def _batch_first(tokens: torch.Tensor, n: int, seq_first: bool | None, layer_name: str | None) -> torch.Tensor:

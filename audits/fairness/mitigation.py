@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
-from fairlearn.postprocessing import ThresholdOptimizer
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
 
 from audits.fairness.group_metrics import resolve_positive_class, sensitive_frame
 from audits.probes import Probe, RunContext, register
@@ -30,21 +27,27 @@ if TYPE_CHECKING:
     from models.loader import ModelHandle
 
 
-class _Scores(ClassifierMixin, BaseEstimator):
-    """Hands precomputed favourable-class scores to fairlearn: X's single column is the score."""
+def _scores_estimator():
+    """A fitted sklearn estimator that hands precomputed favourable-class scores to fairlearn (X's single
+    column is the score). Built on first use: fairlearn and scikit-learn are imported only by an audit that
+    runs this probe (image and text audits never do), not by the probe registry."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
 
-    def fit(self, x, y):
-        return self
+    class _Scores(ClassifierMixin, BaseEstimator):
+        def fit(self, x, y):
+            return self
 
-    def predict_proba(self, x) -> np.ndarray:
-        s = np.asarray(x, dtype=np.float64)[:, 0]
-        return np.column_stack([1.0 - s, s])
+        def predict_proba(self, x) -> np.ndarray:
+            s = np.asarray(x, dtype=np.float64)[:, 0]
+            return np.column_stack([1.0 - s, s])
 
-    def predict(self, x) -> np.ndarray:
-        return (np.asarray(x, dtype=np.float64)[:, 0] > 0.5).astype(np.int64)
+        def predict(self, x) -> np.ndarray:
+            return (np.asarray(x, dtype=np.float64)[:, 0] > 0.5).astype(np.int64)
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return True
+        def __sklearn_is_fitted__(self) -> bool:
+            return True
+
+    return _Scores()
 
 
 def evaluate(y: np.ndarray, pred: np.ndarray, group: np.ndarray, n_groups: int) -> dict:
@@ -142,6 +145,9 @@ class MitigationPreview(Probe):
         return reason
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> MitigationPreviewResult:
+        from fairlearn.postprocessing import ThresholdOptimizer
+        from sklearn.model_selection import train_test_split
+
         pos = resolve_positive_class(self.positive_class, data.class_names, data.favourable_class)
         attributes = list(self.attributes or data.sensitive)
         frame = sensitive_frame(data, attributes, "group")
@@ -174,7 +180,7 @@ class MitigationPreview(Probe):
                 rows.append(_row(attr, "group_thresholds", "demographic_parity", float(alpha), ev, a, desc))
             for constraint, tol in [("demographic_parity", t) for t in self.tolerances] + [("equalized_odds", None)]:
                 optimizer = ThresholdOptimizer(
-                    estimator=_Scores(), constraints=constraint, objective="accuracy_score", prefit=True,
+                    estimator=_scores_estimator(), constraints=constraint, objective="accuracy_score", prefit=True,
                     predict_method="predict_proba", tol=tol or None,
                 )  # fmt: skip
                 try:

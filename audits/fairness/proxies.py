@@ -17,12 +17,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_selection import mutual_info_classif
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
-from threadpoolctl import threadpool_limits
 
 from audits.probes import Probe, RunContext, register
 from audits.results.attribution import AttributionResult
@@ -108,6 +102,8 @@ class ProxyFeatures(Probe):
         return reason
 
     def _run(self, model: ModelHandle, data: AuditData, context: RunContext) -> ProxyFeaturesResult:
+        from sklearn.feature_selection import mutual_info_classif  # here: only audits that run this probe import scikit-learn
+
         rng = context.rng(self.name)
         rows = np.arange(len(data))
         if len(rows) > self.max_rows:
@@ -155,6 +151,12 @@ class ProxyFeatures(Probe):
 
     def _probe(self, data: AuditData, rows: np.ndarray, attr: str, target: np.ndarray, rng: np.random.Generator) -> dict:
         """Held-out scores of a logistic regression predicting ``attr`` from every other encoded input."""
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import train_test_split
+        from threadpoolctl import threadpool_limits
+
         drop = set(data.feature_groups[data.feature_names.index(attr)].tolist()) if attr in data.feature_names else set()
         cols = [c for c in range(data.x.shape[1]) if c not in drop]
         x = data.x[rows][:, cols]
