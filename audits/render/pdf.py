@@ -403,11 +403,6 @@ def _cover(doc: Document, st) -> list:
     return story
 
 
-def render_pngs(document: Document) -> dict[int, bytes]:
-    """PNG of every figure of ``document``, keyed by the figure block's id (for ``render_pdf(pngs=...)``)."""
-    return {id(f): to_image(f.chart) for f in document.figures()}
-
-
 def render_pdf(report: AuditReport, *, document: Document | None = None, pngs: Mapping[int, bytes | None] | None = None) -> bytes:
     """The report as PDF bytes.
 
