@@ -79,3 +79,15 @@ def test_the_probe_registry_imports_neither_fairlearn_nor_scikit_learn():
     """Tabular-only probes import fairlearn and scikit-learn when they run, so an image audit (and the registry) does not pay for them."""
     loaded = _modules_after("from audits.probes import registered_probes\nregistered_probes()")
     assert not {"fairlearn", "sklearn"} & loaded, {"fairlearn", "sklearn"} & loaded
+
+
+def test_an_audit_imports_no_face_store_or_tabular_library_before_it_renders():
+    """What ``audits run`` imports before the audit (the engine, the loader, the export module, every probe) leaves out the
+    dashboard, the store, the tabular-only and text-only libraries, and the HTML and PDF renderers (imported when writing)."""
+    loaded = _modules_after(
+        "import audits.cli, audits.engine, audits.data, audits.policy, audits.spec, audits.render.export, models.loader, models.registry\n"
+        "from audits.probes import registered_probes\nregistered_probes()"
+    )
+    unused = {"streamlit", "sklearn", "fairlearn", "sqlalchemy", "psycopg", "transformers", "kaleido", "ray", "plotly", "reportlab"}
+    assert not unused & loaded, unused & loaded
+    assert {"torch", "captum"} <= loaded  # the probes' own libraries are there: the check sees what was imported

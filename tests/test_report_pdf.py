@@ -169,3 +169,35 @@ def test_a_compact_trust_table_follows_the_attribution_gallery_in_pdf_and_html(n
     html = rendered_html(name)
     gallery = "Attributions per explained sample" if name == "digits-cnn" else "Global feature importance"
     assert html.index(gallery) < html.index(caption) < html.index("Attribution methods and the quality numbers")
+
+
+def _pages(data: bytes) -> list[tuple[str, list[bytes]]]:
+    """Each page's text and the pixels of its images, in order."""
+    return [(page.extract_text() or "", [image.data for image in page.images]) for page in PdfReader(io.BytesIO(data)).pages]
+
+
+def _draw_all_but_the_confusion_matrix(chart) -> bytes:
+    """A worker that fails on one figure (module level: the pool pickles it by name)."""
+    if chart.title.startswith("Confusion matrix"):
+        raise RuntimeError("worker failed")
+    from audits.render.static import chart_png
+
+    return chart_png(chart)
+
+
+def test_figures_drawn_by_workers_land_where_the_in_process_drawing_puts_them(tmp_path, monkeypatch):
+    """The PDF's layout takes each worker's drawing when it reaches that figure; a figure a worker fails on is drawn here."""
+    from audits.render import export, static
+
+    report = zoo_report("digits-cnn")
+    pdfs = {}
+    for name, workers in (("here", 1), ("workers", 2), ("one failed", 2)):
+        static._DRAWN.clear()  # each export draws its own figures, none reused from the one before
+        if name == "one failed":
+            monkeypatch.setattr(export, "_draw", _draw_all_but_the_confusion_matrix)
+        export.write_outputs(report, pdf_path=tmp_path / f"{workers}-{len(pdfs)}.pdf", workers=workers)
+        pdfs[name] = _pages((tmp_path / f"{workers}-{len(pdfs)}.pdf").read_bytes())
+    assert sum(len(images) for _, images in pdfs["here"]) >= 20
+    assert any(f.chart.title.startswith("Confusion matrix") for f in build_document(report).figures())  # the failing worker has work
+    assert pdfs["workers"] == pdfs["here"]
+    assert pdfs["one failed"] == pdfs["here"]

@@ -52,6 +52,35 @@ def _pool(workers: int, n_figures: int) -> ProcessPoolExecutor | None:
         return None
 
 
+class _Drawings:
+    """The PDF's figures drawn by the workers, by figure block id, for ``render_pdf(pngs=...)``.
+
+    ``get`` waits for that one figure, so the PDF's first layout pass runs while later figures
+    are still being drawn; a worker's failure gives ``None`` (the figure is drawn here instead).
+    """
+
+    def __init__(self, figures: list, futures: list) -> None:
+        self._by_id = {id(f): (f, fut) for f, fut in zip(figures, futures, strict=False)}
+        self._got: dict[int, bytes] = {}
+
+    def get(self, key: int, default=None):
+        if key not in self._by_id:
+            return default
+        try:
+            png = self._by_id[key][1].result()
+        except Exception:  # a broken worker must not lose the export
+            return default
+        self._got[key] = png
+        return png
+
+    def remember_all(self) -> None:
+        """Keep the workers' drawings in this process, so the CLI figures reuse them."""
+        from audits.render.static import remember
+
+        for key, png in self._got.items():
+            remember(self._by_id[key][0].chart, png)
+
+
 def write_outputs(
     report: AuditReport, *, json_path: str | Path | None = None, html_path: str | Path | None = None, pdf_path: str | Path | None = None, workers: int = 1
 ) -> list[Path]:
@@ -81,21 +110,11 @@ def write_outputs(
 
             written.append(write_atomic(Path(html_path), render_html(report, document=document).encode()))
         if pdf_path is not None:
-            from audits.render.pdf import render_pdf, render_pngs
+            from audits.render.pdf import render_pdf
 
-            pngs = None
-            if futures:
-                try:
-                    pngs = {id(f): fut.result() for f, fut in zip(figures, futures, strict=True)}
-                except Exception:  # a broken worker must not lose the export: draw here instead
-                    pngs = None
-                else:
-                    from audits.render.static import remember
-
-                    for f in figures:  # the CLI figures reuse these drawings
-                        remember(f.chart, pngs[id(f)])
-            pngs = pngs if pngs is not None else render_pngs(document)
-            written.append(write_atomic(Path(pdf_path), render_pdf(report, document=document, pngs=pngs)))
+            drawn = _Drawings(figures, futures)
+            written.append(write_atomic(Path(pdf_path), render_pdf(report, document=document, pngs=drawn)))
+            drawn.remember_all()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -13,6 +13,7 @@ import html
 import io
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -274,20 +275,31 @@ def _key_values(block: KeyValues, st) -> list:
 
 
 class _Picture(Flowable):
-    """A PNG that takes its place in every layout pass but is drawn only in the final one.
+    """A figure's PNG that takes its place in every layout pass but is drawn only in the final one.
 
     Embedding an image (decode, compress) is the slowest step of a pass; the first pass
-    only collects page numbers for the contents.
+    only collects page numbers for the contents. The PNG is fetched when the first pass
+    first lays the figure out (see ``_png``), so the layout of the pages before it runs while
+    it is still being drawn elsewhere.
     """
 
     final = False
 
-    def __init__(self, png: bytes, width: float, height: float) -> None:
+    def __init__(self, block: Figure) -> None:
         super().__init__()
-        self.png, self.width, self.height = png, width, height
+        self.block = block
+        self.png = b""
         self.hAlign = "LEFT"
 
     def wrap(self, avail_width, avail_height):
+        if not self.png:
+            self.png = _png(self.block)
+            w, h = ImageReader(io.BytesIO(self.png)).getSize()
+            self.width = min(FRAME_W, w * 72 / DPI)
+            self.height = h * self.width / w
+            if self.height > FRAME_H - 30:
+                self.height = FRAME_H - 30
+                self.width = w * self.height / h
         return self.width, self.height
 
     def draw(self) -> None:
@@ -296,23 +308,24 @@ class _Picture(Flowable):
 
 
 _PNGS: dict[int, bytes] = {}  # figure block id -> PNG, drawn once per render and reused by every pass
-# The render state above (_TARGETS, _PNGS, _Picture.final) is per process: renders in threads
-# (the dashboard's) take turns.
+_GIVEN: list[Mapping[int, bytes | None]] = []  # the caller's drawings (render_pdf's pngs), read figure by figure
+# The render state above (_TARGETS, _PNGS, _GIVEN, _Picture.final) is per process: renders in
+# threads (the dashboard's) take turns.
 _RENDER_LOCK = threading.RLock()
 
 
-def _figure(block: Figure, st) -> list:
+def _png(block: Figure) -> bytes:
+    """The figure's PNG: drawn once per render; a given drawing still in progress is waited for here."""
     png = _PNGS.get(id(block))
     if png is None:
-        png = _PNGS[id(block)] = to_image(block.chart)
-    w, h = ImageReader(io.BytesIO(png)).getSize()
-    width = min(FRAME_W, w * 72 / DPI)
-    height = h * width / w
-    if height > FRAME_H - 30:
-        height = FRAME_H - 30
-        width = w * height / h
+        png = next((given.get(id(block)) for given in _GIVEN), None) or to_image(block.chart)
+        _PNGS[id(block)] = png
+    return png
+
+
+def _figure(block: Figure, st) -> list:
     # No KeepTogether: ReportLab will not keep a heading with a container, only with a plain flowable.
-    picture = _Picture(png, width, height)
+    picture = _Picture(block)
     if not block.caption:
         return [picture, Spacer(1, 8)]
     picture.keepWithNext = 1
@@ -390,23 +403,21 @@ def _cover(doc: Document, st) -> list:
     return story
 
 
-def render_pngs(document: Document) -> dict[int, bytes]:
-    """PNG of every figure of ``document``, keyed by the figure block's id (for ``render_pdf(pngs=...)``)."""
-    return {id(f): to_image(f.chart) for f in document.figures()}
-
-
-def render_pdf(report: AuditReport, *, document: Document | None = None, pngs: dict[int, bytes] | None = None) -> bytes:
+def render_pdf(report: AuditReport, *, document: Document | None = None, pngs: Mapping[int, bytes | None] | None = None) -> bytes:
     """The report as PDF bytes.
 
     ``document`` (from ``build_document(report)``) and ``pngs`` (its figures, e.g. drawn in
-    parallel by ``audits.render.export``) may be passed in when they exist already.
+    parallel by ``audits.render.export``) may be passed in when they exist already. ``pngs``
+    is read one figure at a time, in document order, as the first layout pass reaches it
+    (``pngs.get(id(block))``; ``None`` draws that figure here), so a mapping whose ``get``
+    waits for a drawing still in progress lets the layout run alongside the drawing.
     Thread-safe: concurrent calls take turns.
     """
     with _RENDER_LOCK:
         return _render_pdf(report, document, pngs)
 
 
-def _render_pdf(report: AuditReport, document: Document | None, pngs: dict[int, bytes] | None) -> bytes:
+def _render_pdf(report: AuditReport, document: Document | None, pngs: Mapping[int, bytes | None] | None) -> bytes:
     _register_fonts()
     st = _styles()
     doc_model = document or build_document(report)
@@ -434,7 +445,7 @@ def _render_pdf(report: AuditReport, document: Document | None, pngs: dict[int, 
     # Pass 1 lays out without drawing images and collects the contents' page numbers; the
     # final pass draws everything (another one only if the contents moved pages).
     _PNGS.clear()
-    _PNGS.update(pngs or {})
+    _GIVEN[:] = [pngs] if pngs is not None else []
     _Picture.final = False
     doc._indexingFlowables = [toc]  # what multiBuild would set up: the contents listen for TOCEntry
     try:
@@ -453,6 +464,7 @@ def _render_pdf(report: AuditReport, document: Document | None, pngs: dict[int, 
     finally:
         _Picture.final = False
         _PNGS.clear()
+        _GIVEN.clear()
     return buf.getvalue()
 
 
