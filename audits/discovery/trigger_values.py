@@ -105,7 +105,7 @@ class TriggerValues(Probe):
         new = np.repeat(orig[None].astype(np.int64), len(candidates), axis=0)
         todo = [np.flatnonzero(~(x[:, cols] == enc).all(axis=1)) for _, _, _, cols, enc in candidates]
         per_call = max(1, 2**22 // max(x.shape[1], 1))  # rows per model call
-        k = 0
+        k, buffer = 0, np.empty((0, *x.shape[1:]), dtype=x.dtype)
         while k < len(candidates):
             chunk, size = [], 0
             while k < len(candidates) and (not chunk or size + len(todo[k]) <= per_call):
@@ -113,12 +113,15 @@ class TriggerValues(Probe):
                 size += len(todo[k])
                 k += 1
             if size:
-                batch = np.concatenate([x[todo[j]] for j in chunk])
+                if len(buffer) < size:
+                    buffer = np.empty((size, *x.shape[1:]), dtype=x.dtype)
                 start = 0
-                for j in chunk:
-                    batch[start : start + len(todo[j]), candidates[j][3]] = candidates[j][4]
+                for j in chunk:  # gathered straight into one reused buffer
+                    part = buffer[start : start + len(todo[j])]
+                    np.take(x, todo[j], axis=0, out=part)
+                    part[:, candidates[j][3]] = candidates[j][4]
                     start += len(todo[j])
-                predicted = model.predict_proba(batch).argmax(axis=1)
+                predicted = model.predict_proba(buffer[:size]).argmax(axis=1)
                 start = 0
                 for j in chunk:
                     new[j, todo[j]] = predicted[start : start + len(todo[j])]
