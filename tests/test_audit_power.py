@@ -16,13 +16,14 @@ from safetensors.torch import save_file
 
 from audits.data import load_data
 from audits.discovery.slice_discovery import benjamini_hochberg
+from audits.discovery.trigger_values import TriggerValues
 from audits.engine import run_audit, select_samples
 from audits.findings import overall_verdict
 from audits.policy import apply_policy
 from audits.results import PerformanceResult
 from audits.spec import parse_spec
 from models.architectures import DigitsCNN, TabularMLP
-from models.card import load_card
+from models.card import CategoricalFeature, load_card
 from models.loader import load_model
 from tests.conftest import TABULAR_FEATURES, write_card
 
@@ -285,6 +286,32 @@ def test_trigger_values_find_the_value_that_forces_a_class(tmp_path, tabular_mod
     (scan,) = clean.robustness
     income = scan.values[(scan.values["feature"] == "income") & (scan.values["target"] == "high")]
     assert income["flip_rate"].iloc[-1] > 0.9 and income["flip_rate"].iloc[0] < 0.05  # the 99% quantile turns every row high
+
+
+def test_trigger_values_skip_unchanged_rows_and_equal_setting_every_value_on_every_row(tabular_models):
+    """Rows that already hold a value are not run again (their prediction is the original); the table equals
+    the brute force of setting each value on every row, encoding the frame and predicting."""
+    card = load_card(tabular_models["clean"])
+    model, data = load_model(card, device="cpu"), load_data(card)
+    report = _audit(tabular_models["clean"], ["trigger_values"])
+    (scan,) = report.robustness
+    orig = model.predict_proba(data.x).argmax(axis=1)
+    numeric = {f.name for f in model.encoder.spec.features if not isinstance(f, CategoricalFeature)}
+    exact = {}  # a numeric value's label is rounded; set the exact quantile
+    for name in numeric:
+        for v in np.unique(np.quantile(pd.to_numeric(data.raw[name]).to_numpy(dtype=np.float64), TriggerValues().quantiles)):
+            exact[(name, f"{v:.6g}")] = float(v)
+    pairs = scan.values[["feature", "value"]].drop_duplicates()
+    for _, (feature, value) in pairs.iterrows():
+        raw = data.raw.copy()
+        raw[feature] = exact[(feature, value)] if feature in numeric else value
+        new = model.predict_proba(model.encoder.encode(raw)).argmax(axis=1)
+        for t, target in enumerate(data.class_names):
+            before = orig != t
+            got = scan.values[(scan.values["feature"] == feature) & (scan.values["value"] == value) & (scan.values["target"] == target)]
+            assert got["flip_rate"].item() == pytest.approx((new[before] == t).mean(), abs=1e-12), (feature, value, target)
+    # Fewer model rows than every (value, row) pair: the unchanged ones were skipped.
+    assert 0 < scan.cost.rows_evaluated < len(pairs) * len(data)
 
 
 TABULAR_ATTRIBUTIONS = ["integrated_gradients", "kernel_shap", "lime"]

@@ -252,6 +252,16 @@ def test_intervals_are_fairlearns_bootstrap_intervals_on_the_same_resamples(monk
     sr_gap = result.disparities.set_index(["grouping", "metric"]).loc[("sex", "selection_rate")]
     assert sr_gap["difference_lo"] == pytest.approx(frame.difference_ci()[0]["selection_rate"], abs=1e-12)
     assert sr_gap["difference_hi"] == pytest.approx(frame.difference_ci()[1]["selection_rate"], abs=1e-12)
+    # With two groups the gap to the reference group is the same pair, signed: its interval (all metrics computed
+    # in one quantile call) is the disparity's, or its mirror image.
+    reference = result.reference[result.reference["grouping"] == "sex"].set_index("metric")
+    gaps = result.disparities[result.disparities["grouping"] == "sex"].set_index("metric")
+    for m in metrics:
+        ref, gap = reference.loc[m], gaps.loc[m]
+        sign = 1.0 if ref["difference"] == pytest.approx(gap["difference"], abs=1e-12) else -1.0
+        assert sign * ref["difference"] == pytest.approx(gap["difference"], abs=1e-12), m
+        lo, hi = sorted((sign * ref["difference_lo"], sign * ref["difference_hi"]))
+        assert (lo, hi) == pytest.approx((gap["difference_lo"], gap["difference_hi"]), abs=1e-12), m
 
 
 def test_interval_widths_match_the_sampling_error_of_a_proportion():

@@ -99,15 +99,34 @@ class TriggerValues(Probe):
                 settings[name] = column
             encoded = model.encoder.encode(settings)
             candidates = [(name, label, pos, cols, encoded[k, cols]) for k, (name, label, pos, cols, _) in enumerate(candidates)]
-        new = np.empty((len(candidates), len(rows)), dtype=np.int64)
-        per_call = max(1, 2**22 // max(x.size, 1))  # candidates per model call: about 4M encoded values
-        for start in range(0, len(candidates), per_call):
-            chunk = candidates[start : start + per_call]
-            batch = np.repeat(x[None], len(chunk), axis=0)
-            for k, (_, _, _, cols, enc) in enumerate(chunk):
-                batch[k][:, cols] = enc
-            new[start : start + len(chunk)] = model.predict_proba(batch.reshape(-1, x.shape[1])).argmax(axis=1).reshape(len(chunk), len(rows))
-            context.report((start + len(chunk)) / max(len(candidates), 1), "values")
+        # A row whose encoded block already holds the candidate's value is unchanged by setting it:
+        # its prediction stays the original one, so only the other (candidate, row) pairs go
+        # through the model, packed into calls of about 4M encoded values.
+        new = np.repeat(orig[None].astype(np.int64), len(candidates), axis=0)
+        todo = [np.flatnonzero(~(x[:, cols] == enc).all(axis=1)) for _, _, _, cols, enc in candidates]
+        per_call = max(1, 2**22 // max(x.shape[1], 1))  # rows per model call
+        k, buffer = 0, np.empty((0, *x.shape[1:]), dtype=x.dtype)
+        while k < len(candidates):
+            chunk, size = [], 0
+            while k < len(candidates) and (not chunk or size + len(todo[k]) <= per_call):
+                chunk.append(k)
+                size += len(todo[k])
+                k += 1
+            if size:
+                if len(buffer) < size:
+                    buffer = np.empty((size, *x.shape[1:]), dtype=x.dtype)
+                start = 0
+                for j in chunk:  # gathered straight into one reused buffer
+                    part = buffer[start : start + len(todo[j])]
+                    np.take(x, todo[j], axis=0, out=part)
+                    part[:, candidates[j][3]] = candidates[j][4]
+                    start += len(todo[j])
+                predicted = model.predict_proba(buffer[:size]).argmax(axis=1)
+                start = 0
+                for j in chunk:
+                    new[j, todo[j]] = predicted[start : start + len(todo[j])]
+                    start += len(todo[j])
+            context.report(k / max(len(candidates), 1), "values")
         out = []
         for target in range(model.n_classes):
             before = orig != target

@@ -420,10 +420,14 @@ def _reference_rows(
             continue
         ok = bool(eligible[k] and eligible[ref])
         counts = _outcome_counts(stats, k)
-        for m in names:
+        # Every metric's difference and ratio in one interval call each (the quantiles are per column).
+        diffs = np.stack([values[m][:, k] - values[m][:, ref] for m in names], axis=1)
+        ratios = np.stack([_ratio(values[m][:, k], values[m][:, ref]) for m in names], axis=1)
+        (dlos, dhis), (rlos, rhis) = _interval(diffs, ci), _interval(ratios, ci)
+        for i, m in enumerate(names):
             v = values[m]
-            diff, ratio = v[:, k] - v[:, ref], _ratio(v[:, k], v[:, ref])
-            (dlo, dhi), (rlo, rhi) = _interval(diff[:, None], ci), _interval(ratio[:, None], ci)
+            diff, ratio = diffs[:, i], ratios[:, i]
+            dlo, dhi, rlo, rhi = dlos[i : i + 1], dhis[i : i + 1], rlos[i : i + 1], rhis[i : i + 1]
             test, p = "fisher_exact", _rate_test(m, counts, ref_counts)
             if test == "fisher_exact" and not np.isfinite(p) and not (m in _RATE_COUNTS or m == "error_rate"):
                 test, p = "bootstrap", _bootstrap_p(diff)
@@ -527,10 +531,10 @@ def _disparity_rows(g: _Grouping, disp: dict[str, Disparity], eligible: np.ndarr
         d = disp[m]
         worst, best = _worst_best(g, m, d)
         row = {"grouping": g.name, "metric": m, "n_groups": int(eligible.sum()), "worst_group": worst, "best_group": best}
-        for measure in _MEASURES:
-            samples = getattr(d, measure)
-            lo, hi = _interval(samples, ci)
-            row[measure], row[f"{measure}_lo"], row[f"{measure}_hi"] = float(samples[0]), float(lo), float(hi)
+        stacked = np.stack([getattr(d, measure) for measure in _MEASURES], axis=1)
+        los, his = _interval(stacked, ci)  # one call for the measures (the quantiles are per column)
+        for i, measure in enumerate(_MEASURES):
+            row[measure], row[f"{measure}_lo"], row[f"{measure}_hi"] = float(stacked[0, i]), float(los[i]), float(his[i])
         rows.append(row)
     return rows
 
