@@ -358,6 +358,8 @@ def chance_gap_from_counts(
 ) -> dict:
     """``group_metrics.chance_gap`` from counts: shuffling group labels over rows deals the hits to the groups as a
     multivariate hypergeometric draw of the total hits over the group sizes."""
+    from audits.fairness.group_metrics import chance_gap_summary
+
     atoms = stats.atoms
     assert atoms is not None
     y, pred, n = atoms["y"].to_numpy(), atoms["pred"].to_numpy(), atoms["n"].to_numpy().astype(np.int64)
@@ -373,10 +375,4 @@ def chance_gap_from_counts(
     shuffled_hits = rng.multivariate_hypergeometric(sizes, int(hits.sum()), size=n_perm)
     shuffled_rates = shuffled_hits / sizes
     shuffled = shuffled_rates.max(axis=1) - shuffled_rates.min(axis=1)
-    return {
-        "n_groups": k,
-        "metric": "selection_rate" if positive_class is not None else "accuracy",
-        "gap": observed,
-        "chance_p95": float(np.quantile(shuffled, 0.95)),
-        "p_value": float((1 + np.sum(shuffled >= observed)) / (1 + n_perm)),
-    }
+    return chance_gap_summary(k, positive_class, observed, shuffled)

@@ -217,7 +217,10 @@ class GroupMetrics(Probe):
         population = context.population
         if population is not None:  # streamed data: every row of the file, as counts per atom (audits/large_data.py)
             if population.n_bins != self.calibration_bins:
-                raise DataError(f"The streamed counts have {population.n_bins} calibration bins, the probe asks for {self.calibration_bins}.", fix="Run group_metrics through run_audit with the same spec.")
+                raise DataError(
+                    f"The streamed counts have {population.n_bins} calibration bins, the probe asks for {self.calibration_bins}.",
+                    fix="Run group_metrics through run_audit with the same spec.",
+                )
             frame = population.atoms[list(dict.fromkeys(data.sensitive))].astype(str)  # type: ignore[index]  # one row per atom
             cell, n_cells, groupings = _groupings(frame, combos)
             context.report(0.1, "bootstrap from counts")
@@ -334,12 +337,17 @@ def chance_gap(
 
     observed = gap(codes)
     shuffled = np.array([gap(rng.permutation(codes)) for _ in range(n_perm)])
+    return chance_gap_summary(k, positive_class, observed, shuffled)
+
+
+def chance_gap_summary(n_groups: int, positive_class: int | None, observed: float, shuffled: np.ndarray) -> dict:
+    """``chance_gap``'s record from the observed gap and the shuffled ones (rows or counts shuffled alike)."""
     return {
-        "n_groups": k,
+        "n_groups": n_groups,
         "metric": "selection_rate" if positive_class is not None else "accuracy",
         "gap": observed,
         "chance_p95": float(np.quantile(shuffled, 0.95)),
-        "p_value": float((1 + np.sum(shuffled >= observed)) / (1 + n_perm)),
+        "p_value": float((1 + np.sum(shuffled >= observed)) / (1 + len(shuffled))),
     }
 
 
