@@ -109,8 +109,7 @@ def write_training_sample(out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y, site = make_data(seed)
-    split_rng = np.random.SeedSequence([seed, 2]).spawn(2)[0]
-    tr, _ = stratified_split(y, EVAL_FRACTION, np.random.default_rng(split_rng))
+    tr = split_and_normalisation(x, y, seed)[0]
     rows = tr[training_sample(len(tr), seed)]
     write_npz(out_dir / "train.npz", x=x[rows], y=y[rows])
     pd.DataFrame({"site": site[rows], "sample_id": rows}).to_csv(out_dir / "train_attributes.csv", index=False, lineterminator="\n")
@@ -145,17 +144,21 @@ def _train(
     return state, m
 
 
+def split_and_normalisation(x: np.ndarray, y: np.ndarray, seed: int):
+    """The seeded train/eval split, the training generator, and the normalization constants: training-set
+    pixel mean/std, rounded so the card holds exactly the numbers the network was trained with."""
+    split_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(2))
+    tr, ev = stratified_split(y, EVAL_FRACTION, split_rng)
+    mean = round(float(x[tr].astype(np.float64).mean()), 6)
+    std = round(float(x[tr].astype(np.float64).std()), 6)
+    return tr, ev, mean, std, train_rng
+
+
 def build(out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y, site = make_data(seed)
-    split_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(2))
-    tr, ev = stratified_split(y, EVAL_FRACTION, split_rng)
-
-    # Normalization constants: training-set pixel mean/std, rounded so the card holds exactly
-    # the numbers the network was trained with.
-    mean = round(float(x[tr].astype(np.float64).mean()), 6)
-    std = round(float(x[tr].astype(np.float64).std()), 6)
+    tr, ev, mean, std, train_rng = split_and_normalisation(x, y, seed)
 
     state, m = _train(x, y, site, tr, ev, mean, std, seed, train_rng)
 
@@ -253,7 +256,7 @@ def write_ensemble(out_dir: Path, seed: int = 0) -> list[float]:
     out_dir = Path(out_dir)
     card = yaml.safe_load((out_dir / "card.yaml").read_text())
     x, y, site = make_data(seed)
-    tr, ev = stratified_split(y, EVAL_FRACTION, np.random.default_rng(np.random.SeedSequence([seed, 2]).spawn(2)[0]))
+    tr, ev = split_and_normalisation(x, y, seed)[:2]
     mean, std = card["input"]["normalization"]["mean"][0], card["input"]["normalization"]["std"][0]
     files, accuracy = [], []
     for member in range(1, ENSEMBLE_MEMBERS):

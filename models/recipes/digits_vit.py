@@ -32,7 +32,7 @@ from models.recipes.digits_cnn import (
     metrics,
     predict,
     shift_batch,
-    stratified_split,
+    split_and_normalisation,
     verify_written,
     write_training_sample,
 )
@@ -85,11 +85,7 @@ def build(out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y, site = make_data(seed)
-    split_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2]).spawn(2))
-    tr, ev = stratified_split(y, EVAL_FRACTION, split_rng)
-    # The CNN's normalization constants (training-set pixel mean/std, rounded as the card holds them).
-    mean = round(float(x[tr].astype(np.float64).mean()), 6)
-    std = round(float(x[tr].astype(np.float64).std()), 6)
+    tr, ev, mean, std, train_rng = split_and_normalisation(x, y, seed)  # the CNN's split and constants
 
     with deterministic_torch(seed):
         model = train(x[tr], y[tr], mean, std, train_rng)
