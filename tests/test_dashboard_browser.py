@@ -309,12 +309,14 @@ def test_two_users_at_once_one_running_an_audit(server, tmp_path):
             for label in ("Robustness", "Fairness", "Models", "Inspect"):
                 started = time.perf_counter()
                 _visit(b, label)  # its sidebar follows the job live too (one identity without sign-in): wait for the page itself
-                b.wait_for_function(  # the page drawn and settled: its title shown, no script running
+                settled = (  # the page drawn and settled: its title shown, no script running
                     "() => { const a = document.querySelector('[data-testid=\"stApp\"]'); const h = document.querySelector('[data-testid=\"stMain\"] h1');"
-                    " return h && h.offsetParent !== null && a.getAttribute('data-test-script-state') === 'notRunning'; }",
-                    timeout=120_000,
+                    " return h && h.offsetParent !== null && a.getAttribute('data-test-script-state') === 'notRunning'; }"
                 )
+                b.wait_for_function(settled, timeout=120_000)
                 b.wait_for_timeout(1500)
+                # The sidebar's live job view reruns the page; a rerun may blank it for a moment: wait for it to settle again.
+                b.wait_for_function(settled, timeout=120_000)
                 shots.append(tmp_path / f"two-users-b-{label.lower()}.png")
                 b.screenshot(path=str(shots[-1]))
                 assert b.locator('[data-testid="stMain"] h1').first.is_visible() and not b.locator(ERRORS).count(), label
