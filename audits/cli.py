@@ -38,7 +38,7 @@ def _audit_one(
     from audits.engine import check_torch_version, run_audit
     from audits.output_folder import replaced_folder
     from audits.policy import apply_policy, load_policy
-    from audits.render.export import write_figures, write_outputs
+    from audits.render.export import DrawingAhead, write_figures, write_outputs
     from audits.spec import AuditSpec, load_spec, parse_spec
     from models.device import set_cpu_threads
     from models.loader import load_model
@@ -58,14 +58,23 @@ def _audit_one(
     handle = load_model(card, device=device)
     data = load_data(card, data_path, seed=spec.seed)  # a file above the streaming threshold: the probes' subset is drawn with the audit's seed
     update, close = _progress_bar(card.name) if not quiet else (None, lambda: None)
+    ahead = DrawingAhead(data.class_names, data.modality) if pdf else None  # the PDF's figures, drawn while the audit runs
     try:
-        report = run_audit(handle, data, spec, progress=update)
+        try:
+            report = run_audit(handle, data, spec, progress=update, on_result=ahead.add if ahead else None)
+        finally:
+            close()
+        if ahead is not None:
+            ahead.finish()
+        report = apply_policy(report, policy)
+        with replaced_folder(out) as stage:  # all outputs at once: a killed run leaves the earlier audit whole
+            staged = write_outputs(
+                report, json_path=stage / "report.json", html_path=stage / "report.html" if html else None, pdf_path=stage / "report.pdf" if pdf else None, workers=2, ahead=ahead
+            )
+            staged_figures = write_figures(report, stage, figures)
     finally:
-        close()
-    report = apply_policy(report, policy)
-    with replaced_folder(out) as stage:  # all outputs at once: a killed run leaves the earlier audit whole
-        staged = write_outputs(report, json_path=stage / "report.json", html_path=stage / "report.html" if html else None, pdf_path=stage / "report.pdf" if pdf else None, workers=2)
-        staged_figures = write_figures(report, stage, figures)
+        if ahead is not None:
+            ahead.close()
     written = [out / p.relative_to(stage) for p in staged]
     figures_written = [out / p.relative_to(stage) for p in staged_figures]
     report_path = written[0]

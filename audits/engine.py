@@ -19,12 +19,15 @@ from audits.data import AuditData
 from audits.errors import AuditError
 from audits.performance import evaluate_performance, nonfinite_rows
 from audits.probes import CATEGORY_ORDER, Probe, RunContext, make_probe
-from audits.report import SCHEMA_VERSION, AuditReport, DataSummary, Provenance, explained_samples
-from audits.results import AttributionResult, ProbeFailure, SkippedProbe
+from audits.report import SCHEMA_VERSION, AuditReport, DataSummary, ExplainedSamples, Provenance, explained_samples
+from audits.results import AttributionResult, PerformanceResult, ProbeFailure, ProbeResult, SkippedProbe
 from audits.spec import AuditSpec
 from models.loader import ModelHandle
 
 ProgressFn = Callable[[float, str], None]
+# Called with the performance result, then each probe's result as soon as it exists, and the
+# explained samples the report will carry (the CLI draws the report's figures while later probes run).
+ResultFn = Callable[[ProbeResult | PerformanceResult, ExplainedSamples], None]
 _LIBRARIES = (
     "audits",
     "torch",
@@ -148,13 +151,22 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None, *, progress: ProgressFn | None = None, user: str | None = None) -> AuditReport:
+def run_audit(
+    model: ModelHandle,
+    data: AuditData,
+    spec: AuditSpec | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    user: str | None = None,
+    on_result: ResultFn | None = None,
+) -> AuditReport:
     """Audit ``model`` on ``data`` as ``spec`` says and return the report.
 
     A probe that does not apply is recorded in ``skipped`` with its reason; a probe that
     fails is recorded in ``failures`` and the audit goes on. ``user`` is recorded in the
     provenance as who ran the audit (the dashboard passes the signed-in identity); None
-    records the operating-system user of this process.
+    records the operating-system user of this process. ``on_result`` is called with each
+    probe's result when it is done (an exception it raises is ignored: it must not cost the audit).
     """
     check_torch_version()
     started_at = _now()
@@ -198,6 +210,16 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         else None
     )
     sample_idx = select_samples(data.y, spec.n_samples(data.modality), spec.sample_selection, rng, proba)
+    samples = explained_samples(data, proba, sample_idx, getattr(model.card.input, "value_range", None))
+
+    def deliver(result: ProbeResult | PerformanceResult) -> None:
+        if on_result is not None:
+            try:
+                on_result(result, samples)
+            except Exception:  # a side job (drawing ahead) must not fail the audit
+                pass
+
+    deliver(performance)
 
     probes: list[tuple[str, Probe]] = [(p.name, make_probe(p.name, p.params)) for p in spec.probe_specs(data.modality, model, data)]
     probes.sort(key=lambda item: CATEGORY_ORDER.index(item[1].category))  # stable: spec order within a category
@@ -230,6 +252,7 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
             continue
         results[probe.category].append(result)
         budgets.append({"probe": name, **probe.params})
+        deliver(result)
     tell(1.0, "done")
 
     calls, rows = model.meter.calls - meter_start[0], model.meter.rows - meter_start[1]
@@ -252,7 +275,11 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
             "explained_samples": int(len(sample_idx)),
             "evaluation_rows": int(len(data)),
             "probes": budgets,
-            **({"streamed_rows": int(population.n), "subset_rows": int(len(data)), "chunk_rows": int(source.chunk_rows)} if population is not None and source is not None else {}),
+            **(
+                {"streamed_rows": int(population.n), "subset_rows": int(len(data)), "chunk_rows": int(source.chunk_rows)}
+                if population is not None and source is not None
+                else {}
+            ),
         },
         started_at=started_at,
         ended_at=_now(),
@@ -295,5 +322,5 @@ def run_audit(model: ModelHandle, data: AuditData, spec: AuditSpec | None = None
         concepts=results["concepts"],
         skipped=skipped,
         failures=failures,
-        samples=explained_samples(data, proba, sample_idx, getattr(model.card.input, "value_range", None)),
+        samples=samples,
     )

@@ -201,3 +201,56 @@ def test_figures_drawn_by_workers_land_where_the_in_process_drawing_puts_them(tm
     assert any(f.chart.title.startswith("Confusion matrix") for f in build_document(report).figures())  # the failing worker has work
     assert pdfs["workers"] == pdfs["here"]
     assert pdfs["one failed"] == pdfs["here"]
+
+
+@pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
+def test_figures_drawn_while_the_audit_runs_give_the_same_pdf_and_cover_every_figure(tmp_path, name):
+    """``audits run`` draws each result's figures while later probes run (``DrawingAhead`` as the engine's
+    ``on_result``); the export takes them by chart fingerprint, so the PDF equals one drawn after the audit."""
+    from audits.data import load_data
+    from audits.engine import run_audit
+    from audits.policy import apply_policy
+    from audits.render import export, static
+    from audits.spec import parse_spec
+    from models.loader import load_model
+    from models.registry import resolve_card
+
+    from .report_fixtures import SPECS
+
+    card = resolve_card(name)
+    data = load_data(card)
+    ahead = export.DrawingAhead(data.class_names, data.modality)
+    try:
+        report = apply_policy(run_audit(load_model(card, device="cpu"), data, parse_spec(SPECS[name]), on_result=ahead.add))
+        ahead.finish()
+        figures = build_document(report).figures()
+        static._DRAWN.clear()
+        export.write_outputs(report, pdf_path=tmp_path / "ahead.pdf", workers=2, ahead=ahead)
+        assert ahead.pool is not None and ahead.used == len(figures) >= 8  # every figure came from the drawing ahead
+    finally:
+        ahead.close()
+    static._DRAWN.clear()
+    export.write_outputs(report, pdf_path=tmp_path / "after.pdf", workers=1)
+    assert _pages((tmp_path / "ahead.pdf").read_bytes()) == _pages((tmp_path / "after.pdf").read_bytes())
+
+
+def test_an_on_result_that_raises_costs_the_audit_nothing():
+    from audits.data import load_data
+    from audits.engine import run_audit
+    from audits.spec import parse_spec
+    from models.loader import load_model
+    from models.registry import resolve_card
+
+    from .report_fixtures import SPECS
+
+    card = resolve_card("digits-cnn")
+    seen = []
+
+    def broken(result, samples):
+        seen.append(type(result).__name__)
+        raise RuntimeError("drawing ahead failed")
+
+    spec = parse_spec(SPECS["digits-cnn"])
+    report = run_audit(load_model(card, device="cpu"), load_data(card), spec, on_result=broken)
+    assert seen[0] == "PerformanceResult" and len(seen) == 1 + len(report.probe_results())
+    assert not report.failures and len(report.probe_results()) == len(spec.probes)
