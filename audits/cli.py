@@ -33,6 +33,7 @@ def _progress_bar(label: str):
 def _audit_one(
     model_ref: str, *, spec_path: str | None, out: Path, device: str | None, data_path: str | None, samples: int | None, seed: int | None, figures: int, quiet: bool,
     policy_path: str | None = None, pdf: bool = True, html: bool = True, store_url: str | None = None, threads: int | None = None,
+    stream_above: int | None = None, subset_rows: int | None = None,
 ):  # fmt: skip
     from audits.data import load_data
     from audits.engine import check_torch_version, run_audit
@@ -56,7 +57,8 @@ def _audit_one(
     if overrides:  # through the parser, so --samples 0 is refused like samples: 0 in a spec file
         spec = parse_spec({**spec.model_dump(exclude_unset=True), **overrides}, source=f"{spec_path or '(defaults)'} with {' and '.join(f'--{k} {v}' for k, v in overrides.items())}")
     handle = load_model(card, device=device)
-    data = load_data(card, data_path, seed=spec.seed)  # a file above the streaming threshold: the probes' subset is drawn with the audit's seed
+    # A file above the streaming threshold: the probes' subset is drawn with the audit's seed.
+    data = load_data(card, data_path, seed=spec.seed, stream_above_rows=stream_above, subset_rows=subset_rows)
     update, close = _progress_bar(card.name) if not quiet else (None, lambda: None)
     ahead = DrawingAhead(data.class_names, data.modality) if pdf else None  # the PDF's figures, drawn while the audit runs
     try:
@@ -117,6 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         report = _audit_one(
             args.model, spec_path=args.spec, out=Path(args.out), device=args.device, data_path=args.data, samples=args.samples, seed=args.seed, figures=args.figures, quiet=args.quiet,
             policy_path=args.policy, pdf=not args.no_pdf, html=not args.no_html, store_url=args.store, threads=args.threads,
+            stream_above=args.stream_above, subset_rows=args.subset_rows,
         )  # fmt: skip
     except (AuditError, KeyboardInterrupt):
         raise
@@ -228,6 +231,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows(text: str) -> int:
+    """A row count of at least 1, for argparse (it turns the ValueError into a usage error naming the option)."""
+    value = int(text.replace("_", "").replace(",", ""))
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_rows.__name__ = "row count"  # argparse names the type in its message: "invalid row count value: '0'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audits", description="Explainability, robustness and fairness audits for PyTorch models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-html", action="store_true", help="do not render report.html")
     run.add_argument("--store", help="also record the run in this store (URL or folder; see audits verify --help)")
     run.add_argument("--fail-on", choices=("fail", "warn", "never"), default="fail", help="exit 1 when the verdict is fail (default), fail or warn, or never; bad input exits 2, a crashed audit 3")
+    run.add_argument(
+        "--stream-above", type=_rows, metavar="ROWS",
+        help="a tabular file of more rows is streamed in chunks (performance and group metrics over every row, other probes on a seeded subset) instead of loaded whole (default 250000)",
+    )  # fmt: skip
+    run.add_argument("--subset-rows", type=_rows, metavar="ROWS", help="rows of a streamed file's seeded subset that the other probes use (default 100000)")
     common(run)
     run.set_defaults(func=_cmd_run)
 

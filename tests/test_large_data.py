@@ -208,3 +208,24 @@ def test_a_line_too_long_is_refused_not_buffered(tmp_path):
         large_data.read_csv_rows(path, np.array([0, 20]), {}, None)
     with pytest.raises(DataError, match="line longer than 1 MB"):
         list(large_data.iter_frames(path, ["a", "b"], 5, {}))
+
+
+def test_audits_run_sets_the_streaming_threshold_and_the_subset_size(tmp_path, capsys):
+    """``--stream-above`` and ``--subset-rows`` on ``audits run``: the report says what was streamed and
+    how big the subset was; a count below 1 is a usage error naming the option."""
+    import json
+
+    from audits.cli import main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("seed: 0\nsamples: 2\nprobes:\n  - name: group_metrics\n    params: {n_boot: 50}\n")
+    argv = ["run", "--model", "adult-mlp", "--spec", str(spec), "--quiet", "--no-pdf", "--no-html", "--fail-on", "never"]
+    assert main([*argv, "--out", str(tmp_path / "streamed"), "--stream-above", "10_000", "--subset-rows", "3000"]) == 0
+    report = json.loads((tmp_path / "streamed" / "report.json").read_text())
+    budgets = report["provenance"]["sample_budgets"]
+    assert budgets["streamed_rows"] == report["data_summary"]["n_rows"] == 16_281 and budgets["subset_rows"] == 3_000
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    assert "streamed_rows" not in json.loads((tmp_path / "whole" / "report.json").read_text())["provenance"]["sample_budgets"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out", str(tmp_path / "bad"), "--stream-above", "0"])
+    assert exit_.value.code == 2 and "--stream-above: invalid row count value: '0'" in capsys.readouterr().err

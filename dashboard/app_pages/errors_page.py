@@ -90,9 +90,25 @@ if not examples:
 # Example indices count rows of the audited data; map them to the evaluation data when the audit used a subset.
 subset = report.data_summary.row_indices
 rows = np.asarray([int(subset[i]) if subset is not None else i for i in examples])
-if report.data_summary.n_rows_available != len(ws.data) or rows.max() >= len(ws.data):
+# A large file is held as a seeded subset (its rows in the file: ``file_rows``); the report counts the whole file.
+held_rows = ws.data.file_rows
+n_file = ws.data.population.n_rows if ws.data.population is not None else len(ws.data)
+if report.data_summary.n_rows_available != n_file or rows.max() >= n_file:
     st.warning("The evaluation data changed since this audit: its example rows cannot be shown.", icon=":material/warning:")
     st.stop()
+file_rows = rows  # what the table and captions call each example: its row in the evaluation file
+if held_rows is not None:
+    pos = np.minimum(np.searchsorted(held_rows, rows), len(held_rows) - 1)
+    held = held_rows[pos] == rows
+    if not held.any():
+        st.info(
+            f"This slice's examples lie outside the {len(held_rows):,} rows the dashboard holds of this {n_file:,}-row file "
+            "(a seeded subset; the audit drew its own with its seed), so none can be shown."
+        )
+        st.stop()
+    if not held.all():
+        st.caption(f"{int((~held).sum())} of these {len(rows)} examples lie outside the {len(held_rows):,}-row subset the dashboard holds of this file; the others are shown.")
+    rows, file_rows = pos[held], rows[held]
 names_ = ws.data.class_names
 st.markdown(f"**Misclassified examples** (the first {len(rows)} of {int(row['errors'])} errors in this slice)")
 truth = [names_[int(ws.data.y[i])] for i in rows]
@@ -100,11 +116,11 @@ predicted = [names_[int(ws.predictions[i])] for i in rows]
 confidence = [float(ws.proba[i, int(ws.predictions[i])]) for i in rows]
 if ws.data.modality == "image":
     with guarded("Drawing the examples"):
-        captions = [f"#{i}: true {t}, predicted {p} ({c:.0%})" for i, t, p, c in zip(rows, truth, predicted, confidence, strict=True)]
+        captions = [f"#{i}: true {t}, predicted {p} ({c:.0%})" for i, t, p, c in zip(file_rows, truth, predicted, confidence, strict=True)]
         chart = samples_view.sample_gallery_chart(ws.data.x[rows], captions, value_range(ws), cols=5, title="Misclassified examples")
         display.plot(to_plotly(chart), key="errors.examples")
 else:
-    shown = pd.DataFrame({"row": rows, "true": truth, "predicted": predicted, "confidence": confidence})
+    shown = pd.DataFrame({"row": file_rows, "true": truth, "predicted": predicted, "confidence": confidence})
     if ws.data.modality == "text":
         shown["text"] = [ws.data.texts[i] for i in rows]
     elif ws.data.raw is not None:
