@@ -206,7 +206,8 @@ def test_figures_drawn_by_workers_land_where_the_in_process_drawing_puts_them(tm
 @pytest.mark.parametrize("name", ["digits-cnn", "adult-mlp"])
 def test_figures_drawn_while_the_audit_runs_give_the_same_pdf_and_cover_every_figure(tmp_path, name):
     """``audits run`` draws each result's figures while later probes run (``DrawingAhead`` as the engine's
-    ``on_result``); the export takes them by chart fingerprint, so the PDF equals one drawn after the audit."""
+    ``on_result``); the export takes them by chart fingerprint, so the PDF equals one drawn after the audit
+    (and the HTML, which a drawing worker renders while this process lays out the PDF, equals one rendered here)."""
     from audits.data import load_data
     from audits.engine import run_audit
     from audits.policy import apply_policy
@@ -225,13 +226,14 @@ def test_figures_drawn_while_the_audit_runs_give_the_same_pdf_and_cover_every_fi
         ahead.finish()
         figures = build_document(report).figures()
         static._DRAWN.clear()
-        export.write_outputs(report, pdf_path=tmp_path / "ahead.pdf", workers=2, ahead=ahead)
+        export.write_outputs(report, pdf_path=tmp_path / "ahead.pdf", html_path=tmp_path / "ahead.html", workers=2, ahead=ahead)  # the HTML in a worker
         assert ahead.pool is not None and ahead.used == len(figures) >= 8  # every figure came from the drawing ahead
     finally:
         ahead.close()
     static._DRAWN.clear()
-    export.write_outputs(report, pdf_path=tmp_path / "after.pdf", workers=1)
+    export.write_outputs(report, pdf_path=tmp_path / "after.pdf", html_path=tmp_path / "after.html", workers=1)
     assert _pages((tmp_path / "ahead.pdf").read_bytes()) == _pages((tmp_path / "after.pdf").read_bytes())
+    assert (tmp_path / "ahead.html").read_bytes() == (tmp_path / "after.html").read_bytes()
 
 
 def test_an_on_result_that_raises_costs_the_audit_nothing():

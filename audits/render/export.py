@@ -56,6 +56,12 @@ def _start_drawing_ahead() -> None:
     import audits.render.static  # noqa: F401
 
 
+def _html(report: AuditReport, document=None) -> bytes:
+    from audits.render.html import render_html
+
+    return render_html(report, document=document).encode()
+
+
 def _nothing() -> None:
     """A task that makes the pool start a worker now."""
 
@@ -240,17 +246,25 @@ def write_outputs(
     with warnings.catch_warnings():  # Python 3.12+ warns about fork() in a threaded process; the workers only draw
         warnings.simplefilter("ignore", DeprecationWarning)
         futures = [(ahead and ahead.take(f.chart)) or pool.submit(_draw, f.chart) for f in figures] if pool is not None else []
+    # With drawing workers already running (``ahead``), one of them renders the HTML while this process
+    # lays out the PDF: they are the two largest pieces of an export left after the audit.
+    html_job = pool.submit(_html, report) if not own_pool and html_path is not None and pdf_path is not None else None
     try:
-        if html_path is not None:
-            from audits.render.html import render_html
-
-            written.append(write_atomic(Path(html_path), render_html(report, document=document).encode()))
+        if html_path is not None and html_job is None:
+            written.append(write_atomic(Path(html_path), _html(report, document)))
         if pdf_path is not None:
             from audits.render.pdf import render_pdf
 
             drawn = _Drawings(figures, futures)
-            written.append(write_atomic(Path(pdf_path), render_pdf(report, document=document, pngs=drawn)))
+            pdf = write_atomic(Path(pdf_path), render_pdf(report, document=document, pngs=drawn))
             drawn.remember_all()
+            if html_job is not None:
+                try:
+                    page = html_job.result()
+                except Exception:  # a broken worker must not lose the export
+                    page = _html(report, document)
+                written.append(write_atomic(Path(html_path), page))
+            written.append(pdf)
     finally:
         if pool is not None and own_pool:
             pool.shutdown(wait=True, cancel_futures=True)
