@@ -3,7 +3,7 @@
 The files are generated once by ``bench.bigdata`` (chunk by chunk) into ``$B15_DIR`` (default
 /tmp/audits-b15) and kept for later runs. Each audit runs in its own subprocess
 (``python -m bench.bigdata audit``), which reports its wall time and its own peak resident memory
-(``getrusage``: the whole process, imports included, not growth over a start). Above
+(``VmHWM``: the whole process, imports included, not growth over a start). Above
 ``large_data.STREAM_ABOVE_ROWS`` rows the file is streamed in chunks for the performance and group
 metrics and the other probes run on a seeded subset (``large_data.SUBSET_ROWS``); at 1M rows the
 in-memory audit (the threshold raised past the file) runs too, as the baseline.

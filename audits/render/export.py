@@ -93,7 +93,7 @@ class _ReportSoFar:
 
 
 class DrawingAhead:
-    """Draws a report's PDF figures in low-priority worker processes while the audit is still running.
+    """Draws a report's PDF figures in worker processes (at a lower priority) while the audit is still running.
 
     Pass :meth:`add` as the engine's ``on_result``: it builds the charts each result's view shows
     (and, once the attribution methods are done, the attribution overview) and queues them.
