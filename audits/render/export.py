@@ -113,8 +113,10 @@ class DrawingAhead:
         if self.pool is not None:
             import audits.render.static  # noqa: F401  (before the fork: the workers inherit matplotlib; captum imports it here anyway)
 
-            for _ in range(workers):  # fork now, while this process is small, not in the middle of a probe
-                self.pool.submit(_nothing)
+            with warnings.catch_warnings():  # Python 3.12+ warns about fork() in a threaded process; the workers only draw
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for _ in range(workers):  # fork now, while this process is small, not in the middle of a probe
+                    self.pool.submit(_nothing)
 
     def add(self, result, samples: ExplainedSamples) -> None:
         """Queue the charts of ``result`` (the engine's ``on_result``)."""
