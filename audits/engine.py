@@ -165,8 +165,9 @@ def run_audit(
     A probe that does not apply is recorded in ``skipped`` with its reason; a probe that
     fails is recorded in ``failures`` and the audit goes on. ``user`` is recorded in the
     provenance as who ran the audit (the dashboard passes the signed-in identity); None
-    records the operating-system user of this process. ``on_result`` is called with each
-    probe's result when it is done (an exception it raises is ignored: it must not cost the audit).
+    records the operating-system user of this process. ``on_result`` is called with the
+    performance result, then with each probe's result when it is done, and the explained samples
+    (an exception it raises is ignored: it must not cost the audit).
     """
     check_torch_version()
     started_at = _now()

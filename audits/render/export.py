@@ -47,13 +47,13 @@ def _die_with_parent() -> None:
 def _start_drawing_ahead() -> None:
     """Initializer of a worker that draws while the audit runs: tied to the parent, a little below it in
     priority (the audit is the critical path; the drawing fills what it leaves idle, but must not starve
-    on a busy machine, since the export waits for it), with matplotlib imported before the first figure."""
+    on a busy machine, since the export waits for it). Matplotlib comes with the fork (``DrawingAhead``
+    imports it first)."""
     _die_with_parent()
     try:
         os.nice(5)
     except OSError:
         pass
-    import audits.render.static  # noqa: F401
 
 
 def _html(report: AuditReport, document=None) -> bytes:
